@@ -1,0 +1,46 @@
+/*
+ * fsutil.h - file system primitives with the durability rules of SPEC 4.2.
+ *
+ * Everything returns 0 or a negative errno.  The no-replace rename is the
+ * heart of the collision rule: it fails with -EEXIST rather than
+ * overwrite, and the caller draws a new name.
+ */
+#ifndef SITESRV_FSUTIL_H
+#define SITESRV_FSUTIL_H
+
+#include <sys/types.h>
+#include "common.h"
+
+/* Whole-buffer write, restarting on EINTR and short writes. */
+int ss_write_all(int fd, const void *buf, size_t len);
+
+/* Read a whole regular file (openat(dirfd, name), O_NOFOLLOW) into a
+ * malloc'ed, NUL-terminated buffer.  -EFBIG if it is larger than max,
+ * without reading it all; -EISDIR/-EINVAL for what is not a regular file. */
+int ss_read_file(int dirfd, const char *name, size_t max, char **buf, size_t *len);
+
+/* fsync a directory given by fd, or by path. */
+int ss_fsync_fd(int fd);
+int ss_fsync_dir(const char *path);
+
+/* renameat2(RENAME_NOREPLACE); where the file system refuses that flag
+ * (EINVAL, some network file systems), link()+unlink() which is just as
+ * unable to replace.  -EEXIST when the new name exists. */
+int ss_rename_noreplace(int olddirfd, const char *oldname,
+                        int newdirfd, const char *newname);
+
+/* mkdir -p; existing directories are fine. */
+int ss_mkdir_p(const char *path, mode_t mode);
+
+/* Remove a tree (no symlink following).  Used for temporary trees only. */
+int ss_rm_rf(const char *path);
+
+/* Replace a file atomically: write path.tmp-XXXX, fsync, rename over path,
+ * fsync the directory.  For configuration and control files. */
+int ss_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode);
+
+/* Skip the fsync calls (and only those) when SITESRV_UNSAFE_NOFSYNC=1 is in
+ * the environment.  Unit tests set it; daemons and benchmarks never do. */
+int ss_fsync_enabled(void);
+
+#endif

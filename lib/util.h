@@ -1,0 +1,59 @@
+/*
+ * util.h - small helpers: checked path building, clocks, durations, sizes,
+ * ISO 8601 times, site codes, a growable string buffer.
+ */
+#ifndef SITESRV_UTIL_H
+#define SITESRV_UTIL_H
+
+#include <stdarg.h>
+#include "common.h"
+
+/* snprintf into buf; -ENAMETOOLONG instead of a silently cut path. */
+int ss_path(char *buf, size_t len, const char *fmt, ...) SS_PRINTF(3, 4);
+/* Same rule for any formatted string: -ENOSPC when it does not fit. */
+int ss_fmt(char *buf, size_t len, const char *fmt, ...) SS_PRINTF(3, 4);
+/* strlcpy semantics with an error: -ENOSPC when src does not fit. */
+int ss_strcpy(char *dst, size_t len, const char *src);
+
+int64_t ss_now_ms(void);      /* CLOCK_REALTIME, milliseconds since the epoch */
+int64_t ss_mono_ms(void);     /* CLOCK_MONOTONIC, milliseconds */
+
+/* "500ms" "30s" "30m" "4h" "7d"; a bare number is seconds.  -EINVAL. */
+int ss_parse_duration_ms(const char *s, int64_t *out);
+/* "2MB" "512k" "1G" "100" (bytes); K/M/G are powers of 1024.  -EINVAL. */
+int ss_parse_size(const char *s, uint64_t *out);
+/* Decimal integer within [min,max].  -EINVAL / -ERANGE. */
+int ss_parse_int(const char *s, long long min, long long max, long long *out);
+/* Format a duration back with the largest exact unit ("90s" -> "90s", 1800000 -> "30m"). */
+void ss_fmt_duration(int64_t ms, char *buf, size_t len);
+
+/* 2026-11-21T23:50:00.123Z (always UTC, always milliseconds). */
+int ss_fmt_time_iso(int64_t ms, char *buf, size_t len);
+/* Accepts the form above, also without milliseconds, also with a
+ * +HH:MM/-HH:MM offset or a bare date (YYYY-MM-DD, midnight UTC). */
+int ss_parse_time_iso(const char *s, int64_t *ms);
+
+/* [A-Z0-9]{3} */
+int ss_site_code_ok(const char *s);
+
+/* Lower-case hex of len bytes into out (2*len+1 bytes). */
+void ss_hex(const void *bytes, size_t len, char *out);
+/* Parse exactly 2*len hex digits.  -EINVAL. */
+int ss_unhex(const char *hex, void *bytes, size_t len);
+
+/* A growable buffer; data is always NUL terminated. */
+struct sbuf {
+    char  *data;
+    size_t len;
+    size_t cap;
+};
+void ss_sbuf_init(struct sbuf *b);
+void ss_sbuf_free(struct sbuf *b);
+void ss_sbuf_reset(struct sbuf *b);
+int  ss_sbuf_add(struct sbuf *b, const void *p, size_t n);
+int  ss_sbuf_adds(struct sbuf *b, const char *s);
+int  ss_sbuf_addf(struct sbuf *b, const char *fmt, ...) SS_PRINTF(2, 3);
+/* JSON string literal with quotes and escapes (for --json output). */
+int  ss_sbuf_add_json_str(struct sbuf *b, const char *s);
+
+#endif
