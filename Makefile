@@ -50,6 +50,8 @@ SITECTL_OBJ := $(SITECTL_SRC:%.c=$(B)/obj/%.o)
 SITECTL   := $(B)/bin/sitectl
 TEST_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 TEST_BIN  := $(TEST_SRC:tests/unit/%.c=$(B)/tests/%)
+TOOL_SRC  := $(sort $(wildcard tests/tools/*.c))
+TOOL_BIN  := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/tools/%)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
@@ -69,10 +71,10 @@ check: deps
 	@$(MAKE) --no-print-directory check-build
 	@B=$(B) tests/run.sh
 
-check-build: build $(TEST_BIN)
+check-build: build $(TEST_BIN) $(TOOL_BIN)
 
 bench: deps
-	@$(MAKE) --no-print-directory build $(BENCH_BIN)
+	@$(MAKE) --no-print-directory build $(BENCH_BIN) $(TOOL_BIN)
 	@B=$(B) bench/run.sh
 
 demo: deps
@@ -100,6 +102,10 @@ $(SITECTL): $(SITECTL_OBJ) $(LIB_A)
 $(B)/tests/%: tests/unit/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) $(ALL_LDFLAGS) $(LDFLAGS_$*) -o $@ $< $(LIB_A) $(CMOCKA_LIBS) $(LIBS)
+
+$(B)/tests/tools/%: tests/tools/%.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
 
 $(B)/bench/%: bench/%.c $(LIB_A)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,457 @@
+/*
+ * statmgr - the Status Manager daemon.
+ *
+ * SUMMARY
+ *   Ingests status message files (*.svf) from inboxes/statmgr.box/statmsgs
+ *   (every daemon of the site) and inboxes/cap/statmsgs.box (the client
+ *   access point drop box) into the statmsg table of the site database,
+ *   each message exactly once.  Messages dated more than
+ *   statmgr.future_skew ahead wait in statmgr.box/futureq until due.
+ *
+ * DESCRIPTION
+ *   The loop thread only watches: a watch on each inbox (inotify as a hint,
+ *   a scan at start and every statmgr.rescan) asks for an ingestion pass.
+ *   The pass runs on one worker thread, which owns the database
+ *   connection: it scans up to statmgr.batch files across the inboxes,
+ *   parses each (lib/statmsg.c, untrusted input), inserts them in one
+ *   transaction with INSERT OR IGNORE on the message's 128-bit uid, commits,
+ *   and only then unlinks the files.  A crash between the commit and the
+ *   unlinks leaves files that are read again at restart and ignored by the
+ *   uid key, so nothing is lost and nothing is counted twice.  That key is
+ *   also why statmgr does not claim files into work/ first: ingestion is
+ *   idempotent, so the extra rename per file would buy nothing.
+ *
+ *   A file that cannot be read as a status message is quarantined to its
+ *   inbox's corrupt/ with a reason, a warning and status message 8002.
+ *   An error of the database (disk full, ...) rolls the batch back and the
+ *   files stay where they are for the next pass.
+ *
+ * DIAGNOSTICS
+ *   logs/statmgr.log: a line per pass that did work (counts), warnings for
+ *   quarantined files and database errors.  Exit status 0 after an orderly
+ *   stop, 1 when it cannot start (bad site.conf, database refused).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "fsutil.h"
+#include "inbox.h"
+#include "log.h"
+#include "sitedb.h"
+#include "statmsg.h"
+#include "util.h"
+
+/* Where a message came from; the order is the scan order of a pass. */
+enum src { SRC_STATMSGS, SRC_CAP, SRC_FUTUREQ, SRC_COUNT };
+
+struct statmgr {
+    struct daemon  *d;
+    sqlite3        *db;                 /* worker thread only */
+    sqlite3_stmt   *ins;
+    struct inbox    ib[SRC_COUNT];
+    struct daemon_watch *watch[2];
+    struct pool    *pool;
+    struct pool_job job;
+    int             job_busy;           /* loop thread */
+    int             job_again;          /* a hint arrived while busy */
+    uv_timer_t      future_timer;
+
+    /* Settings copied for the worker at submit time. */
+    size_t          batch;
+    int64_t         skew_ms;
+    char            site[SS_SITE_LEN + 1];
+
+    /* Results of the last pass, read on the loop thread in done(). */
+    int             more;               /* a scan was cut at the batch size */
+    int64_t         future_due_ms;      /* earliest held message, INT64_MAX none */
+    size_t          future_held;
+
+    /* Totals, for the ready file. */
+    uint64_t        ingested, duplicates, quarantined, db_errors;
+
+    struct inbox_entry *ents;
+    char          **names;              /* files to unlink after commit */
+    enum src       *name_src;
+    struct sbuf     istr, attrs;
+};
+
+static void kick(struct statmgr *s);
+
+/* ---------------------------------------------------------------- worker */
+
+static int json_istr(struct sbuf *b, const struct statmsg *m)
+{
+    ss_sbuf_reset(b);
+    int r = ss_sbuf_add(b, "[", 1);
+    for (int i = 0; r == 0 && i < m->nistr; i++) {
+        if (i)
+            r = ss_sbuf_add(b, ",", 1);
+        if (r == 0)
+            r = ss_sbuf_add_json_str(b, m->istr[i]);
+    }
+    return r ? r : ss_sbuf_add(b, "]", 1);
+}
+
+static int json_attrs(struct sbuf *b, const struct statmsg *m)
+{
+    ss_sbuf_reset(b);
+    int r = ss_sbuf_add(b, "{", 1);
+    for (int i = 0; r == 0 && i < m->nattr; i++) {
+        if (i)
+            r = ss_sbuf_add(b, ",", 1);
+        if (r == 0)
+            r = ss_sbuf_add_json_str(b, m->attr[i].name);
+        if (r == 0)
+            r = ss_sbuf_add(b, ":", 1);
+        if (r == 0)
+            r = ss_sbuf_add_json_str(b, m->attr[i].value);
+    }
+    return r ? r : ss_sbuf_add(b, "}", 1);
+}
+
+/* Insert one parsed message.  Returns 1 inserted, 0 already there, <0 error. */
+static int insert(struct statmgr *s, const struct statmsg *m, enum src src, int64_t now)
+{
+    sqlite3_stmt *st = s->ins;
+    char tbuf[8];
+
+    if (json_istr(&s->istr, m) < 0 || json_attrs(&s->attrs, m) < 0)
+        return -ENOMEM;
+    tbuf[0] = m->severity;
+    tbuf[1] = '\0';
+    sqlite3_reset(st);
+    sqlite3_bind_blob(st, 1, m->uid, sizeof m->uid, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)m->id);
+    sqlite3_bind_text(st, 3, tbuf, 1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, sm_type_name(m->type), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, m->component, -1, SQLITE_STATIC);
+    /* A client does not always know its site: it is then ours. */
+    sqlite3_bind_text(st, 6, m->site[0] ? m->site : s->site, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, m->machine, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, m->pid);
+    sqlite3_bind_int64(st, 9, m->tid);
+    sqlite3_bind_int64(st, 10, m->time_ms);
+    sqlite3_bind_int(st, 11, m->oserr);
+    sqlite3_bind_text(st, 12, s->istr.data, (int)s->istr.len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 13, s->attrs.data, (int)s->attrs.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 14, now);
+    sqlite3_bind_text(st, 15, src == SRC_CAP ? "cap" : "statmsgs", -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        log_error("inserting status message %u: %s", m->id, sqlite3_errmsg(s->db));
+        return -EIO;
+    }
+    return sqlite3_changes(s->db) > 0 ? 1 : 0;
+}
+
+/* Park a message dated too far ahead in futureq under its own name. */
+static void hold(struct statmgr *s, enum src src, const char *name, const struct statmsg *m)
+{
+    int r = ss_rename_noreplace(s->ib[src].dirfd, name, s->ib[SRC_FUTUREQ].dirfd, name);
+    if (r == -EEXIST) {
+        char nn[UNIQ_NAME_MAX];
+        r = uniq_move(s->ib[src].dirfd, name, s->ib[SRC_FUTUREQ].dirfd,
+                      s->ib[SRC_FUTUREQ].prefix, ".svf", nn, sizeof nn);
+    }
+    if (r < 0) {
+        log_warn("cannot move %s/%s to futureq: %s", s->ib[src].path, name, strerror(-r));
+        return;
+    }
+    s->future_held++;
+    if (m->time_ms - s->skew_ms < s->future_due_ms)
+        s->future_due_ms = m->time_ms - s->skew_ms;
+}
+
+/*
+ * One pass: up to batch files from each inbox, one transaction, then the
+ * unlinks.  Runs on the worker thread.
+ */
+static void ingest_work(struct pool_job *j)
+{
+    struct statmgr *s = (struct statmgr *)((char *)j - offsetof(struct statmgr, job));
+    int64_t now = ss_now_ms();
+    size_t nnames = 0, inserted = 0, dup = 0, bad = 0, held = 0;
+    int in_tx = 0, failed = 0;
+    int do_future = now >= s->future_due_ms;
+    char err[SS_ERR_MAX];
+    struct statmsg m;
+
+    s->more = 0;
+    if (do_future) {
+        /* Recomputed from what is still held after this pass. */
+        s->future_due_ms = INT64_MAX;
+        s->future_held = 0;
+    }
+    for (int src = 0; src < SRC_COUNT && !failed; src++) {
+        struct inbox *ib = &s->ib[src];
+        size_t n = 0;
+
+        if (src == SRC_FUTUREQ && !do_future)
+            continue;
+        if (inbox_scan(ib, s->ents, s->batch, &n) < 0)
+            continue;
+        if (n == s->batch && src != SRC_FUTUREQ)
+            s->more = 1;
+        for (size_t i = 0; i < n && !failed; i++) {
+            const char *name = s->ents[i].name;
+            char *buf = NULL;
+            size_t len = 0;
+            int r;
+
+            if (s->ents[i].odd) {
+                inbox_quarantine(ib, 0, name, "not a status message file name");
+                bad++;
+                continue;
+            }
+            r = ss_read_file(ib->dirfd, name, SM_FILE_MAX, &buf, &len);
+            if (r == -ENOENT)
+                continue;            /* gone already: nothing to do */
+            if (r < 0) {
+                if (r == -EFBIG)
+                    ss_fmt(err, sizeof err, "larger than %d bytes", SM_FILE_MAX);
+                else
+                    ss_fmt(err, sizeof err, "cannot be read: %s", strerror(-r));
+                if (r == -EMFILE || r == -ENFILE || r == -ENOMEM || r == -EIO) {
+                    /* Our trouble, not the file's: leave it for the next pass. */
+                    log_warn("%s/%s %s", ib->path, name, err);
+                    continue;
+                }
+                inbox_quarantine(ib, 0, name, err);
+                bad++;
+                continue;
+            }
+            r = sm_parse(&m, buf, len, err, sizeof err);
+            free(buf);
+            if (r < 0) {
+                inbox_quarantine(ib, 0, name, err);
+                bad++;
+                continue;
+            }
+            if (m.time_ms > now + s->skew_ms) {
+                if (src != SRC_FUTUREQ)
+                    hold(s, src, name, &m);
+                else {
+                    s->future_held++;
+                    if (m.time_ms - s->skew_ms < s->future_due_ms)
+                        s->future_due_ms = m.time_ms - s->skew_ms;
+                }
+                held++;
+                continue;
+            }
+            if (!in_tx) {
+                if (sitedb_begin(s->db) < 0) {
+                    failed = 1;
+                    break;
+                }
+                in_tx = 1;
+            }
+            r = insert(s, &m, src == SRC_FUTUREQ ? SRC_STATMSGS : (enum src)src, now);
+            if (r < 0) {
+                failed = 1;
+                break;
+            }
+            if (r == 0)
+                dup++;
+            else
+                inserted++;
+            s->names[nnames] = strdup(name);
+            s->name_src[nnames] = (enum src)src;
+            if (s->names[nnames])
+                nnames++;
+        }
+    }
+    if (in_tx) {
+        if (!failed && sitedb_commit(s->db) < 0)
+            failed = 1;
+        if (failed)
+            sitedb_rollback(s->db);
+    }
+    /* Only after the commit: a file is removed once its row is durable. */
+    for (size_t i = 0; i < nnames; i++) {
+        if (!failed && unlinkat(s->ib[s->name_src[i]].dirfd, s->names[i], 0) < 0 &&
+            errno != ENOENT)
+            log_warn("cannot remove %s/%s: %s", s->ib[s->name_src[i]].path,
+                     s->names[i], strerror(errno));
+        free(s->names[i]);
+    }
+    if (failed) {
+        s->db_errors++;
+        s->more = 0;     /* the periodic rescan retries; do not spin on a full disk */
+        log_error("database error: %zu messages left in their inboxes for the next pass",
+                  nnames);
+        return;
+    }
+    s->ingested += inserted;
+    s->duplicates += dup;
+    s->quarantined += bad;
+    if (inserted || dup || bad)
+        log_info("ingested %zu status messages (%zu already recorded, %zu quarantined, "
+                 "%zu held for the future)", inserted, dup, bad, held);
+    else if (held)
+        log_info("%zu status messages dated ahead wait in futureq", held);
+}
+
+/* ------------------------------------------------------------ loop thread */
+
+static void future_timer_cb(uv_timer_t *t)
+{
+    kick(t->data);
+}
+
+static void ingest_done(struct pool_job *j, int cancelled)
+{
+    struct statmgr *s = (struct statmgr *)((char *)j - offsetof(struct statmgr, job));
+
+    s->job_busy = 0;
+    if (cancelled || daemon_stopping(s->d))
+        return;
+    if (s->future_due_ms != INT64_MAX) {
+        int64_t wait = s->future_due_ms - ss_now_ms();
+        uv_timer_start(&s->future_timer, future_timer_cb,
+                       wait > 0 ? (uint64_t)wait + 1 : 0, 0);
+    }
+    if (s->more || s->job_again) {
+        s->job_again = 0;
+        kick(s);
+    }
+}
+
+static void kick(struct statmgr *s)
+{
+    if (daemon_stopping(s->d))
+        return;
+    if (s->job_busy) {
+        s->job_again = 1;
+        return;
+    }
+    const struct ss_conf *c = daemon_conf(s->d);
+    s->skew_ms = c->statmgr_future_skew;
+    s->job_busy = 1;
+    s->job.work = ingest_work;
+    s->job.done = ingest_done;
+    pool_submit(s->pool, &s->job);
+}
+
+static void watch_cb(struct daemon_watch *w, void *arg)
+{
+    kick(arg);
+}
+
+static int statmgr_start(struct daemon *d)
+{
+    struct statmgr *s = daemon_priv(d);
+    const struct ss_conf *c = daemon_conf(d);
+    static const enum inbox_id ids[SRC_COUNT] = { IB_STATMSGS, IB_CAP, IB_FUTUREQ };
+    char err[SS_ERR_MAX], prefix[UNIQ_PREFIX_MAX + 1];
+    int r;
+
+    s->d = d;
+    s->batch = (size_t)c->statmgr_batch;
+    s->future_due_ms = 0;        /* look into futureq at the first pass */
+    ss_strcpy(s->site, sizeof s->site, c->site_code);
+    uniq_prefix_sanitize(c->site_code, prefix, sizeof prefix);
+    ss_sbuf_init(&s->istr);
+    ss_sbuf_init(&s->attrs);
+
+    r = sitedb_open_root(daemon_root(d), 0, &s->db, err, sizeof err);
+    if (r < 0) {
+        log_error("cannot open the site database: %s", err);
+        return -1;
+    }
+    r = sitedb_prepare(s->db,
+        "INSERT OR IGNORE INTO statmsg (uid, msgid, severity, type, component, site, "
+        "machine, pid, tid, time_ms, oserr, istr, attrs, received_ms, via) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        &s->ins);
+    if (r < 0)
+        return -1;
+    for (int i = 0; i < SRC_COUNT; i++) {
+        size_t ret = 0, rm = 0;
+        r = inbox_open(&s->ib[i], daemon_root(d), ids[i], prefix, 1);
+        if (r < 0) {
+            log_error("cannot open inbox %s: %s", inbox_defs[ids[i]].path, strerror(-r));
+            return -1;
+        }
+        inbox_recover(&s->ib[i], &ret, &rm);
+    }
+    /* A pass handles up to batch files per inbox. */
+    s->ents = calloc(s->batch, sizeof *s->ents);
+    s->names = calloc(s->batch * SRC_COUNT, sizeof *s->names);
+    s->name_src = calloc(s->batch * SRC_COUNT, sizeof *s->name_src);
+    if (!s->ents || !s->names || !s->name_src) {
+        log_error("out of memory for a batch of %zu", s->batch);
+        return -1;
+    }
+    s->pool = daemon_pool(d, 1);
+    if (s->pool == NULL)
+        return -1;
+    uv_timer_init(daemon_loop(d), &s->future_timer);
+    s->future_timer.data = s;
+    s->watch[0] = daemon_watch(d, s->ib[SRC_STATMSGS].path, c->statmgr_rescan, watch_cb, s);
+    s->watch[1] = daemon_watch(d, s->ib[SRC_CAP].path, c->statmgr_rescan, watch_cb, s);
+    if (!s->watch[0] || !s->watch[1])
+        return -1;
+    log_info("statmgr serving site %s: %s and %s, batch %zu", c->site_code,
+             s->ib[SRC_STATMSGS].path, s->ib[SRC_CAP].path, s->batch);
+    return 0;
+}
+
+static void statmgr_reload(struct daemon *d)
+{
+    struct statmgr *s = daemon_priv(d);
+    const struct ss_conf *c = daemon_conf(d);
+
+    for (int i = 0; i < 2; i++)
+        if (s->watch[i])
+            daemon_watch_set_rescan(s->watch[i], c->statmgr_rescan);
+    /* The batch size is fixed by the arrays allocated at start. */
+    if ((size_t)c->statmgr_batch != s->batch)
+        log_warn("statmgr.batch changes take effect at the next start");
+    kick(s);
+}
+
+static void statmgr_stop(struct daemon *d)
+{
+    struct statmgr *s = daemon_priv(d);
+    uv_timer_stop(&s->future_timer);
+    uv_close((uv_handle_t *)&s->future_timer, NULL);
+}
+
+static void statmgr_status(struct daemon *d, char *buf, size_t len)
+{
+    struct statmgr *s = daemon_priv(d);
+    snprintf(buf, len, "ingested=%llu\nduplicates=%llu\nquarantined=%llu\nfutureq=%zu\n",
+             (unsigned long long)s->ingested, (unsigned long long)s->duplicates,
+             (unsigned long long)s->quarantined, s->future_held);
+}
+
+static const struct daemon_ops ops = {
+    .name = "statmgr",
+    .start = statmgr_start,
+    .stop = statmgr_stop,
+    .reload = statmgr_reload,
+    .status = statmgr_status,
+};
+
+int main(int argc, char **argv)
+{
+    static struct statmgr s;
+    int r = daemon_main(argc, argv, &ops, &s);
+    /* The runtime has stopped the pool: the connection is ours again. */
+    if (s.ins)
+        sqlite3_finalize(s.ins);
+    if (s.db)
+        sitedb_close(s.db);
+    for (int i = 0; i < SRC_COUNT; i++)
+        if (s.ib[i].path[0])
+            inbox_close(&s.ib[i]);
+    free(s.ents);
+    free(s.names);
+    free(s.name_src);
+    ss_sbuf_free(&s.istr);
+    ss_sbuf_free(&s.attrs);
+    return r;
+}
