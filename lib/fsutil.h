@@ -28,6 +28,11 @@ int ss_fsync_dir(const char *path);
  * unable to replace.  -EEXIST when the new name exists. */
 int ss_rename_noreplace(int olddirfd, const char *oldname,
                         int newdirfd, const char *newname);
+/* The fallback on its own: linkat() (-EEXIST rather than replace), then
+ * unlinkat() of the old name (undoing the link if that fails).  Public so
+ * tests can exercise it on file systems that accept RENAME_NOREPLACE. */
+int ss_link_move_noreplace(int olddirfd, const char *oldname,
+                           int newdirfd, const char *newname);
 
 /* mkdir -p; existing directories are fine. */
 int ss_mkdir_p(const char *path, mode_t mode);

@@ -240,8 +240,12 @@ int ss_parse_time_iso(const char *s, int64_t *ms)
             off = sign * (oh * 60 + om);
         }
     }
-    if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
-        mi > 59 || sec > 60)
+    static const int mdays[12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    /* A date that does not exist is refused, not rolled into the next
+     * month by timegm(); a leap second is not accepted either. */
+    if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+        (mo == 2 && d == 29 && !leap) || h > 23 || mi > 59 || sec > 59)
         return -EINVAL;
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;

@@ -1,0 +1,348 @@
+/*
+ * fsutil.c - file system primitives with the durability rules of SPEC 4.2.
+ *
+ * SYNOPSIS
+ *   ss_write_all ss_read_file           whole-buffer I/O
+ *   ss_fsync_fd ss_fsync_dir            fsync, unless SITESRV_UNSAFE_NOFSYNC=1
+ *   ss_fsync_enabled
+ *   ss_rename_noreplace                 a move that cannot replace
+ *   ss_link_move_noreplace              its link()+unlink() fallback
+ *   ss_mkdir_p ss_rm_rf                 directory trees
+ *   ss_write_file_atomic                replace a control file atomically
+ *
+ * DESCRIPTION
+ *   The no-replace rename is the heart of the collision rule: a plain
+ *   rename() silently replaces what is already at the new name, which is
+ *   how SMS 2.0 lost status messages.  renameat2(RENAME_NOREPLACE) fails
+ *   with EEXIST instead; where a file system refuses the flag (EINVAL on
+ *   some NFS and CIFS mounts, ENOSYS on old kernels) we use link(), which
+ *   has always failed with EEXIST rather than replace, then unlink() the
+ *   old name.  Either way the caller draws a new name and tries again:
+ *   we let the kernel resolve collisions rather than doing a worse job in
+ *   the application.
+ *
+ *   fsync can be switched off for unit tests only, with the environment
+ *   variable SITESRV_UNSAFE_NOFSYNC=1; nothing else changes then.
+ *
+ * DIAGNOSTICS
+ *   Nothing is logged.  Every function returns 0 or a negative errno
+ *   (-EEXIST from the no-replace rename, -EFBIG from ss_read_file for a
+ *   file over the caller's limit, -ENAMETOOLONG for a path that does not
+ *   fit, or whatever the system call said).
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "util.h"
+
+int ss_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)             /* should not happen for regular files */
+            return -EIO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int ss_read_file(int dirfd, const char *name, size_t max, char **bufp, size_t *lenp)
+{
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0, cap;
+    int fd, r = 0;
+
+    /* O_NONBLOCK keeps a FIFO planted in an inbox from hanging the reader;
+     * fstat then refuses it as not a regular file. */
+    fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        goto out;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        r = -EISDIR;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = -EINVAL;
+        goto out;
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max) {
+        r = -EFBIG;
+        goto out;
+    }
+    /* The file may grow while we read: read at most max + 1 bytes, and
+     * treat the extra byte as proof that it is too large. */
+    cap = (size_t)st.st_size + 1;
+    if (cap < 64)
+        cap = 64;
+    buf = malloc(cap);
+    if (buf == NULL) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (;;) {
+        if (len + 1 >= cap) {
+            if (len > max)
+                break;
+            size_t ncap = cap * 2;
+            if (max < SIZE_MAX - 2 && ncap > max + 2)
+                ncap = max + 2;
+            if (ncap <= cap) {
+                r = -EFBIG;
+                goto out;
+            }
+            char *nb = realloc(buf, ncap);
+            if (nb == NULL) {
+                r = -ENOMEM;
+                goto out;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > max)
+            break;
+    }
+    if (len > max) {
+        r = -EFBIG;
+        goto out;
+    }
+    buf[len] = '\0';
+    *bufp = buf;
+    if (lenp)
+        *lenp = len;
+    buf = NULL;
+out:
+    free(buf);
+    close(fd);
+    return r;
+}
+
+int ss_fsync_enabled(void)
+{
+    /* -1 unknown; a race between two first callers computes the same
+     * value twice, which is harmless. */
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+
+    if (v < 0) {
+        const char *e = getenv("SITESRV_UNSAFE_NOFSYNC");
+        v = (e != NULL && strcmp(e, "1") == 0) ? 0 : 1;
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+int ss_fsync_fd(int fd)
+{
+    if (!ss_fsync_enabled())
+        return 0;
+    while (fsync(fd) < 0) {
+        if (errno == EINTR)
+            continue;
+        /* EINVAL: the file system cannot sync this kind of file (some
+         * FUSE and network file systems for directories).  There is
+         * nothing better we could do, so it is not an error. */
+        if (errno == EINVAL)
+            return 0;
+        return -errno;
+    }
+    return 0;
+}
+
+int ss_fsync_dir(const char *path)
+{
+    int fd, r;
+
+    if (!ss_fsync_enabled())
+        return 0;
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    r = ss_fsync_fd(fd);
+    close(fd);
+    return r;
+}
+
+int ss_link_move_noreplace(int olddirfd, const char *oldname,
+                           int newdirfd, const char *newname)
+{
+    /* link() fails with EEXIST when newname exists, never replaces. */
+    if (linkat(olddirfd, oldname, newdirfd, newname, 0) < 0)
+        return -errno;
+    if (unlinkat(olddirfd, oldname, 0) < 0) {
+        int e = errno;
+        /* Someone else removed the old name meanwhile: the file now
+         * lives at the new name only, which is what a move means. */
+        if (e == ENOENT)
+            return 0;
+        /* Otherwise undo, so the file does not exist twice (a reader
+         * would process it twice). */
+        unlinkat(newdirfd, newname, 0);
+        return -e;
+    }
+    return 0;
+}
+
+int ss_rename_noreplace(int olddirfd, const char *oldname,
+                        int newdirfd, const char *newname)
+{
+    if (renameat2(olddirfd, oldname, newdirfd, newname, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -errno;
+    /* The file system (or kernel) refuses the flag. */
+    return ss_link_move_noreplace(olddirfd, oldname, newdirfd, newname);
+}
+
+static int mkdir_one(const char *path, mode_t mode)
+{
+    struct stat st;
+
+    if (mkdir(path, mode) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return -errno;
+    /* Something is there: fine if it is a directory (or a link to one). */
+    if (stat(path, &st) < 0)
+        return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+int ss_mkdir_p(const char *path, mode_t mode)
+{
+    char buf[SS_PATH_MAX];
+    int r;
+
+    if (path == NULL || *path == '\0')
+        return -EINVAL;
+    r = ss_strcpy(buf, sizeof buf, path);
+    if (r < 0)
+        return -ENAMETOOLONG;
+    /* Create each prefix ending before a '/', then the whole path. */
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/' || p[-1] == '/')
+            continue;
+        *p = '\0';
+        r = mkdir_one(buf, mode);
+        *p = '/';
+        if (r < 0)
+            return r;
+    }
+    return mkdir_one(buf, mode);
+}
+
+/* Remove name in dirfd, whatever it is, without following a symlink. */
+static int rm_at(int dirfd, const char *name)
+{
+    int fd, r = 0;
+    DIR *d;
+    struct dirent *de;
+
+    if (unlinkat(dirfd, name, 0) == 0)
+        return 0;
+    if (errno == ENOENT)
+        return 0;
+    if (errno != EISDIR && errno != EPERM)
+        return -errno;
+    fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    d = fdopendir(fd);
+    if (d == NULL) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    /* Entries removed behind the cursor do not disturb readdir. */
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        int e = rm_at(fd, de->d_name);
+        if (e < 0 && r == 0)
+            r = e;
+    }
+    closedir(d);
+    if (r < 0)
+        return r;
+    if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
+int ss_rm_rf(const char *path)
+{
+    if (path == NULL || *path == '\0')
+        return -EINVAL;
+    return rm_at(AT_FDCWD, path);
+}
+
+int ss_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode)
+{
+    char tmp[SS_PATH_MAX], dir[SS_PATH_MAX];
+    int fd, r;
+
+    r = ss_path(tmp, sizeof tmp, "%s.tmp-XXXXXX", path);
+    if (r < 0)
+        return r;
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    /* mkostemp creates 0600; the caller's mode, without the umask. */
+    if (fchmod(fd, mode) < 0) {
+        r = -errno;
+        close(fd);
+        goto fail;
+    }
+    r = ss_write_all(fd, buf, len);
+    if (r == 0)
+        r = ss_fsync_fd(fd);
+    if (close(fd) < 0 && r == 0)
+        r = -errno;
+    if (r < 0)
+        goto fail;
+    if (rename(tmp, path) < 0) {
+        r = -errno;
+        goto fail;
+    }
+    /* The rename is durable only once the directory is synced. */
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        return ss_fsync_dir(".");
+    if (slash == path)
+        return ss_fsync_dir("/");
+    r = ss_path(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (r < 0)
+        return r;
+    return ss_fsync_dir(dir);
+fail:
+    unlink(tmp);
+    return r;
+}

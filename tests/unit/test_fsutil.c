@@ -1,0 +1,344 @@
+/*
+ * test_fsutil.c - unit tests for lib/fsutil.c: the no-replace rename (and
+ * its link()+unlink() fallback) never replaces, ss_read_file refuses what
+ * is too large or not a regular file, ss_write_file_atomic, ss_mkdir_p,
+ * ss_rm_rf, ss_write_all.  Each test works in its own temporary directory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "util.h"
+
+struct fx {
+    char dir[SS_PATH_MAX];
+    int  dfd;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    const char *t = getenv("TMPDIR");
+
+    if (f == NULL)
+        return -1;
+    if (ss_path(f->dir, sizeof f->dir, "%s/test_fsutil.XXXXXX", t && *t ? t : "/tmp") < 0 ||
+        mkdtemp(f->dir) == NULL)
+        return -1;
+    f->dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (f->dfd < 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    close(f->dfd);
+    int r = ss_rm_rf(f->dir);
+    free(f);
+    return r;
+}
+
+static void put(int dfd, const char *name, const char *text)
+{
+    int fd = openat(dfd, name, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ss_write_all(fd, text, strlen(text)), 0);
+    assert_int_equal(close(fd), 0);
+}
+
+static void assert_content(int dfd, const char *name, const char *want)
+{
+    char *buf = NULL;
+    size_t len = 0;
+
+    assert_int_equal(ss_read_file(dfd, name, 1 << 20, &buf, &len), 0);
+    assert_int_equal(len, strlen(want));
+    assert_string_equal(buf, want);
+    free(buf);
+}
+
+static int exists(int dfd, const char *name)
+{
+    struct stat st;
+    return fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static size_t count_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *de;
+    size_t n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+typedef int (*move_fn)(int, const char *, int, const char *);
+
+static void check_noreplace(struct fx *f, move_fn mv)
+{
+    put(f->dfd, "a", "first");
+    put(f->dfd, "b", "second");
+    /* The target exists: EEXIST, and both files keep their content. */
+    assert_int_equal(mv(f->dfd, "a", f->dfd, "b"), -EEXIST);
+    assert_content(f->dfd, "a", "first");
+    assert_content(f->dfd, "b", "second");
+    /* A free target: the file moves. */
+    assert_int_equal(mv(f->dfd, "a", f->dfd, "c"), 0);
+    assert_false(exists(f->dfd, "a"));
+    assert_content(f->dfd, "c", "first");
+    /* A missing source. */
+    assert_int_equal(mv(f->dfd, "nothere", f->dfd, "d"), -ENOENT);
+    assert_false(exists(f->dfd, "d"));
+}
+
+static void test_rename_noreplace(void **state)
+{
+    check_noreplace(*state, ss_rename_noreplace);
+}
+
+static void test_link_move_noreplace(void **state)
+{
+    check_noreplace(*state, ss_link_move_noreplace);
+}
+
+static void test_rename_noreplace_across_dirs(void **state)
+{
+    struct fx *f = *state;
+
+    assert_int_equal(mkdirat(f->dfd, "sub", 0750), 0);
+    int sfd = openat(f->dfd, "sub", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(sfd >= 0);
+    put(f->dfd, "x", "outer");
+    put(sfd, "x", "inner");
+    assert_int_equal(ss_rename_noreplace(f->dfd, "x", sfd, "x"), -EEXIST);
+    assert_content(f->dfd, "x", "outer");
+    assert_content(sfd, "x", "inner");
+    assert_int_equal(ss_link_move_noreplace(f->dfd, "x", sfd, "x"), -EEXIST);
+    assert_content(sfd, "x", "inner");
+    assert_int_equal(ss_rename_noreplace(f->dfd, "x", sfd, "y"), 0);
+    assert_content(sfd, "y", "outer");
+    close(sfd);
+}
+
+static void test_read_file(void **state)
+{
+    struct fx *f = *state;
+    char *buf = NULL;
+    size_t len = 99;
+
+    put(f->dfd, "ten", "0123456789");
+    assert_int_equal(ss_read_file(f->dfd, "ten", 10, &buf, &len), 0);
+    assert_int_equal(len, 10);
+    assert_string_equal(buf, "0123456789");
+    free(buf);
+    buf = NULL;
+    assert_int_equal(ss_read_file(f->dfd, "ten", 9, &buf, &len), -EFBIG);
+    assert_null(buf);
+
+    put(f->dfd, "empty", "");
+    assert_int_equal(ss_read_file(f->dfd, "empty", 10, &buf, &len), 0);
+    assert_int_equal(len, 0);
+    assert_string_equal(buf, "");
+    free(buf);
+    buf = NULL;
+
+    /* Bigger than the 64-byte first buffer: the read loop grows it. */
+    char big[5000];
+    memset(big, 'q', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    put(f->dfd, "big", big);
+    assert_int_equal(ss_read_file(f->dfd, "big", sizeof big - 1, &buf, &len), 0);
+    assert_int_equal(len, sizeof big - 1);
+    assert_string_equal(buf, big);
+    free(buf);
+    buf = NULL;
+}
+
+static void test_read_file_too_big_not_read(void **state)
+{
+    struct fx *f = *state;
+    char *buf = NULL;
+    size_t len;
+
+    /* 64 GiB sparse: reading it whole (or allocating for it) would be
+     * noticed; the size check must refuse it from fstat alone. */
+    int fd = openat(f->dfd, "huge", O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 64LL << 30), 0);
+    close(fd);
+    assert_int_equal(ss_read_file(f->dfd, "huge", 1 << 20, &buf, &len), -EFBIG);
+    assert_null(buf);
+}
+
+static void test_read_file_not_regular(void **state)
+{
+    struct fx *f = *state;
+    char *buf = NULL;
+    size_t len;
+
+    assert_int_equal(mkdirat(f->dfd, "dir", 0750), 0);
+    assert_int_equal(ss_read_file(f->dfd, "dir", 100, &buf, &len), -EISDIR);
+    put(f->dfd, "target", "t");
+    assert_int_equal(symlinkat("target", f->dfd, "link"), 0);
+    assert_int_equal(ss_read_file(f->dfd, "link", 100, &buf, &len), -ELOOP);
+    assert_int_equal(mkfifoat(f->dfd, "fifo", 0600), 0);
+    /* Must not hang waiting for a writer. */
+    assert_int_equal(ss_read_file(f->dfd, "fifo", 100, &buf, &len), -EINVAL);
+    assert_int_equal(ss_read_file(f->dfd, "missing", 100, &buf, &len), -ENOENT);
+    assert_null(buf);
+}
+
+static void test_write_file_atomic(void **state)
+{
+    struct fx *f = *state;
+    char path[SS_PATH_MAX], lng[SS_PATH_MAX + 10];
+    struct stat st;
+
+    assert_int_equal(ss_path(path, sizeof path, "%s/ctl.conf", f->dir), 0);
+    assert_int_equal(ss_write_file_atomic(path, "one\n", 4, 0644), 0);
+    assert_content(f->dfd, "ctl.conf", "one\n");
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0644);
+    ino_t first = st.st_ino;
+
+    /* Replacing: new content, a new inode (renamed over, not rewritten),
+     * and no temporary file left beside it. */
+    assert_int_equal(ss_write_file_atomic(path, "two, longer\n", 12, 0600), 0);
+    assert_content(f->dfd, "ctl.conf", "two, longer\n");
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_true(st.st_ino != first);
+    assert_int_equal(count_entries(f->dir), 1);
+
+    memset(lng, 'a', sizeof lng - 1);
+    lng[0] = '/';
+    lng[sizeof lng - 1] = '\0';
+    assert_int_equal(ss_write_file_atomic(lng, "x", 1, 0644), -ENAMETOOLONG);
+    /* A directory that does not exist. */
+    assert_int_equal(ss_path(path, sizeof path, "%s/no/such/file", f->dir), 0);
+    assert_int_equal(ss_write_file_atomic(path, "x", 1, 0644), -ENOENT);
+    assert_int_equal(count_entries(f->dir), 1);
+}
+
+static void test_mkdir_p(void **state)
+{
+    struct fx *f = *state;
+    char path[SS_PATH_MAX];
+    struct stat st;
+
+    assert_int_equal(ss_path(path, sizeof path, "%s/a/b/c", f->dir), 0);
+    assert_int_equal(ss_mkdir_p(path, 0750), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    /* Again: existing directories are fine. */
+    assert_int_equal(ss_mkdir_p(path, 0750), 0);
+    /* Trailing and doubled slashes. */
+    assert_int_equal(ss_path(path, sizeof path, "%s/a//d/e/", f->dir), 0);
+    assert_int_equal(ss_mkdir_p(path, 0750), 0);
+    assert_int_equal(ss_path(path, sizeof path, "%s/a/d/e", f->dir), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    /* A file in the way. */
+    put(f->dfd, "file", "x");
+    assert_int_equal(ss_path(path, sizeof path, "%s/file/sub", f->dir), 0);
+    assert_int_equal(ss_mkdir_p(path, 0750), -ENOTDIR);
+    assert_int_equal(ss_path(path, sizeof path, "%s/file", f->dir), 0);
+    assert_int_equal(ss_mkdir_p(path, 0750), -ENOTDIR);
+    assert_int_equal(ss_mkdir_p("", 0750), -EINVAL);
+}
+
+static void test_rm_rf(void **state)
+{
+    struct fx *f = *state;
+    char path[SS_PATH_MAX], outside[SS_PATH_MAX];
+
+    /* A file outside the tree that a symlink inside points at. */
+    assert_int_equal(mkdirat(f->dfd, "keep", 0750), 0);
+    int kfd = openat(f->dfd, "keep", O_RDONLY | O_DIRECTORY);
+    assert_true(kfd >= 0);
+    put(kfd, "precious", "p");
+
+    assert_int_equal(ss_path(path, sizeof path, "%s/tree/x/y", f->dir), 0);
+    assert_int_equal(ss_mkdir_p(path, 0750), 0);
+    int yfd = open(path, O_RDONLY | O_DIRECTORY);
+    assert_true(yfd >= 0);
+    put(yfd, "f1", "1");
+    put(yfd, ".hidden", "h");
+    assert_int_equal(ss_path(outside, sizeof outside, "%s/keep", f->dir), 0);
+    assert_int_equal(symlinkat(outside, yfd, "link-to-keep"), 0);
+    close(yfd);
+
+    assert_int_equal(ss_path(path, sizeof path, "%s/tree", f->dir), 0);
+    assert_int_equal(ss_rm_rf(path), 0);
+    assert_false(exists(f->dfd, "tree"));
+    assert_content(kfd, "precious", "p");
+    close(kfd);
+    /* Missing: nothing to do. */
+    assert_int_equal(ss_rm_rf(path), 0);
+    /* A single file. */
+    put(f->dfd, "single", "s");
+    assert_int_equal(ss_path(path, sizeof path, "%s/single", f->dir), 0);
+    assert_int_equal(ss_rm_rf(path), 0);
+    assert_false(exists(f->dfd, "single"));
+}
+
+static void test_write_all_and_fsync(void **state)
+{
+    struct fx *f = *state;
+    static char big[1 << 20];
+
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('a' + i % 26);
+    int fd = openat(f->dfd, "w", O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ss_write_all(fd, big, sizeof big), 0);
+    assert_int_equal(ss_fsync_fd(fd), 0);
+    close(fd);
+    char *buf;
+    size_t len;
+    assert_int_equal(ss_read_file(f->dfd, "w", sizeof big, &buf, &len), 0);
+    assert_int_equal(len, sizeof big);
+    assert_memory_equal(buf, big, sizeof big);
+    free(buf);
+    assert_int_equal(ss_write_all(-1, "x", 1), -EBADF);
+    assert_int_equal(ss_fsync_dir(f->dir), 0);
+    /* main() set SITESRV_UNSAFE_NOFSYNC=1. */
+    assert_int_equal(ss_fsync_enabled(), 0);
+}
+
+int main(void)
+{
+    setenv("SITESRV_UNSAFE_NOFSYNC", "1", 1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_rename_noreplace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_link_move_noreplace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rename_noreplace_across_dirs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_file_too_big_not_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_file_not_regular, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_file_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mkdir_p, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rm_rf, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_all_and_fsync, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

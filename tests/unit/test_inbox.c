@@ -1,0 +1,631 @@
+/*
+ * test_inbox.c - unit tests for lib/inbox.c: the declared table, the
+ * writer's drop (one and many), the reader's scan, claim, done, return,
+ * quarantine (with its .reason file and status message), start-up
+ * recovery and the backlog counts.  Each test gets a fresh site root with
+ * the whole inbox tree under $TMPDIR.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "inbox.h"
+#include "statmsg.h"
+#include "util.h"
+
+struct fx {
+    char root[SS_PATH_MAX];
+    struct inbox w;     /* writer */
+    struct inbox r;     /* reader */
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    const char *t = getenv("TMPDIR");
+
+    if (f == NULL)
+        return -1;
+    if (ss_path(f->root, sizeof f->root, "%s/test_inbox.XXXXXX", t && *t ? t : "/tmp") < 0 ||
+        mkdtemp(f->root) == NULL)
+        return -1;
+    if (inbox_create_tree(f->root) < 0)
+        return -1;
+    sm_set_identity(f->root, "CEN", "test_inbox");
+    f->w.dirfd = f->w.tmpfd = f->w.workfd = f->w.corruptfd = -1;
+    f->r = f->w;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    inbox_close(&f->w);
+    inbox_close(&f->r);
+    int r = ss_rm_rf(f->root);
+    free(f);
+    return r;
+}
+
+static void open_both(struct fx *f, enum inbox_id id)
+{
+    assert_int_equal(inbox_open(&f->w, f->root, id, "CEN", 0), 0);
+    assert_int_equal(inbox_open(&f->r, f->root, id, "CEN", 1), 0);
+}
+
+static void put(int dfd, const char *name, const char *text)
+{
+    int fd = openat(dfd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ss_write_all(fd, text, strlen(text)), 0);
+    assert_int_equal(close(fd), 0);
+}
+
+static void assert_content(int dfd, const char *name, const char *want)
+{
+    char *buf = NULL;
+    size_t len = 0;
+
+    assert_int_equal(ss_read_file(dfd, name, 1 << 20, &buf, &len), 0);
+    assert_string_equal(buf, want);
+    free(buf);
+}
+
+static int exists(int dfd, const char *name)
+{
+    struct stat st;
+    return fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* Entries of a directory other than . and ..; the first one's name is
+ * copied to first (may be NULL). */
+static size_t count_at(int dfd, char *first, size_t len)
+{
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fdopendir(fd);
+    struct dirent *de;
+    size_t n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (n++ == 0 && first)
+            assert_int_equal(ss_strcpy(first, len, de->d_name), 0);
+    }
+    closedir(d);
+    return n;
+}
+
+static size_t count_path(const char *root, const char *sub, char *first, size_t len)
+{
+    char path[SS_PATH_MAX];
+    assert_int_equal(ss_path(path, sizeof path, "%s/inboxes/%s", root, sub), 0);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    size_t n = count_at(fd, first, len);
+    close(fd);
+    return n;
+}
+
+/* A file in .tmp/ or the inbox with the given age in seconds. */
+static void set_age(int dfd, const char *name, time_t age)
+{
+    struct timespec ts[2];
+    ts[0].tv_sec = ts[1].tv_sec = time(NULL) - age;
+    ts[0].tv_nsec = ts[1].tv_nsec = 0;
+    assert_int_equal(utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+/* ---- tests ----------------------------------------------------------- */
+
+static void test_table_and_tree(void **state)
+{
+    struct fx *f = *state;
+    char path[SS_PATH_MAX];
+    struct stat st;
+
+    mode_t mask = umask(0);
+    umask(mask);
+    assert_string_equal(inbox_defs[IB_STATMSGS].path, "statmgr.box/statmsgs");
+    assert_string_equal(inbox_defs[IB_CAP].reader, "statmgr");
+    for (size_t i = 0; i < IB_COUNT; i++) {
+        assert_int_equal(inbox_defs[i].id, i);
+        static const char *const sub[] = { "", "/.tmp", "/work", "/corrupt" };
+        for (size_t j = 0; j < SS_ARRAY_LEN(sub); j++) {
+            assert_int_equal(ss_path(path, sizeof path, "%s/inboxes/%s%s", f->root,
+                                     inbox_defs[i].path, sub[j]), 0);
+            if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+                fail_msg("missing %s", path);
+            assert_int_equal(st.st_mode & 0777, 0750 & ~mask);
+        }
+    }
+    /* Creating it again is fine. */
+    assert_int_equal(inbox_create_tree(f->root), 0);
+
+    static const struct { const char *label; enum inbox_id id; const char *sfx; int want; } t[] = {
+        { "statmsgs .svf",      IB_STATMSGS, ".svf", 1 },
+        { "statmsgs .job",      IB_STATMSGS, ".job", 0 },
+        { "tosend .ins",        IB_TOSEND,   ".ins", 1 },
+        { "tosend .pck",        IB_TOSEND,   ".pck", 1 },
+        { "tosend .pc",         IB_TOSEND,   ".pc",  0 },
+        { "tosend .ins .pck",   IB_TOSEND,   ".ins .pck", 0 },
+        { "sitebkup .bkt",      IB_SITEBKUP, ".bkt", 1 },
+        { "distmgr empty",      IB_DISTMGR,  "",     0 },
+        { "distmgr NULL",       IB_DISTMGR,  NULL,   0 },
+    };
+    for (size_t i = 0; i < SS_ARRAY_LEN(t); i++)
+        if (inbox_accepts(t[i].id, t[i].sfx) != t[i].want)
+            fail_msg("%s: want %d", t[i].label, t[i].want);
+}
+
+static void test_open(void **state)
+{
+    struct fx *f = *state;
+    char path[SS_PATH_MAX];
+
+    assert_int_equal(inbox_open(&f->w, f->root, IB_SCHEDULE, "my-host.x", 0), 0);
+    assert_true(f->w.dirfd >= 0 && f->w.tmpfd >= 0);
+    assert_int_equal(f->w.workfd, -1);
+    assert_int_equal(f->w.corruptfd, -1);
+    assert_string_equal(f->w.prefix, "my_host_x");
+    assert_int_equal(ss_path(path, sizeof path, "%s/inboxes/schedule.box", f->root), 0);
+    assert_string_equal(f->w.path, path);
+    /* A writer cannot claim. */
+    assert_int_equal(inbox_claim(&f->w, "x"), -EBADF);
+    inbox_close(&f->w);
+    inbox_close(&f->w);     /* twice is harmless */
+
+    /* An arbitrary directory: .tmp/ is created for writers too, work/
+     * and corrupt/ for readers. */
+    assert_int_equal(ss_path(path, sizeof path, "%s/share", f->root), 0);
+    assert_int_equal(mkdir(path, 0750), 0);
+    assert_int_equal(inbox_open_path(&f->w, path, IB_CAP, "CLI01", 0), 0);
+    assert_true(exists(f->w.dirfd, ".tmp"));
+    assert_false(exists(f->w.dirfd, "work"));
+    assert_int_equal(inbox_open_path(&f->r, path, IB_CAP, "CEN", 1), 0);
+    assert_true(exists(f->r.dirfd, "work"));
+    assert_true(exists(f->r.dirfd, "corrupt"));
+
+    /* A missing inbox is not created behind the caller's back. */
+    struct inbox x;
+    assert_int_equal(ss_path(path, sizeof path, "%s/nosuchsite", f->root), 0);
+    assert_int_equal(inbox_open(&x, path, IB_STATMSGS, "CEN", 1), -ENOENT);
+    assert_int_equal(x.dirfd, -1);
+    inbox_close(&x);
+    assert_int_equal(inbox_open(&x, f->root, IB_COUNT, "CEN", 1), -EINVAL);
+}
+
+static void test_drop_then_scan(void **state)
+{
+    struct fx *f = *state;
+    char name[UNIQ_NAME_MAX];
+    struct inbox_entry ents[8];
+    size_t n = 99;
+
+    open_both(f, IB_STATMSGS);
+    assert_int_equal(inbox_drop(&f->w, ".svf", "hello\n", 6, name, sizeof name), 0);
+    assert_true(uniq_name_ok(name, ".svf"));
+    assert_memory_equal(name, "CEN-", 4);
+    assert_content(f->w.dirfd, name, "hello\n");
+    assert_int_equal(count_at(f->w.tmpfd, NULL, 0), 0);     /* nothing left behind */
+
+    assert_int_equal(inbox_scan(&f->r, ents, SS_ARRAY_LEN(ents), &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ents[0].name, name);
+    assert_int_equal(ents[0].odd, 0);
+
+    /* A name buffer too small is refused before anything is handed
+     * over (a caller retrying would otherwise send the file twice). */
+    char small[20];
+    assert_int_equal(inbox_drop(&f->w, ".svf", "x", 1, small, sizeof small), -ENOSPC);
+    assert_int_equal(inbox_scan(&f->r, ents, SS_ARRAY_LEN(ents), &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(count_at(f->w.tmpfd, NULL, 0), 0);
+
+    /* Empty data is a valid file too. */
+    assert_int_equal(inbox_drop(&f->w, ".svf", "", 0, NULL, 0), 0);
+    assert_int_equal(inbox_scan(&f->r, ents, SS_ARRAY_LEN(ents), &n), 0);
+    assert_int_equal(n, 2);
+}
+
+static void test_drop_wrong_suffix(void **state)
+{
+    struct fx *f = *state;
+    char name[UNIQ_NAME_MAX] = "";
+
+    open_both(f, IB_STATMSGS);
+    assert_int_equal(inbox_drop(&f->w, ".job", "x", 1, name, sizeof name), -EPERM);
+    assert_int_equal(inbox_drop(&f->w, "svf", "x", 1, name, sizeof name), -EPERM);
+    size_t done = 7;
+    struct inbox_item it = { "x", 1 };
+    assert_int_equal(inbox_drop_many(&f->w, ".pkg", &it, 1, &done), -EPERM);
+    assert_int_equal(done, 0);
+    /* Nothing written anywhere: inbox holds only .tmp, work, corrupt. */
+    assert_int_equal(count_at(f->w.dirfd, NULL, 0), 3);
+    assert_int_equal(count_at(f->w.tmpfd, NULL, 0), 0);
+}
+
+static void test_scan_skips_and_flags(void **state)
+{
+    struct fx *f = *state;
+    char good[UNIQ_NAME_MAX], wrongsfx[UNIQ_NAME_MAX];
+    struct inbox_entry ents[16];
+    size_t n;
+
+    open_both(f, IB_SCHEDULE);      /* has the requests/ and tosend/ subdirs */
+    assert_int_equal(inbox_drop(&f->w, ".job", "job", 3, good, sizeof good), 0);
+    assert_int_equal(uniq_name(wrongsfx, sizeof wrongsfx, "CEN", ".svf"), 0);
+    put(f->w.dirfd, wrongsfx, "misrouted");
+    put(f->w.dirfd, ".hidden", "dot file");
+    put(f->w.dirfd, "hello.job", "foreign name");
+    put(f->w.dirfd, "bad\nname.job", "newline");
+    put(f->w.dirfd, "CEN-0123456789ABCDEF0123456789ABCDEF.job", "upper hex");
+    assert_int_equal(mkdirat(f->w.dirfd, "somedir", 0750), 0);
+    assert_int_equal(symlinkat(good, f->w.dirfd, "CEN-00000000000000000000000000000000.job"), 0);
+
+    assert_int_equal(inbox_scan(&f->r, ents, SS_ARRAY_LEN(ents), &n), 0);
+    /* good, wrong suffix, hello.job, newline, upper hex, symlink. */
+    assert_int_equal(n, 6);
+    int seen_good = 0, odd = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(ents[i].name[0] != '.');
+        assert_string_not_equal(ents[i].name, "somedir");
+        assert_string_not_equal(ents[i].name, "requests");
+        assert_string_not_equal(ents[i].name, "work");
+        if (strcmp(ents[i].name, good) == 0) {
+            seen_good = 1;
+            assert_int_equal(ents[i].odd, 0);
+        } else {
+            assert_int_equal(ents[i].odd, 1);
+            odd++;
+        }
+    }
+    assert_true(seen_good);
+    assert_int_equal(odd, 5);
+
+    /* Bounded: at most max per call. */
+    assert_int_equal(inbox_scan(&f->r, ents, 2, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(inbox_scan(&f->r, ents, 0, &n), 0);
+    assert_int_equal(n, 0);
+}
+
+static void test_claim_done_return(void **state)
+{
+    struct fx *f = *state;
+    char name[UNIQ_NAME_MAX];
+
+    open_both(f, IB_STATMSGS);
+    assert_int_equal(inbox_drop(&f->w, ".svf", "msg", 3, name, sizeof name), 0);
+
+    assert_int_equal(inbox_claim(&f->r, name), 0);
+    assert_false(exists(f->r.dirfd, name));
+    assert_content(f->r.workfd, name, "msg");
+    /* Taken already. */
+    assert_int_equal(inbox_claim(&f->r, name), -ENOENT);
+
+    assert_int_equal(inbox_return(&f->r, name), 0);
+    assert_false(exists(f->r.workfd, name));
+    assert_content(f->r.dirfd, name, "msg");
+
+    assert_int_equal(inbox_claim(&f->r, name), 0);
+    assert_int_equal(inbox_done(&f->r, name), 0);
+    assert_false(exists(f->r.workfd, name));
+    assert_false(exists(f->r.dirfd, name));
+    assert_int_equal(inbox_done(&f->r, name), -ENOENT);
+
+    assert_int_equal(inbox_claim(&f->r, "CEN-00000000000000000000000000000000.svf"), -ENOENT);
+    assert_int_equal(inbox_claim(&f->r, "../escape"), -EINVAL);
+    assert_int_equal(inbox_claim(&f->r, ""), -EINVAL);
+    assert_int_equal(inbox_claim(&f->r, ".."), -EINVAL);
+}
+
+static void test_return_never_replaces(void **state)
+{
+    struct fx *f = *state;
+    char name[UNIQ_NAME_MAX];
+
+    /* An odd name claimed, then a file of the same name dropped again by
+     * someone: the return picks a new name and both survive. */
+    open_both(f, IB_STATMSGS);
+    put(f->r.dirfd, "client.svf", "first");
+    assert_int_equal(inbox_claim(&f->r, "client.svf"), 0);
+    put(f->r.dirfd, "client.svf", "second");
+    assert_int_equal(inbox_return(&f->r, "client.svf"), 0);
+    assert_content(f->r.dirfd, "client.svf", "second");
+    assert_int_equal(count_at(f->r.workfd, NULL, 0), 0);
+    /* The inbox now holds client.svf and one <prefix>-<hex>.svf with
+     * "first"; find it with a scan. */
+    struct inbox_entry ents[8];
+    size_t n;
+    assert_int_equal(inbox_scan(&f->r, ents, 8, &n), 0);
+    assert_int_equal(n, 2);
+    int found = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!ents[i].odd) {
+            assert_content(f->r.dirfd, ents[i].name, "first");
+            found = 1;
+        }
+    assert_true(found);
+    (void)name;
+}
+
+/* The first name in corrupt/ that does not end in .reason. */
+static void corrupt_files(int cfd, char *data, size_t dlen, size_t *ndata, size_t *nreason)
+{
+    int fd = openat(cfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fdopendir(fd);
+    struct dirent *de;
+
+    *ndata = *nreason = 0;
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (de->d_name[0] == '.')
+            continue;
+        if (l > 7 && strcmp(de->d_name + l - 7, ".reason") == 0) {
+            (*nreason)++;
+        } else {
+            (*ndata)++;
+            assert_int_equal(ss_strcpy(data, dlen, de->d_name), 0);
+        }
+    }
+    closedir(d);
+}
+
+static void test_quarantine(void **state)
+{
+    struct fx *f = *state;
+    const char *odd = "bad\nname\xff.txt";
+    char q[SS_NAME_MAX + 1], rname[SS_NAME_MAX + 1];
+    size_t nd, nr;
+
+    open_both(f, IB_SCHEDULE);
+    size_t before = count_path(f->root, "statmgr.box/statmsgs", NULL, 0);
+    put(f->r.dirfd, odd, "evidence");
+    assert_int_equal(inbox_quarantine(&f->r, 0, odd, "not a name we write"), 0);
+    assert_false(exists(f->r.dirfd, odd));
+
+    corrupt_files(f->r.corruptfd, q, sizeof q, &nd, &nr);
+    assert_int_equal(nd, 1);
+    assert_int_equal(nr, 1);
+    /* A safe name; the original had no suffix this inbox takes, so ".bad". */
+    assert_true(uniq_name_ok(q, ".bad"));
+    assert_memory_equal(q, "corrupt-", 8);
+    assert_content(f->r.corruptfd, q, "evidence");
+
+    assert_int_equal(ss_path(rname, sizeof rname, "%s.reason", q), 0);
+    char *txt;
+    size_t len;
+    assert_int_equal(ss_read_file(f->r.corruptfd, rname, 4096, &txt, &len), 0);
+    assert_non_null(strstr(txt, "bad\\x0aname\\xff.txt"));     /* escaped */
+    assert_non_null(strstr(txt, "not a name we write"));
+    assert_null(strchr(txt, '\xff'));
+    free(txt);
+
+    /* The status message went to statmgr's inbox. */
+    char sm[SS_NAME_MAX + 1];
+    assert_int_equal(count_path(f->root, "statmgr.box/statmsgs", NULL, 0), before + 1);
+    struct inbox s;
+    assert_int_equal(inbox_open(&s, f->root, IB_STATMSGS, "T", 1), 0);
+    struct inbox_entry ents[4];
+    size_t n;
+    assert_int_equal(inbox_scan(&s, ents, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ents[0].odd, 0);
+    assert_int_equal(ss_strcpy(sm, sizeof sm, ents[0].name), 0);
+    assert_int_equal(ss_read_file(s.dirfd, sm, SM_FILE_MAX, &txt, &len), 0);
+    struct statmsg m;
+    char err[SS_ERR_MAX];
+    if (sm_parse(&m, txt, len, err, sizeof err) != 0)
+        fail_msg("status message does not parse: %s", err);
+    assert_int_equal(m.id, SM_CORRUPT_FILE);
+    assert_non_null(sm_attr_get(&m, "Inbox"));
+    assert_string_equal(sm_attr_get(&m, "Inbox"), f->r.path);
+    free(txt);
+    inbox_close(&s);
+
+    /* From work/, with a name of ours: the suffix is kept. */
+    char name[UNIQ_NAME_MAX];
+    assert_int_equal(inbox_drop(&f->w, ".job", "j", 1, name, sizeof name), 0);
+    assert_int_equal(inbox_claim(&f->r, name), 0);
+    assert_int_equal(inbox_quarantine(&f->r, 1, name, "does not parse"), 0);
+    assert_false(exists(f->r.workfd, name));
+    corrupt_files(f->r.corruptfd, q, sizeof q, &nd, &nr);
+    assert_int_equal(nd, 2);
+    assert_int_equal(nr, 2);
+
+    /* Gone meanwhile: an error, nothing written. */
+    assert_int_equal(inbox_quarantine(&f->r, 1, name, "x"), -ENOENT);
+    corrupt_files(f->r.corruptfd, q, sizeof q, &nd, &nr);
+    assert_int_equal(nd, 2);
+}
+
+static void test_quarantine_long_name(void **state)
+{
+    struct fx *f = *state;
+    char lng[256], q[SS_NAME_MAX + 1];
+    size_t nd, nr;
+
+    open_both(f, IB_STATMSGS);
+    memset(lng, 'z', 255);
+    memcpy(lng + 251, ".svf", 4);
+    lng[255] = '\0';
+    put(f->r.dirfd, lng, "long");
+    assert_int_equal(inbox_quarantine(&f->r, 0, lng, "name too long"), 0);
+    corrupt_files(f->r.corruptfd, q, sizeof q, &nd, &nr);
+    assert_int_equal(nd, 1);
+    assert_int_equal(nr, 1);
+    /* The inbox accepts .svf, so the kind survives quarantine. */
+    assert_true(uniq_name_ok(q, ".svf"));
+    assert_content(f->r.corruptfd, q, "long");
+    assert_false(exists(f->r.dirfd, lng));
+}
+
+static void test_recover(void **state)
+{
+    struct fx *f = *state;
+    char a[UNIQ_NAME_MAX], b[UNIQ_NAME_MAX];
+    size_t ret = 99, rem = 99;
+
+    open_both(f, IB_STATMSGS);
+    assert_int_equal(inbox_drop(&f->w, ".svf", "a", 1, a, sizeof a), 0);
+    assert_int_equal(inbox_drop(&f->w, ".svf", "b", 1, b, sizeof b), 0);
+    assert_int_equal(inbox_claim(&f->r, a), 0);
+    assert_int_equal(inbox_claim(&f->r, b), 0);
+    put(f->w.tmpfd, "stale", "a writer died");
+    set_age(f->w.tmpfd, "stale", INBOX_TMP_STALE_S + 600);
+    put(f->w.tmpfd, "live", "a writer at work");
+    set_age(f->w.tmpfd, "live", 60);
+    put(f->w.tmpfd, "new", "just now");
+
+    assert_int_equal(inbox_recover(&f->r, &ret, &rem), 0);
+    assert_int_equal(ret, 2);
+    assert_int_equal(rem, 1);
+    assert_int_equal(count_at(f->r.workfd, NULL, 0), 0);
+    assert_content(f->r.dirfd, a, "a");
+    assert_content(f->r.dirfd, b, "b");
+    assert_false(exists(f->r.tmpfd, "stale"));
+    assert_true(exists(f->r.tmpfd, "live"));
+    assert_true(exists(f->r.tmpfd, "new"));
+
+    /* Nothing to do the second time. */
+    assert_int_equal(inbox_recover(&f->r, &ret, &rem), 0);
+    assert_int_equal(ret, 0);
+    assert_int_equal(rem, 0);
+    assert_int_equal(inbox_recover(&f->r, NULL, NULL), 0);
+}
+
+static void test_drop_many(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 100 };
+    struct inbox_item items[N];
+    char data[N][16];
+    struct inbox_entry ents[N + 10];
+    size_t done = 0, n;
+
+    open_both(f, IB_STATMSGS);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ss_fmt(data[i], sizeof data[i], "item %d", i), 0);
+        items[i].data = data[i];
+        items[i].len = strlen(data[i]);
+    }
+    assert_int_equal(inbox_drop_many(&f->w, ".svf", items, N, &done), 0);
+    assert_int_equal(done, N);
+    assert_int_equal(count_at(f->w.tmpfd, NULL, 0), 0);
+    assert_int_equal(inbox_scan(&f->r, ents, SS_ARRAY_LEN(ents), &n), 0);
+    assert_int_equal(n, N);
+
+    /* Every item exactly once. */
+    int seen[N] = { 0 };
+    for (size_t i = 0; i < n; i++) {
+        char *buf;
+        size_t len;
+        long long k;
+        assert_int_equal(ents[i].odd, 0);
+        assert_int_equal(ss_read_file(f->r.dirfd, ents[i].name, 64, &buf, &len), 0);
+        assert_memory_equal(buf, "item ", 5);
+        assert_int_equal(ss_parse_int(buf + 5, 0, N - 1, &k), 0);
+        seen[k]++;
+        free(buf);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(seen[i], 1);
+
+    assert_int_equal(inbox_drop_many(&f->w, ".svf", items, 0, &done), 0);
+    assert_int_equal(done, 0);
+}
+
+static void test_commit_tmp(void **state)
+{
+    struct fx *f = *state;
+    char tmp[UNIQ_NAME_MAX], name[UNIQ_NAME_MAX];
+    int fd;
+
+    open_both(f, IB_TOSEND);
+    assert_int_equal(uniq_create(f->w.tmpfd, f->w.prefix, ".pck", tmp, sizeof tmp, &fd), 0);
+    assert_int_equal(ss_write_all(fd, "package", 7), 0);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(inbox_commit_tmp(&f->w, tmp, ".pck", 0, name, sizeof name), 0);
+    assert_string_equal(name, tmp);     /* the drawn name is kept */
+    assert_content(f->w.dirfd, name, "package");
+    assert_false(exists(f->w.tmpfd, tmp));
+
+    /* A caller's own temporary name gets a unique one in the inbox. */
+    put(f->w.tmpfd, "building", "instruction");
+    assert_int_equal(inbox_commit_tmp(&f->w, "building", ".ins", 1, name, sizeof name), 0);
+    assert_true(uniq_name_ok(name, ".ins"));
+    assert_content(f->w.dirfd, name, "instruction");
+    assert_int_equal(inbox_commit_tmp(&f->w, "building", ".ins", 1, name, sizeof name), -ENOENT);
+}
+
+static void test_backlog(void **state)
+{
+    struct fx *f = *state;
+    char path[SS_PATH_MAX], name[UNIQ_NAME_MAX];
+    size_t files = 99, corrupt = 99;
+    int64_t oldest = -1;
+
+    open_both(f, IB_STATMSGS);
+    assert_int_equal(ss_path(path, sizeof path, "%s/inboxes/statmgr.box/statmsgs", f->root), 0);
+    assert_int_equal(inbox_backlog(path, &files, &oldest, &corrupt), 0);
+    assert_int_equal(files, 0);
+    assert_int_equal(oldest, 0);
+    assert_int_equal(corrupt, 0);
+
+    assert_int_equal(inbox_drop(&f->w, ".svf", "1", 1, name, sizeof name), 0);
+    set_age(f->w.dirfd, name, 5000);
+    assert_int_equal(inbox_drop(&f->w, ".svf", "2", 1, NULL, 0), 0);
+    put(f->w.dirfd, "odd-but-waiting", "3");
+    put(f->w.dirfd, ".dotfile", "not counted");
+    put(f->w.tmpfd, "building", "not counted");
+    assert_int_equal(mkdirat(f->w.dirfd, "adir", 0750), 0);
+    put(f->r.dirfd, "broken", "x");
+    assert_int_equal(inbox_quarantine(&f->r, 0, "broken", "test"), 0);
+
+    assert_int_equal(inbox_backlog(path, &files, &oldest, &corrupt), 0);
+    /* 2 dropped + odd-but-waiting + the SM_CORRUPT_FILE message that
+     * the quarantine itself emitted into this very inbox. */
+    assert_int_equal(files, 4);
+    assert_true(oldest >= 5000);
+    assert_int_equal(corrupt, 1);
+
+    assert_int_equal(ss_path(path, sizeof path, "%s/inboxes/nothere", f->root), 0);
+    assert_int_equal(inbox_backlog(path, &files, &oldest, &corrupt), -ENOENT);
+}
+
+int main(void)
+{
+    setenv("SITESRV_UNSAFE_NOFSYNC", "1", 1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_table_and_tree, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drop_then_scan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drop_wrong_suffix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_skips_and_flags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_done_return, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_return_never_replaces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quarantine, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quarantine_long_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drop_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_tmp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backlog, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
