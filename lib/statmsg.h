@@ -107,6 +107,8 @@ int sm_parse(struct statmsg *m, char *buf, size_t len, char *err, size_t errlen)
 
 /* The catalogue text with insertion strings substituted. */
 void sm_render(const struct statmsg *m, char *buf, size_t len);
+/* The same substitution of %1..%10 for any text. */
+void sm_render_text(const char *text, const struct statmsg *m, char *buf, size_t len);
 
 /* "milestone" / "detail" / "audit" and back (-EINVAL). */
 const char *sm_type_name(enum sm_type t);
