@@ -44,7 +44,15 @@ struct ss_conf {
     int64_t  daemon_stop_timeout;          /* SIGTERM to exit, ms */
 };
 
+/* CONF_STR: a name, [A-Za-z0-9._-]*; CONF_SITE: a site code or "" when not
+ * required; CONF_DURATION: int64_t ms; CONF_SIZE: uint64_t bytes; CONF_INT:
+ * long long; CONF_TIME_OF_DAY: int minutes after midnight, -1 for "";
+ * CONF_PATH: an absolute path. */
 enum conf_type { CONF_STR, CONF_SITE, CONF_DURATION, CONF_SIZE, CONF_INT, CONF_TIME_OF_DAY, CONF_PATH };
+
+/* conf_key.flags */
+#define CONF_REQUIRED 1   /* no default: conf_load fails when it is missing */
+#define CONF_COMPUTED 2   /* def "" (or an empty value) means computed at load */
 
 struct conf_key {
     const char    *section;
@@ -52,9 +60,11 @@ struct conf_key {
     enum conf_type type;
     size_t         offset;     /* into struct ss_conf */
     size_t         size;       /* for strings */
-    long long      min, max;   /* for CONF_INT */
+    long long      min, max;   /* CONF_INT; also CONF_DURATION (ms) and
+                                * CONF_SIZE (bytes) when max > 0 */
     const char    *def;        /* default as written in site.conf; "" none */
     const char    *doc;        /* one line */
+    unsigned       flags;      /* CONF_REQUIRED, CONF_COMPUTED */
 };
 extern const struct conf_key conf_keys[];
 extern const size_t conf_nkeys;
@@ -67,8 +77,11 @@ void conf_defaults(struct ss_conf *c, const char *root);
 
 /* Defaults, then <root>/site.conf.  Unknown keys are logged as warnings
  * (and counted in *nwarn if not NULL); a bad value or a malformed line is
- * an error "site.conf:LINE: ..." (-EINVAL); the previous *c is then
- * untouched, so a daemon keeps running on its old configuration. */
+ * an error "site.conf:LINE: ..." (-EINVAL), so is a key given twice, a
+ * missing site.code, or a retry_max_delay below its retry_delay; a file
+ * that cannot be read is -errno (-ENOENT: "sitectl init writes it").  On
+ * any error the previous *c is untouched, so a daemon keeps running on its
+ * old configuration. */
 int conf_load(struct ss_conf *c, const char *root, int *nwarn, char *err, size_t errlen);
 
 /* Check value against the key's type.  -ENOENT unknown key, -EINVAL bad. */
@@ -76,7 +89,11 @@ int conf_check(const char *dotted, const char *value, char *err, size_t errlen);
 
 /* Set section.key = value in the file at path, keeping every other line
  * and comment; replaces the key's line in its section, or adds it to the
- * section (created at the end if missing).  Atomic replace of the file. */
+ * section (created at the end if missing).  Atomic replace of the file,
+ * keeping its mode.  The value is checked first (conf_check); the file
+ * must exist and parse, and a key given twice is refused (-EINVAL) rather
+ * than guessed at.  Values are checked one by one: conf_load afterwards
+ * catches what involves two keys (retry_max_delay below retry_delay). */
 int conf_set_file(const char *path, const char *dotted, const char *value,
                   char *err, size_t errlen);
 

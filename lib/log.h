@@ -5,8 +5,9 @@
  *   <![LOG[text]LOG]!><time="HH:MM:SS.mmm+B" date="MM-DD-YYYY"
  *     component="NAME" context="" type="T" thread="N" file="src.c:LINE">
  * B is the time-zone bias in minutes (UTC = local + B), T is 1 info,
- * 2 warning, 3 error; CR and LF in the text are escaped as \r \n so one
- * record stays one line.  At max_size the file rolls over to <name>.lo_
+ * 2 warning, 3 error; CR and LF in the text are escaped as \r \n, other
+ * control characters as \xNN, and the '>' of "]LOG]!>" as \x3e, so one
+ * record stays one line and cannot be ended early.  At max_size the file rolls over to <name>.lo_
  * (one generation kept).  Warnings and errors also go to stderr with the
  * syslog priority prefixes <4> and <3> that journald reads.
  *
@@ -25,7 +26,7 @@ struct sslog;
 /* Open (append) <dir>/<name>.log for component.  dir NULL: stderr only. */
 struct sslog *sslog_open(const char *dir, const char *name,
                          const char *component, uint64_t max_size);
-void sslog_close(struct sslog *l);
+void sslog_close(struct sslog *l);     /* also resets sslog_default if it is l */
 /* Reopen the file (SIGHUP, or after someone moved it away). */
 int  sslog_reopen(struct sslog *l);
 void sslog_set_max_size(struct sslog *l, uint64_t max_size);

@@ -1,0 +1,444 @@
+/*
+ * test_log.c - CMTrace records: exact format, escaping, cutting, roll-over
+ * with one generation, reopen after a move, concurrent writers, stderr.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "log.h"
+#include "util.h"
+
+/* 2026-11-21 23:50:01.234 UTC */
+static int64_t fixed_ms(void)
+{
+    struct tm tm = {0};
+    tm.tm_year = 2026 - 1900;
+    tm.tm_mon = 10;
+    tm.tm_mday = 21;
+    tm.tm_hour = 23;
+    tm.tm_min = 50;
+    tm.tm_sec = 1;
+    return (int64_t)timegm(&tm) * 1000 + 234;
+}
+
+static const struct {
+    const char *label;
+    int bias;
+    const char *text, *component;
+    int type;
+    long thread;
+    const char *file;
+    int line;
+    const char *want;
+} formats[] = {
+    {"bias 0", 0, "hello", "statmgr", 1, 42, "x.c", 7,
+     "<![LOG[hello]LOG]!><time=\"23:50:01.234+000\" date=\"11-21-2026\" component=\"statmgr\" "
+     "context=\"\" type=\"1\" thread=\"42\" file=\"x.c:7\">\n"},
+    {"bias -60 crosses midnight", -60, "hello", "statmgr", 1, 42, "x.c", 7,
+     "<![LOG[hello]LOG]!><time=\"00:50:01.234-060\" date=\"11-22-2026\" component=\"statmgr\" "
+     "context=\"\" type=\"1\" thread=\"42\" file=\"x.c:7\">\n"},
+    {"bias 480, path cut to basename", 480, "w", "distmgr", 2, 1234, "daemons/distmgr/dm.c", 900,
+     "<![LOG[w]LOG]!><time=\"15:50:01.234+480\" date=\"11-21-2026\" component=\"distmgr\" "
+     "context=\"\" type=\"2\" thread=\"1234\" file=\"dm.c:900\">\n"},
+    {"escapes", 0, "a\nb\r\nc\td\x01]LOG]!>e\\n", "c", 3, 1, "x.c", 1,
+     "<![LOG[a\\nb\\r\\nc\td\\x01]LOG]!\\x3ee\\n]LOG]!><time=\"23:50:01.234+000\" "
+     "date=\"11-21-2026\" component=\"c\" context=\"\" type=\"3\" thread=\"1\" file=\"x.c:1\">\n"},
+    {"empty text", 0, "", "c", 1, 1, "x.c", 1,
+     "<![LOG[]LOG]!><time=\"23:50:01.234+000\" date=\"11-21-2026\" component=\"c\" "
+     "context=\"\" type=\"1\" thread=\"1\" file=\"x.c:1\">\n"},
+};
+
+static void test_format(void **state)
+{
+    char buf[1024];
+    for (size_t i = 0; i < SS_ARRAY_LEN(formats); i++) {
+        size_t n = sslog_format(buf, sizeof buf, formats[i].text, fixed_ms(), formats[i].bias,
+                                formats[i].component, formats[i].type, formats[i].thread,
+                                formats[i].file, formats[i].line);
+        if (strcmp(buf, formats[i].want) != 0 || n != strlen(buf))
+            fail_msg("%s: got\n%s want\n%s", formats[i].label, buf, formats[i].want);
+    }
+}
+
+static const char *tail_of(const char *rec)
+{
+    return strstr(rec, "]LOG]!><time=");
+}
+
+static void test_format_cut(void **state)
+{
+    char big[3000], buf[200], full[4000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+
+    size_t n = sslog_format(buf, sizeof buf, big, fixed_ms(), 0, "c", 1, 1, "x.c", 1);
+    assert_int_equal(n, strlen(buf));
+    assert_true(n < sizeof buf);
+    assert_int_equal(buf[n - 1], '\n');
+    assert_memory_equal(buf, "<![LOG[aaa", 10);
+    sslog_format(full, sizeof full, "", fixed_ms(), 0, "c", 1, 1, "x.c", 1);
+    assert_string_equal(tail_of(buf), tail_of(full));
+
+    /* An escape is never cut in half: only whole "\n" units fit. */
+    char nl[300];
+    memset(nl, '\n', sizeof nl - 1);
+    nl[sizeof nl - 1] = '\0';
+    n = sslog_format(buf, sizeof buf, nl, fixed_ms(), 0, "c", 1, 1, "x.c", 1);
+    const char *t = tail_of(buf);
+    assert_non_null(t);
+    assert_int_equal((t - buf - 7) % 2, 0);
+    assert_int_equal(t[-1], 'n');
+
+    /* Nor is a UTF-8 character: "é" is two bytes. */
+    char utf[401];
+    for (int i = 0; i < 400; i += 2)
+        memcpy(utf + i, "\xc3\xa9", 2);
+    utf[400] = '\0';
+    for (size_t len = 150; len < 160; len++) {
+        n = sslog_format(buf, len, utf, fixed_ms(), 0, "c", 1, 1, "x.c", 1);
+        t = tail_of(buf);
+        assert_non_null(t);
+        assert_int_equal((t - buf - 7) % 2, 0);
+        assert_true(n < len);
+    }
+
+    /* Too small for the frame: still one line. */
+    n = sslog_format(buf, 20, "x", fixed_ms(), 0, "c", 1, 1, "x.c", 1);
+    assert_int_equal(n, 19);
+    assert_int_equal(buf[18], '\n');
+    assert_int_equal(buf[19], '\0');
+}
+
+/* ---- files ----------------------------------------------------------- */
+
+static char *make_tmpdir(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    char *d;
+
+    if (tmp == NULL || *tmp == '\0')
+        tmp = "/tmp";
+    d = malloc(strlen(tmp) + 32);
+    assert_non_null(d);
+    sprintf(d, "%s/test_log.XXXXXX", tmp);
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static void rm_dir(char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[SS_PATH_MAX];
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        assert_int_equal(ss_path(p, sizeof p, "%s/%s", dir, e->d_name), 0);
+        assert_int_equal(unlink(p), 0);
+    }
+    closedir(d);
+    assert_int_equal(rmdir(dir), 0);
+    free(dir);
+}
+
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+static char *slurp(const char *dir, const char *name, size_t *len)
+{
+    char p[SS_PATH_MAX];
+    struct stat st;
+    char *buf;
+    int fd;
+
+    assert_int_equal(ss_path(p, sizeof p, "%s/%s", dir, name), 0);
+    fd = open(p, O_RDONLY);
+    if (fd < 0)
+        return NULL;
+    assert_int_equal(fstat(fd, &st), 0);
+    buf = malloc((size_t)st.st_size + 1);
+    assert_non_null(buf);
+    assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
+    buf[st.st_size] = '\0';
+    close(fd);
+    if (len != NULL)
+        *len = (size_t)st.st_size;
+    return buf;
+}
+
+static regex_t record_re;
+
+/* Every line is a well-formed record; returns the number of lines. */
+static int check_records(char *text, const char *component)
+{
+    int n = 0;
+    char *save, *line;
+    size_t len = strlen(text);
+
+    assert_true(len == 0 || text[len - 1] == '\n');
+    for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        if (regexec(&record_re, line, 0, NULL, 0) != 0)
+            fail_msg("malformed record: %s", line);
+        char want[64];
+        snprintf(want, sizeof want, "component=\"%s\"", component);
+        assert_non_null(strstr(line, want));
+        n++;
+    }
+    return n;
+}
+
+static void test_write_and_rollover(void **state)
+{
+    char *dir = make_tmpdir();
+    struct sslog *l = sslog_open(dir, "distmgr", "SMS_DISTRIBUTION_MANAGER", 2000);
+    size_t loglen, rolledlen;
+
+    assert_non_null(l);
+    sslog_set_stderr(l, 0);
+    log_to(l, SSLOG_INFO, "first %d", 1);
+    char *t = slurp(dir, "distmgr.log", NULL);
+    assert_non_null(t);
+    assert_memory_equal(t, "<![LOG[first 1]LOG]!><time=\"", 28);
+    assert_non_null(strstr(t, "file=\"test_log.c:"));
+    assert_int_equal(check_records(t, "SMS_DISTRIBUTION_MANAGER"), 1);
+    free(t);
+
+    /* Write well past the size twice: exactly one .lo_, neither file over
+     * the limit, and no record lost from the last two generations. */
+    for (int i = 0; i < 60; i++)
+        log_to(l, SSLOG_INFO, "line %d of the roll-over test", i);
+    assert_int_equal(count_entries(dir), 2);
+    char *log = slurp(dir, "distmgr.log", &loglen);
+    char *rolled = slurp(dir, "distmgr.lo_", &rolledlen);
+    assert_non_null(log);
+    assert_non_null(rolled);
+    assert_true(loglen <= 2000);
+    assert_true(rolledlen <= 2000);
+    assert_true(rolledlen > 2000 - 200);   /* it was full, not rolled early */
+    assert_non_null(strstr(log, "line 59 of"));
+    assert_null(strstr(log, "first 1"));
+    assert_null(strstr(rolled, "first 1"));   /* the older generation is gone */
+    int nl = check_records(log, "SMS_DISTRIBUTION_MANAGER");
+    int nr = check_records(rolled, "SMS_DISTRIBUTION_MANAGER");
+    assert_true(nl > 0 && nr > 0);
+    free(log);
+    free(rolled);
+
+    /* A log opened again starts from the file's real size. */
+    sslog_close(l);
+    l = sslog_open(dir, "distmgr", "SMS_DISTRIBUTION_MANAGER", 2000);
+    sslog_set_stderr(l, 0);
+    for (int i = 0; i < 20; i++)
+        log_to(l, SSLOG_INFO, "again %d of the roll-over test", i);
+    log = slurp(dir, "distmgr.log", &loglen);
+    assert_true(loglen <= 2000);
+    free(log);
+    sslog_close(l);
+    rm_dir(dir);
+}
+
+static void test_reopen_after_move(void **state)
+{
+    char *dir = make_tmpdir();
+    char from[SS_PATH_MAX], to[SS_PATH_MAX];
+    struct sslog *l = sslog_open(dir, "statmgr", "SMS_STATUS_MANAGER", 0);
+
+    assert_non_null(l);
+    log_to(l, SSLOG_INFO, "one");
+    assert_int_equal(ss_path(from, sizeof from, "%s/statmgr.log", dir), 0);
+    assert_int_equal(ss_path(to, sizeof to, "%s/moved.log", dir), 0);
+    assert_int_equal(rename(from, to), 0);
+    log_to(l, SSLOG_INFO, "two");          /* still the moved file */
+    assert_int_equal(sslog_reopen(l), 0);
+    log_to(l, SSLOG_INFO, "three");
+
+    char *moved = slurp(dir, "moved.log", NULL);
+    char *fresh = slurp(dir, "statmgr.log", NULL);
+    assert_non_null(moved);
+    assert_non_null(fresh);
+    assert_non_null(strstr(moved, "[one]"));
+    assert_non_null(strstr(moved, "[two]"));
+    assert_null(strstr(moved, "three"));
+    assert_int_equal(check_records(fresh, "SMS_STATUS_MANAGER"), 1);
+    free(moved);
+    free(fresh);
+    sslog_close(l);
+    rm_dir(dir);
+}
+
+#define THREADS 4
+#define LINES   1000
+
+struct writer {
+    struct sslog *l;
+    int id;
+};
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    for (int i = 0; i < LINES; i++)
+        log_to(w->l, SSLOG_INFO, "writer %d line %d\nsecond half", w->id, i);
+    return NULL;
+}
+
+static void test_concurrent_writers(void **state)
+{
+    char *dir = make_tmpdir();
+    struct sslog *l = sslog_open(dir, "sender", "SMS_LAN_SENDER", 0);
+    pthread_t th[THREADS];
+    struct writer w[THREADS];
+    int next[THREADS] = {0};
+
+    assert_non_null(l);
+    for (int i = 0; i < THREADS; i++) {
+        w[i].l = l;
+        w[i].id = i;
+        assert_int_equal(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    sslog_close(l);
+
+    char *text = slurp(dir, "sender.log", NULL);
+    assert_non_null(text);
+    /* Each writer's lines are there, whole and in its own order. */
+    for (char *p = text; *p != '\0'; p = strchr(p, '\n') + 1) {
+        int id, n;
+        assert_int_equal(sscanf(p, "<![LOG[writer %d line %d\\nsecond half]", &id, &n), 2);
+        assert_true(id >= 0 && id < THREADS);
+        assert_int_equal(n, next[id]);
+        next[id]++;
+    }
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(next[i], LINES);
+    assert_int_equal(check_records(text, "SMS_LAN_SENDER"), THREADS * LINES);
+    free(text);
+    rm_dir(dir);
+}
+
+/* ---- stderr ---------------------------------------------------------- */
+
+/* Runs fn with stderr sent to a file and returns what it wrote. */
+static char *capture_stderr(void (*fn)(void *), void *arg)
+{
+    char *dir = make_tmpdir();
+    char p[SS_PATH_MAX];
+    int saved = dup(2), fd;
+
+    assert_int_equal(ss_path(p, sizeof p, "%s/stderr", dir), 0);
+    fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0 && saved >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    close(fd);
+    fn(arg);
+    assert_int_equal(dup2(saved, 2), 2);
+    close(saved);
+    char *out = slurp(dir, "stderr", NULL);
+    rm_dir(dir);
+    return out;
+}
+
+static void default_null(void *arg)
+{
+    sslog_default = NULL;
+    log_info("plain %s", "info");
+    log_warn("a warning\nin two lines");
+    errno = EXDEV;
+    log_error("an error");
+    assert_int_equal(errno, EXDEV);     /* logging keeps errno */
+}
+
+static void with_log(void *arg)
+{
+    struct sslog *l = arg;
+    log_to(l, SSLOG_INFO, "not on stderr");
+    log_to(l, SSLOG_WARN, "warned");
+    log_to(l, SSLOG_ERROR, "failed");
+    sslog_set_stderr(l, 0);
+    log_to(l, SSLOG_ERROR, "quiet");
+}
+
+static void no_file(void *arg)
+{
+    struct sslog *l = sslog_open("/nonexistent/dir", "x", "comp", 0);
+    assert_non_null(l);
+    log_to(l, SSLOG_INFO, "still said");
+    sslog_close(l);
+}
+
+static void test_stderr(void **state)
+{
+    char *out = capture_stderr(default_null, NULL);
+    char want[256];
+    snprintf(want, sizeof want, "<6>%s: plain info\n<4>%s: a warning\\nin two lines\n"
+             "<3>%s: an error\n", program_invocation_short_name,
+             program_invocation_short_name, program_invocation_short_name);
+    assert_string_equal(out, want);
+    free(out);
+
+    char *dir = make_tmpdir();
+    struct sslog *l = sslog_open(dir, "despool", "SMS_DESPOOLER", 0);
+    out = capture_stderr(with_log, l);
+    assert_string_equal(out, "<4>SMS_DESPOOLER: warned\n<3>SMS_DESPOOLER: failed\n");
+    free(out);
+    sslog_close(l);
+    char *text = slurp(dir, "despool.log", NULL);
+    assert_int_equal(check_records(text, "SMS_DESPOOLER"), 4);
+    free(text);
+    rm_dir(dir);
+
+    /* A log that cannot be opened says so and falls back to stderr. */
+    out = capture_stderr(no_file, NULL);
+    assert_non_null(strstr(out, "<4>comp: cannot open log /nonexistent/dir/x.log"));
+    assert_non_null(strstr(out, "<6>comp: still said\n"));
+    free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format_cut),
+        cmocka_unit_test(test_write_and_rollover),
+        cmocka_unit_test(test_reopen_after_move),
+        cmocka_unit_test(test_concurrent_writers),
+        cmocka_unit_test(test_stderr),
+    };
+    int r = regcomp(&record_re,
+                    "^<!\\[LOG\\[.*\\]LOG\\]!><time=\"[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}"
+                    "[+-][0-9]{3}\" date=\"[0-9]{2}-[0-9]{2}-[0-9]{4}\" component=\"[^\"]*\" "
+                    "context=\"\" type=\"[123]\" thread=\"[0-9]+\" file=\"[^\"]+:[0-9]+\">$",
+                    REG_EXTENDED | REG_NOSUB);
+    if (r != 0)
+        return 2;
+    r = cmocka_run_group_tests(tests, NULL, NULL);
+    regfree(&record_re);
+    return r;
+}
