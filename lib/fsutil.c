@@ -306,9 +306,17 @@ int ss_rm_rf(const char *path)
 
 int ss_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode)
 {
-    char tmp[SS_PATH_MAX], dir[SS_PATH_MAX];
+    char tmp[SS_PATH_MAX], dir[SS_PATH_MAX], real[PATH_MAX];
+    struct stat st;
     int fd, r;
 
+    /* An installed site keeps site.conf in /etc/sitesrv behind a symbolic
+     * link: replace the file the link names, not the link itself. */
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        if (realpath(path, real) == NULL)
+            return -errno;
+        path = real;
+    }
     r = ss_path(tmp, sizeof tmp, "%s.tmp-XXXXXX", path);
     if (r < 0)
         return r;

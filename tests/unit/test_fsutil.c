@@ -237,6 +237,18 @@ static void test_write_file_atomic(void **state)
     assert_int_equal(ss_path(path, sizeof path, "%s/no/such/file", f->dir), 0);
     assert_int_equal(ss_write_file_atomic(path, "x", 1, 0644), -ENOENT);
     assert_int_equal(count_entries(f->dir), 1);
+
+    /* Through a symbolic link (an installed site.conf): the file it names
+     * is replaced and the link stays a link. */
+    char link[SS_PATH_MAX];
+    assert_int_equal(ss_path(path, sizeof path, "%s/ctl.conf", f->dir), 0);
+    assert_int_equal(ss_path(link, sizeof link, "%s/link.conf", f->dir), 0);
+    assert_int_equal(symlink("ctl.conf", link), 0);
+    assert_int_equal(ss_write_file_atomic(link, "three\n", 6, 0644), 0);
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_content(f->dfd, "ctl.conf", "three\n");
+    assert_int_equal(count_entries(f->dir), 2);
 }
 
 static void test_mkdir_p(void **state)
