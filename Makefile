@@ -91,7 +91,7 @@ $(LIB_A): $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 .SECONDEXPANSION:
-$(B)/libexec/sitesrv/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard daemons/$$*/*.c)) $(LIB_A)
+$(B)/libexec/sitesrv/%: $$(addprefix $(B)/obj/,$$(subst .c,.o,$$(wildcard daemons/$$*/*.c))) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_A) $(LIBS)
 
