@@ -1,0 +1,227 @@
+/*
+ * NAME
+ *   main.c - sitectl: the one administrator command of a sitesrv site.
+ *
+ * SYNOPSIS
+ *   sitectl [--root DIR] COMMAND [options]
+ *   ctl_err(), ctl_usage_error(), ctl_opt(), ctl_flag(), ctl_common(),
+ *   ctl_root(), ctl_cmd_usage()
+ *
+ * DESCRIPTION
+ *   Dispatches the command word to its subsystem (site.c, daemons.c,
+ *   messages.c, client.c) and holds what they share: option parsing and
+ *   the site root.  The root comes from --root (before the command or
+ *   among its options, SPEC 9), else $SITESRV_ROOT, else the installed
+ *   root /var/lib/sitesrv.  Commands of later releases are listed in the
+ *   usage and refuse to run with a plain message rather than pretending.
+ *
+ * DIAGNOSTICS
+ *   Errors on stderr as "sitectl: ...".  Exit 0 success, 1 failure,
+ *   2 usage (unknown command or option, missing argument).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sitectl.h"
+
+struct cmd {
+    const char *name;
+    int (*fn)(struct ctl *c, int argc, char **argv);
+    const char *usage;
+};
+
+static const struct cmd cmds[] = {
+    { "init",     cmd_init,     "init --site CODE [--parent CODE] [--root DIR]" },
+    { "start",    cmd_start,    "start [--timeout SECONDS] [DAEMON...]" },
+    { "stop",     cmd_stop,     "stop [--timeout SECONDS] [--force] [DAEMON...]" },
+    { "status",   cmd_status,   "status [--json]" },
+    { "inbox",    cmd_inbox,    "inbox [--json]" },
+    { "config",   cmd_config,   "config set SECTION.KEY VALUE | config get SECTION.KEY | config show" },
+    { "messages", cmd_messages, "messages [--id N] [--component NAME] [--severity I|W|E] "
+                                "[--since TIME] [--limit N] [--json]" },
+    { "client",   cmd_client,   "client send-status --cap DIR --id N [--severity I|W|E] "
+                                "[--component NAME] [--machine NAME] [--site CODE] "
+                                "[--istr TEXT]... [--attr NAME=VALUE]... [--queue DIR]" },
+};
+
+/* Commands of SPEC 9 that later releases bring; named so that scripts get
+ * a clear refusal instead of "unknown command". */
+static const char *const coming[] = {
+    "dp", "site", "package", "retry", "send", "backup", "restore",
+};
+
+void ctl_err(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("sitectl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+const char *ctl_cmd_usage(const char *cmd)
+{
+    for (size_t i = 0; cmd && i < SS_ARRAY_LEN(cmds); i++)
+        if (strcmp(cmds[i].name, cmd) == 0)
+            return cmds[i].usage;
+    return NULL;
+}
+
+void ctl_usage_error(const struct ctl *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("sitectl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    const char *u = ctl_cmd_usage(c ? c->cmd : NULL);
+    if (u)
+        fprintf(stderr, "usage: sitectl [--root DIR] %s\n", u);
+    else
+        fprintf(stderr, "usage: sitectl [--root DIR] COMMAND [options]  (sitectl --help)\n");
+    exit(CTL_USAGE);
+}
+
+int ctl_flag(const char *arg, const char *name)
+{
+    return strcmp(arg, name) == 0;
+}
+
+int ctl_opt(const struct ctl *c, int argc, char **argv, int *i,
+            const char *name, const char **val)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        ctl_usage_error(c, "option %s needs an argument", name);
+    *val = argv[++*i];
+    return 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sitectl [--root DIR] COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < SS_ARRAY_LEN(cmds); i++)
+        fprintf(f, "  %s\n", cmds[i].usage);
+    fprintf(f, "\ncoming in later releases:");
+    for (size_t i = 0; i < SS_ARRAY_LEN(coming); i++)
+        fprintf(f, " %s", coming[i]);
+    fprintf(f, "\n\nDAEMON is one of:");
+    for (size_t i = 0; i < ctl_ndaemons; i++)
+        fprintf(f, " %s", ctl_daemons[i]);
+    fprintf(f, " (none named: all).\n"
+               "The site root is --root DIR, else $SITESRV_ROOT, else %s.\n"
+               "Exit status: 0 success, 1 failure, 2 usage.\n", CTL_DEFAULT_ROOT);
+}
+
+int ctl_common(struct ctl *c, int argc, char **argv, int *i)
+{
+    const char *v;
+    if (ctl_opt(c, argc, argv, i, "--root", &v)) {
+        if (!*v)
+            ctl_usage_error(c, "--root needs a directory");
+        c->root_opt = v;
+        return 1;
+    }
+    if (ctl_flag(argv[*i], "--help") || ctl_flag(argv[*i], "-h")) {
+        const char *u = ctl_cmd_usage(c->cmd);
+        if (u)
+            printf("usage: sitectl [--root DIR] %s\n", u);
+        else
+            usage(stdout);
+        exit(CTL_OK);
+    }
+    return 0;
+}
+
+void ctl_open_log(const char *root)
+{
+    char dir[SS_PATH_MAX];
+    if (sslog_default || ss_path(dir, sizeof dir, "%s/logs", root) < 0 ||
+        access(dir, W_OK) < 0)
+        return;
+    sslog_default = sslog_open(dir, "sitectl", "sitectl", 2u << 20);
+}
+
+const char *ctl_root(struct ctl *c)
+{
+    const char *r = c->root_opt;
+    if (!r || !*r)
+        r = getenv("SITESRV_ROOT");
+    if (!r || !*r)
+        r = CTL_DEFAULT_ROOT;
+
+    /* An absolute root: daemons get it on their command line and the user
+     * reads it back in `status`.  realpath() is not used, so that an
+     * installed root of symlinks is shown as the administrator knows it. */
+    if (r[0] == '/') {
+        if (ss_strcpy(c->root, sizeof c->root, r) < 0) {
+            ctl_err("site root too long: %s", r);
+            exit(CTL_FAIL);
+        }
+    } else {
+        char cwd[SS_PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd) ||
+            ss_path(c->root, sizeof c->root, "%s/%s", cwd, r) < 0) {
+            ctl_err("cannot make the site root %s absolute", r);
+            exit(CTL_FAIL);
+        }
+    }
+    /* Trailing slashes only make the paths we print uglier. */
+    size_t n = strlen(c->root);
+    while (n > 1 && c->root[n - 1] == '/')
+        c->root[--n] = '\0';
+    ctl_open_log(c->root);
+    return c->root;
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl c;
+    memset(&c, 0, sizeof c);
+
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (ctl_flag(argv[i], "--version")) {
+            printf("sitectl (sitesrv) %s\n", SS_VERSION);
+            return CTL_OK;
+        }
+        if (!ctl_common(&c, argc, argv, &i))
+            ctl_usage_error(&c, "unknown option %s", argv[i]);
+    }
+    if (i >= argc)
+        ctl_usage_error(&c, "no command given");
+
+    const char *cmd = argv[i];
+    if (strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return CTL_OK;
+    }
+    for (size_t k = 0; k < SS_ARRAY_LEN(cmds); k++) {
+        if (strcmp(cmds[k].name, cmd) == 0) {
+            c.cmd = cmds[k].name;
+            return cmds[k].fn(&c, argc - i - 1, argv + i + 1);
+        }
+    }
+    for (size_t k = 0; k < SS_ARRAY_LEN(coming); k++) {
+        if (strcmp(coming[k], cmd) == 0) {
+            ctl_err("'%s' is not available yet in this release", cmd);
+            return CTL_FAIL;
+        }
+    }
+    ctl_usage_error(&c, "unknown command '%s'", cmd);
+}
