@@ -59,13 +59,18 @@ int ss_notify(const char *state);
 /* Pid file: lock <path> (fcntl write lock, held for the process's life)
  * and write our pid.  -EAGAIN if another live process holds it. */
 int pidfile_acquire(const char *path, int *fd);
-/* Pid of the process holding the lock on path; 0 if none (or no file). */
+/* Pid of the process holding the lock on path; 0 if none (or no file,
+ * or it cannot be read).  Never call it on a pid file this process holds:
+ * closing any descriptor of a file drops the process's fcntl locks. */
 pid_t pidfile_owner(const char *path);
 
 struct daemon_watch;
 typedef void (*daemon_watch_cb)(struct daemon_watch *w, void *arg);
 /* Watch directory dir: cb(w, arg) once soon, after filesystem events
- * (coalesced), and every rescan_ms.  NULL on failure (logged). */
+ * (coalesced), and every rescan_ms (0: no periodic rescan).  At most one
+ * callback per loop turn; none once the daemon is stopping.  A directory
+ * that cannot be watched (yet) is logged and rescanned only.  NULL on
+ * failure (logged). */
 struct daemon_watch *daemon_watch(struct daemon *d, const char *dir,
                                   int64_t rescan_ms, daemon_watch_cb cb, void *arg);
 /* Ask for another callback soon (more work was left in the directory). */
@@ -73,5 +78,17 @@ void daemon_watch_kick(struct daemon_watch *w);
 void daemon_watch_set_rescan(struct daemon_watch *w, int64_t rescan_ms);
 /* Closed automatically at stop; may be closed earlier. */
 void daemon_watch_close(struct daemon_watch *w);
+/* The directory a watch looks at (for the callback's scan). */
+const char *daemon_watch_dir(struct daemon_watch *w);
+
+/* A runtime bound to a loop the caller owns, without arguments, pid file,
+ * log, signals or ready file: for unit tests and tools that want
+ * daemon_watch() and daemon_pool().  conf holds the defaults for root.
+ * daemon_embed_free() closes the watches and the pool and runs the loop
+ * (UV_RUN_NOWAIT) until their handles are closed; call it from outside
+ * any callback.  The caller closes its loop afterwards. */
+struct daemon *daemon_embed(uv_loop_t *loop, const char *root,
+                            const char *name, void *priv);
+void daemon_embed_free(struct daemon *d);
 
 #endif

@@ -440,7 +440,10 @@ int cmd_stop(struct ctl *c, int argc, char **argv)
         j->pid = pidfile_owner(j->pidf);
         if (j->pid <= 0) {
             remove_stale_ready(j);
-            printf("%s not running\n", j->name);
+            /* "stop" with no names covers every daemon; say nothing of
+             * those this installation does not have. */
+            if (ctl_daemon_installed(j->name))
+                printf("%s not running\n", j->name);
             continue;
         }
         j->t0 = ss_mono_ms();
