@@ -6,6 +6,7 @@
  *   inbox_open inbox_open_path inbox_close
  *   inbox_drop inbox_drop_many inbox_commit_tmp      writer side
  *   inbox_scan inbox_claim inbox_done inbox_return   reader side
+ *   inbox_cursor_open inbox_cursor_next inbox_cursor_close   scan in pages
  *   inbox_quarantine inbox_recover inbox_backlog
  *
  * DESCRIPTION
@@ -371,29 +372,38 @@ static int is_dir_at(int dirfd, const char *name)
     return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
 }
 
-int inbox_scan(struct inbox *ib, struct inbox_entry *ents, size_t max, size_t *n)
+int inbox_cursor_open(struct inbox *ib, struct inbox_cursor *c)
 {
-    struct dirent *de;
-    size_t k = 0;
-    DIR *d;
-
-    *n = 0;
+    c->ib = ib;
+    c->dir = NULL;
     if (ib->dirfd < 0)
         return -EBADF;
-    d = open_list(ib->dirfd);
-    if (d == NULL)
-        return -errno;
+    c->dir = open_list(ib->dirfd);
+    return c->dir == NULL ? -errno : 0;
+}
+
+void inbox_cursor_close(struct inbox_cursor *c)
+{
+    if (c->dir != NULL)
+        closedir(c->dir);
+    c->dir = NULL;
+}
+
+int inbox_cursor_next(struct inbox_cursor *c, struct inbox_entry *ents, size_t max, size_t *n)
+{
+    struct inbox *ib = c->ib;
+    struct dirent *de;
+    size_t k = 0;
+
+    *n = 0;
+    if (c->dir == NULL)
+        return -EBADF;
     while (k < max) {
         errno = 0;
-        de = readdir(d);
+        de = readdir(c->dir);
         if (de == NULL) {
-            if (errno != 0) {
-                int e = errno;
-                closedir(d);
-                *n = k;
-                return -e;
-            }
-            break;
+            *n = k;
+            return errno != 0 ? -errno : 0;
         }
         /* Dot files are ours (.tmp) or someone's work in progress;
          * directories are work/, corrupt/ and nested inboxes. */
@@ -412,9 +422,22 @@ int inbox_scan(struct inbox *ib, struct inbox_entry *ents, size_t max, size_t *n
             continue;
         k++;
     }
-    closedir(d);
     *n = k;
     return 0;
+}
+
+int inbox_scan(struct inbox *ib, struct inbox_entry *ents, size_t max, size_t *n)
+{
+    struct inbox_cursor c;
+    int r;
+
+    *n = 0;
+    r = inbox_cursor_open(ib, &c);
+    if (r < 0)
+        return r;
+    r = inbox_cursor_next(&c, ents, max, n);
+    inbox_cursor_close(&c);
+    return r;
 }
 
 int inbox_claim(struct inbox *ib, const char *name)

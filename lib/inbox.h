@@ -101,6 +101,17 @@ struct inbox_entry {
  * count filled. */
 int inbox_scan(struct inbox *ib, struct inbox_entry *ents, size_t max, size_t *n);
 
+/* The same listing in pages, for a reader that leaves most entries where
+ * they are (statmgr's futureq): each inbox_cursor_next() returns the next
+ * up to max entries, and *n == 0 at the end of the directory. */
+struct inbox_cursor {
+    struct inbox *ib;
+    void         *dir;        /* DIR * */
+};
+int  inbox_cursor_open(struct inbox *ib, struct inbox_cursor *c);
+int  inbox_cursor_next(struct inbox_cursor *c, struct inbox_entry *ents, size_t max, size_t *n);
+void inbox_cursor_close(struct inbox_cursor *c);
+
 /* Count files waiting (not dot files, not directories), the age in seconds
  * of the oldest (by mtime), and files in corrupt/ (without .reason files). */
 int inbox_backlog(const char *path, size_t *files, int64_t *oldest_s, size_t *corrupt);

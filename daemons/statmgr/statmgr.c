@@ -57,7 +57,9 @@ struct statmgr {
     struct pool_job job;
     int             job_busy;           /* loop thread */
     int             job_again;          /* a hint arrived while busy */
-    uv_timer_t      future_timer;
+    uv_timer_t      future_timer;       /* the earliest held message is due */
+    uv_timer_t      rescan_timer;       /* look into futureq now and then */
+    int             future_rescan_req;  /* loop thread: asked for by rescan_timer */
 
     /* Settings copied for the worker at submit time. */
     size_t          batch;
@@ -68,6 +70,8 @@ struct statmgr {
     int             more;               /* a scan was cut at the batch size */
     int64_t         future_due_ms;      /* earliest held message, INT64_MAX none */
     size_t          future_held;
+    int             future_rescan;      /* worker: read futureq this pass */
+    struct statmsg  msg;                /* worker's parse buffer (10 KB) */
 
     /* Totals, for the ready file. */
     uint64_t        ingested, duplicates, quarantined, db_errors;
@@ -147,151 +151,191 @@ static int insert(struct statmgr *s, const struct statmsg *m, enum src src, int6
     return sqlite3_changes(s->db) > 0 ? 1 : 0;
 }
 
-/* Park a message dated too far ahead in futureq under its own name. */
-static void hold(struct statmgr *s, enum src src, const char *name, const struct statmsg *m)
+/* What one pass did, for its log line and status messages. */
+struct pass {
+    int64_t now;
+    size_t  nnames;             /* files to unlink after the commit */
+    size_t  inserted, dup, bad, held, released;
+    int     in_tx, failed;
+};
+
+static void note_future(struct statmgr *s, const struct statmsg *m)
 {
-    int r = ss_rename_noreplace(s->ib[src].dirfd, name, s->ib[SRC_FUTUREQ].dirfd, name);
-    if (r == -EEXIST) {
-        char nn[UNIQ_NAME_MAX];
-        r = uniq_move(s->ib[src].dirfd, name, s->ib[SRC_FUTUREQ].dirfd,
-                      s->ib[SRC_FUTUREQ].prefix, ".svf", nn, sizeof nn);
-    }
-    if (r < 0) {
-        log_warn("cannot move %s/%s to futureq: %s", s->ib[src].path, name, strerror(-r));
-        return;
-    }
     s->future_held++;
     if (m->time_ms - s->skew_ms < s->future_due_ms)
         s->future_due_ms = m->time_ms - s->skew_ms;
 }
 
+/* Park a message dated too far ahead in futureq under its own name. */
+static void hold(struct statmgr *s, enum src src, const char *name, const struct statmsg *m)
+{
+    char nn[UNIQ_NAME_MAX], when[40], skew[32];
+    int r = ss_rename_noreplace(s->ib[src].dirfd, name, s->ib[SRC_FUTUREQ].dirfd, name);
+
+    if (r == -EEXIST)
+        r = uniq_move(s->ib[src].dirfd, name, s->ib[SRC_FUTUREQ].dirfd,
+                      s->ib[SRC_FUTUREQ].prefix, ".svf", nn, sizeof nn);
+    if (r < 0) {
+        log_warn("cannot move %s/%s to futureq: %s", s->ib[src].path, name, strerror(-r));
+        return;
+    }
+    note_future(s, m);
+    ss_fmt_time_iso(m->time_ms, when, sizeof when);
+    ss_fmt_duration(s->skew_ms, skew, sizeof skew);
+    log_info("holding status message %u from %s dated %s in futureq", m->id, m->machine, when);
+    sm_emit(SM_STAT_FUTURE_HELD, 0, NULL, m->machine, when, skew, NULL);
+}
+
+/*
+ * Read, check and record (or hold, or quarantine) one file.  Database
+ * trouble sets p->failed, which ends the pass and rolls it back.
+ */
+static void ingest_one(struct statmgr *s, struct pass *p, enum src src,
+                       const struct inbox_entry *e)
+{
+    struct inbox *ib = &s->ib[src];
+    char err[SS_ERR_MAX], *buf = NULL;
+    size_t len = 0;
+    int r;
+
+    if (e->odd) {
+        inbox_quarantine(ib, 0, e->name, "not a status message file name");
+        p->bad++;
+        return;
+    }
+    r = ss_read_file(ib->dirfd, e->name, SM_FILE_MAX, &buf, &len);
+    if (r == -ENOENT)
+        return;                 /* gone already: nothing to do */
+    if (r < 0) {
+        if (r == -EMFILE || r == -ENFILE || r == -ENOMEM || r == -EIO) {
+            /* Our trouble, not the file's: leave it for the next pass. */
+            log_warn("cannot read %s/%s: %s", ib->path, e->name, strerror(-r));
+            return;
+        }
+        if (r == -EFBIG)
+            ss_fmt(err, sizeof err, "larger than %d bytes", SM_FILE_MAX);
+        else
+            ss_fmt(err, sizeof err, "cannot be read: %s", strerror(-r));
+        inbox_quarantine(ib, 0, e->name, err);
+        p->bad++;
+        return;
+    }
+    r = sm_parse(&s->msg, buf, len, err, sizeof err);
+    free(buf);
+    if (r < 0) {
+        inbox_quarantine(ib, 0, e->name, err);
+        p->bad++;
+        return;
+    }
+    if (s->msg.time_ms > p->now + s->skew_ms) {
+        if (src == SRC_FUTUREQ)
+            note_future(s, &s->msg);
+        else
+            hold(s, src, e->name, &s->msg);
+        p->held++;
+        return;
+    }
+    if (!p->in_tx) {
+        if (sitedb_begin(s->db) < 0) {
+            p->failed = 1;
+            return;
+        }
+        p->in_tx = 1;
+    }
+    r = insert(s, &s->msg, src == SRC_CAP ? SRC_CAP : SRC_STATMSGS, p->now);
+    if (r < 0) {
+        p->failed = 1;
+        return;
+    }
+    if (r == 0)
+        p->dup++;
+    else
+        p->inserted++;
+    if (src == SRC_FUTUREQ)
+        p->released++;
+    s->names[p->nnames] = strdup(e->name);
+    s->name_src[p->nnames] = src;
+    if (s->names[p->nnames])
+        p->nnames++;
+}
+
 /*
  * One pass: up to batch files from each inbox, one transaction, then the
- * unlinks.  Runs on the worker thread.
+ * unlinks.  futureq is read only when a held message may be due (or on
+ * the periodic rescan), and read whole, in pages: its entries mostly stay
+ * where they are, so a bounded scan from the start would see the same
+ * first page for ever.  Runs on the worker thread.
  */
 static void ingest_work(struct pool_job *j)
 {
     struct statmgr *s = (struct statmgr *)((char *)j - offsetof(struct statmgr, job));
-    int64_t now = ss_now_ms();
-    size_t nnames = 0, inserted = 0, dup = 0, bad = 0, held = 0;
-    int in_tx = 0, failed = 0;
-    int do_future = now >= s->future_due_ms;
-    char err[SS_ERR_MAX];
-    struct statmsg m;
+    struct pass p = { .now = ss_now_ms() };
 
     s->more = 0;
-    if (do_future) {
+    for (int src = SRC_STATMSGS; src <= SRC_CAP && !p.failed; src++) {
+        size_t n = 0;
+        if (inbox_scan(&s->ib[src], s->ents, s->batch, &n) < 0)
+            continue;
+        if (n == s->batch)
+            s->more = 1;
+        for (size_t i = 0; i < n && !p.failed; i++)
+            ingest_one(s, &p, (enum src)src, &s->ents[i]);
+    }
+    if (!p.failed && (p.now >= s->future_due_ms || s->future_rescan)) {
+        struct inbox_cursor cur;
+        size_t n = 0, room = s->batch;
+
+        s->future_rescan = 0;
         /* Recomputed from what is still held after this pass. */
         s->future_due_ms = INT64_MAX;
         s->future_held = 0;
-    }
-    for (int src = 0; src < SRC_COUNT && !failed; src++) {
-        struct inbox *ib = &s->ib[src];
-        size_t n = 0;
-
-        if (src == SRC_FUTUREQ && !do_future)
-            continue;
-        if (inbox_scan(ib, s->ents, s->batch, &n) < 0)
-            continue;
-        if (n == s->batch && src != SRC_FUTUREQ)
+        if (inbox_cursor_open(&s->ib[SRC_FUTUREQ], &cur) == 0) {
+            while (!p.failed && room > 0 &&
+                   inbox_cursor_next(&cur, s->ents, room, &n) == 0 && n > 0) {
+                for (size_t i = 0; i < n && !p.failed; i++)
+                    ingest_one(s, &p, SRC_FUTUREQ, &s->ents[i]);
+                room = p.released < s->batch ? s->batch - p.released : 0;
+            }
+            inbox_cursor_close(&cur);
+        }
+        if (room == 0) {
+            s->future_due_ms = 0;       /* more are due: go on next pass */
             s->more = 1;
-        for (size_t i = 0; i < n && !failed; i++) {
-            const char *name = s->ents[i].name;
-            char *buf = NULL;
-            size_t len = 0;
-            int r;
-
-            if (s->ents[i].odd) {
-                inbox_quarantine(ib, 0, name, "not a status message file name");
-                bad++;
-                continue;
-            }
-            r = ss_read_file(ib->dirfd, name, SM_FILE_MAX, &buf, &len);
-            if (r == -ENOENT)
-                continue;            /* gone already: nothing to do */
-            if (r < 0) {
-                if (r == -EFBIG)
-                    ss_fmt(err, sizeof err, "larger than %d bytes", SM_FILE_MAX);
-                else
-                    ss_fmt(err, sizeof err, "cannot be read: %s", strerror(-r));
-                if (r == -EMFILE || r == -ENFILE || r == -ENOMEM || r == -EIO) {
-                    /* Our trouble, not the file's: leave it for the next pass. */
-                    log_warn("%s/%s %s", ib->path, name, err);
-                    continue;
-                }
-                inbox_quarantine(ib, 0, name, err);
-                bad++;
-                continue;
-            }
-            r = sm_parse(&m, buf, len, err, sizeof err);
-            free(buf);
-            if (r < 0) {
-                inbox_quarantine(ib, 0, name, err);
-                bad++;
-                continue;
-            }
-            if (m.time_ms > now + s->skew_ms) {
-                if (src != SRC_FUTUREQ)
-                    hold(s, src, name, &m);
-                else {
-                    s->future_held++;
-                    if (m.time_ms - s->skew_ms < s->future_due_ms)
-                        s->future_due_ms = m.time_ms - s->skew_ms;
-                }
-                held++;
-                continue;
-            }
-            if (!in_tx) {
-                if (sitedb_begin(s->db) < 0) {
-                    failed = 1;
-                    break;
-                }
-                in_tx = 1;
-            }
-            r = insert(s, &m, src == SRC_FUTUREQ ? SRC_STATMSGS : (enum src)src, now);
-            if (r < 0) {
-                failed = 1;
-                break;
-            }
-            if (r == 0)
-                dup++;
-            else
-                inserted++;
-            s->names[nnames] = strdup(name);
-            s->name_src[nnames] = (enum src)src;
-            if (s->names[nnames])
-                nnames++;
         }
     }
-    if (in_tx) {
-        if (!failed && sitedb_commit(s->db) < 0)
-            failed = 1;
-        if (failed)
+    if (p.in_tx) {
+        if (!p.failed && sitedb_commit(s->db) < 0)
+            p.failed = 1;
+        if (p.failed)
             sitedb_rollback(s->db);
     }
     /* Only after the commit: a file is removed once its row is durable. */
-    for (size_t i = 0; i < nnames; i++) {
-        if (!failed && unlinkat(s->ib[s->name_src[i]].dirfd, s->names[i], 0) < 0 &&
+    for (size_t i = 0; i < p.nnames; i++) {
+        if (!p.failed && unlinkat(s->ib[s->name_src[i]].dirfd, s->names[i], 0) < 0 &&
             errno != ENOENT)
             log_warn("cannot remove %s/%s: %s", s->ib[s->name_src[i]].path,
                      s->names[i], strerror(errno));
         free(s->names[i]);
     }
-    if (failed) {
+    if (p.failed) {
         s->db_errors++;
         s->more = 0;     /* the periodic rescan retries; do not spin on a full disk */
+        s->future_due_ms = 0;
         log_error("database error: %zu messages left in their inboxes for the next pass",
-                  nnames);
+                  p.nnames);
         return;
     }
-    s->ingested += inserted;
-    s->duplicates += dup;
-    s->quarantined += bad;
-    if (inserted || dup || bad)
+    s->ingested += p.inserted;
+    s->duplicates += p.dup;
+    s->quarantined += p.bad;
+    if (p.inserted || p.dup || p.bad)
         log_info("ingested %zu status messages (%zu already recorded, %zu quarantined, "
-                 "%zu held for the future)", inserted, dup, bad, held);
-    else if (held)
-        log_info("%zu status messages dated ahead wait in futureq", held);
+                 "%zu held for the future)", p.inserted, p.dup, p.bad, p.held);
+    if (p.released) {
+        char cnt[24];
+        snprintf(cnt, sizeof cnt, "%zu", p.released);
+        sm_emit(SM_STAT_FUTURE_RELEASED, 0, NULL, cnt, NULL);
+    }
 }
 
 /* ------------------------------------------------------------ loop thread */
@@ -328,11 +372,24 @@ static void kick(struct statmgr *s)
         return;
     }
     const struct ss_conf *c = daemon_conf(s->d);
+    /* The worker reads these while it runs; they change only between
+     * passes, here. */
     s->skew_ms = c->statmgr_future_skew;
+    s->future_rescan = s->future_rescan_req;
+    s->future_rescan_req = 0;
     s->job_busy = 1;
     s->job.work = ingest_work;
     s->job.done = ingest_done;
     pool_submit(s->pool, &s->job);
+}
+
+/* A file an operator moved back from corrupt/, or one that arrived while
+ * statmgr was busy, is found by this rescan: watch events are only hints. */
+static void rescan_timer_cb(uv_timer_t *t)
+{
+    struct statmgr *s = t->data;
+    s->future_rescan_req = 1;
+    kick(s);
 }
 
 static void watch_cb(struct daemon_watch *w, void *arg)
@@ -390,6 +447,10 @@ static int statmgr_start(struct daemon *d)
         return -1;
     uv_timer_init(daemon_loop(d), &s->future_timer);
     s->future_timer.data = s;
+    uv_timer_init(daemon_loop(d), &s->rescan_timer);
+    s->rescan_timer.data = s;
+    uv_timer_start(&s->rescan_timer, rescan_timer_cb, (uint64_t)c->statmgr_rescan,
+                   (uint64_t)c->statmgr_rescan);
     s->watch[0] = daemon_watch(d, s->ib[SRC_STATMSGS].path, c->statmgr_rescan, watch_cb, s);
     s->watch[1] = daemon_watch(d, s->ib[SRC_CAP].path, c->statmgr_rescan, watch_cb, s);
     if (!s->watch[0] || !s->watch[1])
@@ -407,6 +468,8 @@ static void statmgr_reload(struct daemon *d)
     for (int i = 0; i < 2; i++)
         if (s->watch[i])
             daemon_watch_set_rescan(s->watch[i], c->statmgr_rescan);
+    uv_timer_start(&s->rescan_timer, rescan_timer_cb, (uint64_t)c->statmgr_rescan,
+                   (uint64_t)c->statmgr_rescan);
     /* The batch size is fixed by the arrays allocated at start. */
     if ((size_t)c->statmgr_batch != s->batch)
         log_warn("statmgr.batch changes take effect at the next start");
@@ -416,8 +479,8 @@ static void statmgr_reload(struct daemon *d)
 static void statmgr_stop(struct daemon *d)
 {
     struct statmgr *s = daemon_priv(d);
-    uv_timer_stop(&s->future_timer);
     uv_close((uv_handle_t *)&s->future_timer, NULL);
+    uv_close((uv_handle_t *)&s->rescan_timer, NULL);
 }
 
 static void statmgr_status(struct daemon *d, char *buf, size_t len)

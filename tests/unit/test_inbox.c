@@ -551,6 +551,42 @@ static void test_drop_many(void **state)
     assert_int_equal(done, 0);
 }
 
+/* Paging through an inbox whose entries stay put (statmgr's futureq):
+ * every entry is seen once, in pages, and then the end is reported. */
+static void test_cursor_pages(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 25, PAGE = 10 };
+    struct inbox_entry ents[PAGE];
+    struct inbox_cursor c;
+    char names[N][SS_NAME_MAX + 1];
+    size_t n, total = 0, pages = 0;
+
+    open_both(f, IB_FUTUREQ);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(inbox_drop(&f->w, ".svf", "x", 1, names[i], sizeof names[i]), 0);
+    assert_int_equal(inbox_cursor_open(&f->r, &c), 0);
+    for (;;) {
+        assert_int_equal(inbox_cursor_next(&c, ents, PAGE, &n), 0);
+        if (n == 0)
+            break;
+        pages++;
+        for (size_t i = 0; i < n; i++) {
+            int found = 0;
+            for (int k = 0; k < N; k++)
+                if (strcmp(names[k], ents[i].name) == 0) {
+                    found = 1;
+                    names[k][0] = '\0';       /* seen: a second sighting fails */
+                }
+            assert_true(found);
+            total++;
+        }
+    }
+    inbox_cursor_close(&c);
+    assert_int_equal(total, N);
+    assert_int_equal(pages, 3);
+}
+
 static void test_commit_tmp(void **state)
 {
     struct fx *f = *state;
@@ -624,6 +660,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_quarantine_long_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_tmp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backlog, setup, teardown),
     };
