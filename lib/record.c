@@ -124,17 +124,6 @@ static int ctl_byte(unsigned char c)
     return c < 0x20 || c == 0x7f;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* ---- parser ----------------------------------------------------------- */
 
 static int bad(char *err, size_t errlen, const char *fmt, ...) SS_PRINTF(3, 4);
@@ -246,8 +235,8 @@ static size_t unescape(char *v, size_t n, size_t line, char *err, size_t errlen)
         case 'r':  *w++ = '\r'; s += 2; break;
         case 't':  *w++ = '\t'; s += 2; break;
         case 'x': {
-            int hi = s + 2 < end ? hexval((unsigned char)s[2]) : -1;
-            int lo = s + 3 < end ? hexval((unsigned char)s[3]) : -1;
+            int hi = s + 2 < end ? ss_hexval((unsigned char)s[2]) : -1;
+            int lo = s + 3 < end ? ss_hexval((unsigned char)s[3]) : -1;
             if (hi < 0 || lo < 0) {
                 bad(err, errlen, "line %zu: bad escape \\x (want two hex digits)", line);
                 return (size_t)-1;
@@ -380,8 +369,8 @@ int rec_parse(struct rec *r, char *buf, size_t len,
         goto fail;
     }
     for (size_t i = 0; i < 32; i++)
-        want[i] = (unsigned char)(hexval((unsigned char)endline[REC_END_LEN + 2 * i]) << 4 |
-                                  hexval((unsigned char)endline[REC_END_LEN + 2 * i + 1]));
+        want[i] = (unsigned char)(ss_hexval((unsigned char)endline[REC_END_LEN + 2 * i]) << 4 |
+                                  ss_hexval((unsigned char)endline[REC_END_LEN + 2 * i + 1]));
     if (memcmp(sum, want, 32) != 0) {
         rc = bad(err, errlen, "checksum mismatch");
         goto fail;

@@ -6,7 +6,7 @@
  *   ss_now_ms ss_mono_ms                clocks
  *   ss_parse_duration_ms ss_parse_size ss_parse_int ss_fmt_duration
  *   ss_fmt_time_iso ss_parse_time_iso   ISO 8601 UTC times
- *   ss_site_code_ok ss_hex ss_unhex
+ *   ss_site_code_ok ss_hex ss_unhex ss_hexval
  *   ss_sbuf_*                           growable string buffer, JSON strings
  *
  * DIAGNOSTICS
@@ -279,7 +279,7 @@ void ss_hex(const void *bytes, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-static int hexval(int c)
+int ss_hexval(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -294,8 +294,8 @@ int ss_unhex(const char *hex, void *bytes, size_t len)
 {
     unsigned char *b = bytes;
     for (size_t i = 0; i < len; i++) {
-        int hi = hexval((unsigned char)hex[2 * i]);
-        int lo = hi < 0 ? -1 : hexval((unsigned char)hex[2 * i + 1]);
+        int hi = ss_hexval((unsigned char)hex[2 * i]);
+        int lo = hi < 0 ? -1 : ss_hexval((unsigned char)hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -EINVAL;
         b[i] = (unsigned char)(hi << 4 | lo);

@@ -38,6 +38,8 @@ int ss_site_code_ok(const char *s);
 
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void ss_hex(const void *bytes, size_t len, char *out);
+/* Value of one hex digit (either case), or -1. */
+int ss_hexval(int c);
 /* Parse exactly 2*len hex digits.  -EINVAL. */
 int ss_unhex(const char *hex, void *bytes, size_t len);
 
