@@ -41,6 +41,10 @@ struct daemon_ops {
     void (*status)(struct daemon *d, char *buf, size_t len);
 };
 
+/* Returns the exit status (0 stopped in order, 1 failure, 2 usage) for the
+ * caller to exit with: `return daemon_main(argc, argv, &ops, priv);`.
+ * SIGTERM, SIGINT and SIGHUP are left blocked, so that a late signal
+ * cannot turn that status into death by signal. */
 int daemon_main(int argc, char **argv, const struct daemon_ops *ops, void *priv);
 
 uv_loop_t            *daemon_loop(struct daemon *d);
