@@ -9,6 +9,7 @@
  *   ss_link_move_noreplace              its link()+unlink() fallback
  *   ss_mkdir_p ss_rm_rf                 directory trees
  *   ss_write_file_atomic                replace a control file atomically
+ *   ss_unlink_many                      remove many files, overlapping their I/O
  *
  * DESCRIPTION
  *   The no-replace rename is the heart of the collision rule: a plain
@@ -31,6 +32,8 @@
  *   fit, or whatever the system call said).
  */
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,4 +356,70 @@ int ss_write_file_atomic(const char *path, const void *buf, size_t len, mode_t m
 fail:
     unlink(tmp);
     return r;
+}
+
+/* The threads of a crew take items by an atomic index, so a slow unlink
+ * never holds up the items behind it. */
+static void *unlink_crew_run(void *arg)
+{
+    struct ss_unlink_crew *c = arg;
+    size_t i;
+
+    while ((i = atomic_fetch_add(&c->next, 1)) < c->n) {
+        struct ss_unlink_item *it = &c->items[i];
+        it->err = unlinkat(it->dirfd, it->name, 0) < 0 ? -errno : 0;
+        if (it->err != 0)
+            atomic_fetch_add(&c->failed, 1);
+    }
+    return NULL;
+}
+
+static void crew_init(struct ss_unlink_crew *c, struct ss_unlink_item *items, size_t n)
+{
+    c->items = items;
+    c->n = n;
+    atomic_init(&c->next, 0);
+    atomic_init(&c->failed, 0);
+    c->started = 0;
+}
+
+/* Start up to want threads, one per 32 items at most (a thread is worth
+ * its start only with a few dozen files to share).  Fewer if the system
+ * refuses one: still correct. */
+static void crew_spawn(struct ss_unlink_crew *c, int want)
+{
+    if (want > SS_UNLINK_THREADS_MAX)
+        want = SS_UNLINK_THREADS_MAX;
+    while (c->started < want && (size_t)c->started * 32 < c->n) {
+        if (pthread_create(&c->tid[c->started], NULL, unlink_crew_run, c) != 0)
+            break;
+        c->started++;
+    }
+}
+
+void ss_unlink_start(struct ss_unlink_crew *c, struct ss_unlink_item *items,
+                     size_t n, int threads)
+{
+    crew_init(c, items, n);
+    crew_spawn(c, threads);
+    if (c->started == 0)
+        unlink_crew_run(c);
+}
+
+size_t ss_unlink_wait(struct ss_unlink_crew *c)
+{
+    for (int t = 0; t < c->started; t++)
+        pthread_join(c->tid[t], NULL);
+    c->started = 0;
+    return atomic_load(&c->failed);
+}
+
+size_t ss_unlink_many(struct ss_unlink_item *items, size_t n, int threads)
+{
+    struct ss_unlink_crew c;
+
+    crew_init(&c, items, n);
+    crew_spawn(&c, threads - 1);      /* the caller is one of them */
+    unlink_crew_run(&c);
+    return ss_unlink_wait(&c);
 }

@@ -8,6 +8,7 @@
 #ifndef SITESRV_FSUTIL_H
 #define SITESRV_FSUTIL_H
 
+#include <pthread.h>
 #include <sys/types.h>
 #include "common.h"
 
@@ -33,6 +34,36 @@ int ss_rename_noreplace(int olddirfd, const char *oldname,
  * tests can exercise it on file systems that accept RENAME_NOREPLACE. */
 int ss_link_move_noreplace(int olddirfd, const char *oldname,
                            int newdirfd, const char *newname);
+
+/* Remove many files, up to `threads` at once (the caller's thread is one
+ * of them).  On a file system that discards freed blocks synchronously
+ * (ext4 mounted with -o discard) each unlink waits for the device, and
+ * that wait happens outside the directory lock, so parallel unlinks
+ * overlap it.  Each item's err is set to 0 or a negative errno (-ENOENT
+ * included); the return value counts the items that failed. */
+struct ss_unlink_item {
+    int         dirfd;
+    const char *name;
+    int         err;
+};
+size_t ss_unlink_many(struct ss_unlink_item *items, size_t n, int threads);
+
+/* The same in the background: ss_unlink_start() returns at once with up
+ * to `threads` threads removing the items (which must stay valid), and
+ * ss_unlink_wait() joins them and returns the failure count.  When no
+ * thread can be started, start does the work itself before returning. */
+#define SS_UNLINK_THREADS_MAX 32
+struct ss_unlink_crew {
+    struct ss_unlink_item *items;
+    size_t          n;
+    _Atomic size_t  next;
+    _Atomic size_t  failed;
+    int             started;
+    pthread_t       tid[SS_UNLINK_THREADS_MAX];
+};
+void   ss_unlink_start(struct ss_unlink_crew *c, struct ss_unlink_item *items,
+                       size_t n, int threads);
+size_t ss_unlink_wait(struct ss_unlink_crew *c);
 
 /* mkdir -p; existing directories are fine. */
 int ss_mkdir_p(const char *path, mode_t mode);

@@ -337,6 +337,44 @@ static void test_write_all_and_fsync(void **state)
     assert_int_equal(ss_fsync_enabled(), 0);
 }
 
+/* Many files removed by a crew, at once and in the background: every
+ * item is accounted for, a missing one reports -ENOENT and counts as a
+ * failure, and nothing else in the directory is touched. */
+static void test_unlink_many(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 300 };
+    static char names[N][32];
+    static struct ss_unlink_item items[N];
+    struct ss_unlink_crew crew;
+
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(ss_fmt(names[i], sizeof names[i], "f%d", i), 0);
+            if (i != 7) {           /* item 7 names a file that is not there */
+                int fd = openat(f->dfd, names[i], O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+                assert_true(fd >= 0);
+                assert_int_equal(ss_write_all(fd, "x", 1), 0);
+                close(fd);
+            }
+            items[i] = (struct ss_unlink_item){ .dirfd = f->dfd, .name = names[i], .err = 1 };
+        }
+        int keep = openat(f->dfd, "keep", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        assert_true(keep >= 0);
+        close(keep);
+        if (round == 0) {
+            assert_int_equal(ss_unlink_many(items, N, 8), 1);
+        } else {
+            ss_unlink_start(&crew, items, N, 8);
+            assert_int_equal(ss_unlink_wait(&crew), 1);
+        }
+        for (int i = 0; i < N; i++)
+            assert_int_equal(items[i].err, i == 7 ? -ENOENT : 0);
+        assert_int_equal(count_entries(f->dir), 1);     /* only "keep" */
+        assert_int_equal(unlinkat(f->dfd, "keep", 0), 0);
+    }
+}
+
 int main(void)
 {
     setenv("SITESRV_UNSAFE_NOFSYNC", "1", 1);
@@ -351,6 +389,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mkdir_p, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rm_rf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_all_and_fsync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unlink_many, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
