@@ -523,25 +523,16 @@ int rec_add(struct sbuf *b, const char *name, const char *value)
 
 int rec_addf(struct sbuf *b, const char *name, const char *fmt, ...)
 {
-    char small[256];
+    struct sbuf v;
     va_list ap;
 
+    ss_sbuf_init(&v);
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
+    int rc = ss_sbuf_vaddf(&v, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return -EINVAL;
-    if ((size_t)n < sizeof small)
-        return rec_addn(b, name, small, (size_t)n);
-
-    char *big = malloc((size_t)n + 1);
-    if (big == NULL)
-        return -ENOMEM;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    int rc = rec_addn(b, name, big, (size_t)n);
-    free(big);
+    if (rc == 0)
+        rc = rec_addn(b, name, v.data ? v.data : "", v.len);
+    ss_sbuf_free(&v);
     return rc;
 }
 

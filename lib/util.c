@@ -356,25 +356,36 @@ int ss_sbuf_adds(struct sbuf *b, const char *s)
     return ss_sbuf_add(b, s, strlen(s));
 }
 
+int ss_sbuf_vaddf(struct sbuf *b, const char *fmt, va_list ap)
+{
+    va_list again;
+    char small[256];
+
+    /* Most strings fit the stack buffer: one formatting pass then. */
+    va_copy(again, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    if (n < 0 || (size_t)n < sizeof small) {
+        va_end(again);
+        return n < 0 ? -EINVAL : ss_sbuf_add(b, small, (size_t)n);
+    }
+    if (grow(b, (size_t)n) < 0) {
+        va_end(again);
+        return -ENOMEM;
+    }
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, again);
+    va_end(again);
+    b->len += (size_t)n;
+    return 0;
+}
+
 int ss_sbuf_addf(struct sbuf *b, const char *fmt, ...)
 {
     va_list ap;
-    char small[256];
 
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
+    int r = ss_sbuf_vaddf(b, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return -EINVAL;
-    if ((size_t)n < sizeof small)
-        return ss_sbuf_add(b, small, (size_t)n);
-    if (grow(b, (size_t)n) < 0)
-        return -ENOMEM;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
+    return r;
 }
 
 int ss_sbuf_add_json_str(struct sbuf *b, const char *s)

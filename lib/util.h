@@ -55,6 +55,7 @@ void ss_sbuf_reset(struct sbuf *b);
 int  ss_sbuf_add(struct sbuf *b, const void *p, size_t n);
 int  ss_sbuf_adds(struct sbuf *b, const char *s);
 int  ss_sbuf_addf(struct sbuf *b, const char *fmt, ...) SS_PRINTF(2, 3);
+int  ss_sbuf_vaddf(struct sbuf *b, const char *fmt, va_list ap) SS_PRINTF(2, 0);
 /* JSON string literal with quotes and escapes (for --json output). */
 int  ss_sbuf_add_json_str(struct sbuf *b, const char *s);
 

@@ -412,6 +412,31 @@ static void remove_stale_ready(const struct djob *j)
         ctl_err("cannot remove %s: %s", j->readyf, strerror(errno));
 }
 
+/*
+ * Has pid finished?  The daemon drops its pid lock a moment before it
+ * exits (after its last log line, before the process is torn down), and
+ * "stop returns once each has exited" should hold to the letter: so also
+ * wait until the process is gone, or a zombie that only awaits its
+ * parent.  A pid reused in that moment would at worst make us wait for
+ * the timeout.
+ */
+static int process_gone(pid_t pid)
+{
+    char path[64], buf[256];
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    f = fopen(path, "re");
+    if (f == NULL)
+        return 1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* "pid (comm) S ...": the state follows the last ')'. */
+    const char *p = strrchr(buf, ')');
+    return p == NULL || (p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
+}
+
 int cmd_stop(struct ctl *c, int argc, char **argv)
 {
     struct djob jobs[SS_ARRAY_LEN(ctl_daemons)];
@@ -466,7 +491,7 @@ int cmd_stop(struct ctl *c, int argc, char **argv)
             struct djob *j = &jobs[k];
             if (!j->pending)
                 continue;
-            if (pidfile_owner(j->pidf) != j->pid) {
+            if (pidfile_owner(j->pidf) != j->pid && process_gone(j->pid)) {
                 j->pending = 0;
                 remove_stale_ready(j);
                 printf("%s %s (in %lld ms)\n", j->name, j->killed ? "killed" : "stopped",
@@ -589,16 +614,7 @@ next:
 
 int cmd_status(struct ctl *c, int argc, char **argv)
 {
-    int json = 0;
-    for (int i = 0; i < argc; i++) {
-        if (ctl_common(c, argc, argv, &i))
-            continue;
-        if (ctl_flag(argv[i], "--json")) {
-            json = 1;
-            continue;
-        }
-        ctl_usage_error(c, "unexpected argument %s", argv[i]);
-    }
+    int json = ctl_listing_args(c, argc, argv);
     const char *root = ctl_root(c);
 
     char site[SS_SITE_LEN + 1] = "";

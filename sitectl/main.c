@@ -5,7 +5,7 @@
  * SYNOPSIS
  *   sitectl [--root DIR] COMMAND [options]
  *   ctl_err(), ctl_usage_error(), ctl_opt(), ctl_flag(), ctl_common(),
- *   ctl_root(), ctl_cmd_usage()
+ *   ctl_listing_args(), ctl_root(), ctl_cmd_usage()
  *
  * DESCRIPTION
  *   Dispatches the command word to its subsystem (site.c, daemons.c,
@@ -126,6 +126,19 @@ static void usage(FILE *f)
     fprintf(f, " (none named: all).\n"
                "The site root is --root DIR, else $SITESRV_ROOT, else %s.\n"
                "Exit status: 0 success, 1 failure, 2 usage.\n", CTL_DEFAULT_ROOT);
+}
+
+int ctl_listing_args(struct ctl *c, int argc, char **argv)
+{
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (ctl_common(c, argc, argv, &i))
+            continue;
+        if (!ctl_flag(argv[i], "--json"))
+            ctl_usage_error(c, "unexpected argument %s", argv[i]);
+        json = 1;
+    }
+    return json;
 }
 
 int ctl_common(struct ctl *c, int argc, char **argv, int *i)

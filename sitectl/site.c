@@ -634,16 +634,7 @@ int ctl_inbox_report(const char *root, int json, struct sbuf *out)
 
 int cmd_inbox(struct ctl *c, int argc, char **argv)
 {
-    int json = 0;
-    for (int i = 0; i < argc; i++) {
-        if (ctl_common(c, argc, argv, &i))
-            continue;
-        if (ctl_flag(argv[i], "--json")) {
-            json = 1;
-            continue;
-        }
-        ctl_usage_error(c, "unexpected argument %s", argv[i]);
-    }
+    int json = ctl_listing_args(c, argc, argv);
     const char *root = ctl_root(c);
     struct sbuf b;
     ss_sbuf_init(&b);

@@ -43,6 +43,9 @@ int ctl_opt(const struct ctl *c, int argc, char **argv, int *i,
             const char *name, const char **val);
 int ctl_flag(const char *arg, const char *name);
 int ctl_common(struct ctl *c, int argc, char **argv, int *i);
+/* Arguments of a listing that takes only the common options and --json:
+ * returns 1 for --json; anything else is a usage error. */
+int ctl_listing_args(struct ctl *c, int argc, char **argv);
 
 /* Resolve the site root: --root, $SITESRV_ROOT, CTL_DEFAULT_ROOT; made
  * absolute (daemons are given it and the user reads it back).  Returns

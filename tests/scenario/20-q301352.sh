@@ -24,10 +24,12 @@ for f in /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 /usr/lib/*/faketime
     [ -f "$f" ] && { FTLIB=$f; break; }
 done
 [ -n "$FTLIB" ] || fail "libfaketime.so.1 not found (install libfaketime)"
+# --mount-proc: a /proc of the namespace's own, so that the pids a
+# process reads there (LeakSanitizer does, in a sanitizer build) are its.
 if [ "$(id -u)" -eq 0 ]; then
-    NS=(unshare --pid --fork --mount)
+    NS=(unshare --pid --fork --mount --mount-proc)
 else
-    NS=(unshare --user --map-root-user --pid --fork --mount)
+    NS=(unshare --user --map-root-user --pid --fork --mount --mount-proc)
 fi
 nspid=$("${NS[@]}" sh -c 'echo $$' 2>&1)
 [ "$nspid" = 1 ] || fail "cannot make a pid namespace with '${NS[*]}': $nspid"
