@@ -598,7 +598,7 @@ int inbox_quarantine(struct inbox *ib, int in_work, const char *name,
              in_work ? "work/" : "", ename, ib->path, qname, ereason);
 
     const char *attrs[] = { "Inbox", ib->path, NULL };
-    sm_emit(SM_CORRUPT_FILE, 0, attrs, ename, ereason, (const char *)NULL);
+    sm_emit(SM_CORRUPT_FILE, 0, attrs, ename, ib->path, qname, ereason, (const char *)NULL);
     return 0;
 }
 

@@ -80,7 +80,7 @@ const struct sm_catalog sm_catalog[] = {
     { SM_DAEMON_STOPPING, 'I', SM_MILESTONE, "any",
       "%1 is stopping: %2." },
     { SM_CORRUPT_FILE, 'W', SM_MILESTONE, "any",
-      "%1 moved the unreadable file \"%2\" to the corrupt folder: %3." },
+      "The unreadable file \"%1\" in %2 was moved to its corrupt folder as %3: %4." },
     { SM_CONFIG_RELOADED, 'I', SM_DETAIL, "any",
       "%1 reloaded its configuration from %2." },
     { SM_CONFIG_BAD, 'E', SM_MILESTONE, "any",

@@ -44,8 +44,10 @@ run "$SITECTL" client send-status --cap "$CAP" --queue "$QUEUE" \
     --id 8600 --machine ROAMER --istr "back online"
 
 say "Someone drops a damaged file into the drop box"
-printf 'sitesrv statmsg 1\nid=8600\nthis is not a status message\n' > "$CAP/statmsgs.box/.tmp/damaged"
-mv "$CAP/statmsgs.box/.tmp/damaged" "$CAP/statmsgs.box/WKS009-damaged.svf"
+# A well-formed name, so that statmgr reads it and says what is wrong inside.
+damaged=WKS009-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n').svf
+printf 'sitesrv statmsg 1\nid=8600\nthis line was cut off in transit' > "$CAP/statmsgs.box/.tmp/$damaged"
+mv "$CAP/statmsgs.box/.tmp/$damaged" "$CAP/statmsgs.box/$damaged"
 
 # Wait (on the condition, not a fixed sleep) until statmgr has seen it all.
 for _ in $(seq 1 100); do
