@@ -319,6 +319,81 @@ int inbox_drop(struct inbox *ib, const char *suffix, const void *data,
     return drop_one(ib, suffix, data, len, 0, name, namelen);
 }
 
+/* Files of a batch written before any is synced: bounded, so that a large
+ * batch does not hold a descriptor per item. */
+#define DROP_CHUNK 64
+
+/*
+ * One chunk of inbox_drop_many.  All files are written first, then made
+ * durable together: syncfs() on the file system of .tmp/ costs about one
+ * journal commit for the whole chunk, where an fsync per file costs one
+ * commit each (measured: 4x the files per second on ext4).  syncfs also
+ * writes whatever else is dirty on that file system, which is why it is
+ * used only for batches; a chunk of fewer than SYNCFS_MIN files, or a
+ * file system without syncfs, gets an fsync per file.  Then the
+ * no-replace moves, whose directory fsync the caller does once.  On an
+ * error at item k, items before k are handed over and the rest of the
+ * chunk is removed from .tmp/.
+ */
+#define SYNCFS_MIN 4
+
+static int drop_chunk(struct inbox *ib, const char *suffix,
+                      const struct inbox_item *items, size_t n, size_t *moved)
+{
+    char tmp[DROP_CHUNK][UNIQ_NAME_MAX];
+    int fd[DROP_CHUNK];
+    size_t made = 0, ok;
+    int r = 0;
+
+    *moved = 0;
+    for (; made < n; made++) {
+        r = uniq_create(ib->tmpfd, ib->prefix, suffix, tmp[made], sizeof tmp[made], &fd[made]);
+        if (r < 0)
+            break;
+        r = ss_write_all(fd[made], items[made].data, items[made].len);
+        if (r < 0) {
+            close(fd[made]);
+            unlinkat(ib->tmpfd, tmp[made], 0);
+            break;
+        }
+    }
+    /* Sync and close every file made; the first failure ends what is
+     * handed over.  A failed syncfs hands over nothing. */
+    int whole = made >= SYNCFS_MIN && ss_fsync_enabled();
+    ok = made;
+    if (whole && syncfs(ib->tmpfd) < 0) {
+        if (errno == ENOSYS) {
+            whole = 0;
+        } else {
+            ok = 0;
+            if (r == 0)
+                r = -errno;
+        }
+    }
+    for (size_t i = 0; i < made; i++) {
+        int e = whole ? 0 : ss_fsync_fd(fd[i]);
+        if (close(fd[i]) < 0 && e == 0)
+            e = -errno;
+        if (e < 0 && i < ok) {
+            ok = i;
+            if (r == 0)
+                r = e;
+        }
+    }
+    for (size_t i = 0; i < ok; i++) {
+        int e = inbox_commit_tmp(ib, tmp[i], suffix, 1, NULL, 0);
+        if (e < 0) {
+            if (r == 0)
+                r = e;
+            break;
+        }
+        (*moved)++;
+    }
+    for (size_t i = *moved; i < made; i++)
+        unlinkat(ib->tmpfd, tmp[i], 0);
+    return r;
+}
+
 int inbox_drop_many(struct inbox *ib, const char *suffix,
                     const struct inbox_item *items, size_t n, size_t *done)
 {
@@ -331,10 +406,10 @@ int inbox_drop_many(struct inbox *ib, const char *suffix,
         return r;
     if (ib->dirfd < 0 || ib->tmpfd < 0)
         return -EBADF;
-    for (; i < n; i++) {
-        r = drop_one(ib, suffix, items[i].data, items[i].len, 1, NULL, 0);
-        if (r < 0)
-            break;
+    while (i < n && r == 0) {
+        size_t moved, k = n - i < DROP_CHUNK ? n - i : DROP_CHUNK;
+        r = drop_chunk(ib, suffix, items + i, k, &moved);
+        i += moved;
     }
     /* Even after a failure, what was moved must be made durable: the
      * caller is told those are handed over. */
@@ -344,7 +419,7 @@ int inbox_drop_many(struct inbox *ib, const char *suffix,
             r = s;
     }
     if (done)
-        *done = r == 0 ? n : i;
+        *done = i;
     return r;
 }
 
