@@ -44,6 +44,7 @@ unset SITESRV_ROOT NOTIFY_SOCKET WATCHDOG_USEC WATCHDOG_PID
 SCN_NAME=$(basename "$0" .sh)
 SCN_LIBEXEC_REAL=$(readlink -f "$SITESRV_LIBEXEC" 2>/dev/null || echo "$SITESRV_LIBEXEC")
 SCN_BG_PIDS=()
+SCN_MOUNTS=()
 SCN_FAIL_MSG=
 SCN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sitesrv-$SCN_NAME.XXXXXX") || {
     echo "FAIL: cannot create a temporary directory" >&2
@@ -209,12 +210,22 @@ scn_cleanup() {
         done
         [ -n "$SCN_FAIL_MSG" ] && printf '%s\n' "$SCN_FAIL_MSG"
     fi
+    # File systems a test mounted inside its directory (scn_mount).
+    for f in "${SCN_MOUNTS[@]}"; do
+        umount "$f" 2>/dev/null || umount -l "$f" 2>/dev/null
+    done
     if [ "$rc" -ne 0 ] && [ -n "${KEEP:-}" ]; then
         echo "kept $SCN_DIR"
     else
         rm -rf "$SCN_DIR"
     fi
     exit "$rc"
+}
+
+# scn_mount SIZE DIR: a tmpfs of SIZE on DIR, unmounted at cleanup.
+scn_mount() {
+    mount -t tmpfs -o "size=$1,mode=0755" "scn-$SCN_NAME" "$2" || return 1
+    SCN_MOUNTS+=("$2")
 }
 trap scn_cleanup EXIT
 trap 'SCN_FAIL_MSG="FAIL: terminated by SIGTERM (the time limit of the runner?)"; exit 143' TERM

@@ -1,0 +1,44 @@
+#!/bin/bash
+# 80-disk-full.sh - the site database's file system fills up while status
+# messages arrive (STYLE: ENOSPC is a temporary failure, lose nothing).
+# statmgr must keep serving, leave every message file where it is while
+# it cannot record it, and ingest each exactly once when space returns.
+# db/ is a small tmpfs of its own, so that only the database is starved.
+# shellcheck disable=SC2016  # check() evaluates its single-quoted condition
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" -eq 0 ] || fail "this test mounts a tmpfs and needs root"
+
+site_init TST
+cp -a "$ROOT/db" "$SCRATCH/db" || fail "cannot copy db/"
+scn_mount 2m "$ROOT/db" || fail "cannot mount a tmpfs on $ROOT/db"
+cp -a "$SCRATCH/db/." "$ROOT/db/" || fail "cannot copy the database into the tmpfs"
+sc start statmgr || fail "sitectl start statmgr exited $?"
+pid=$(daemon_pid statmgr)
+started() { [ "$(db_count "SELECT count(*) FROM statmsg WHERE msgid=8000")" -ge 1 ]; }
+wait_for 10 started || fail "statmgr's own 8000 message was not recorded"
+
+# Fill the file system to the last block.
+dd if=/dev/zero of="$ROOT/db/filler" bs=4k 2>/dev/null
+say "db/ is full: $(df -h "$ROOT/db" | tail -n 1)"
+
+BOX=$ROOT/inboxes/statmgr.box/statmsgs
+N=300
+"$TOOLS/smgen" --box "$BOX" --count "$N" --istr-prefix full >/dev/null || fail "smgen failed"
+# Several failed passes (the rescan retries every second), not just one.
+failing() { [ "$(grep -c 'database error' "$ROOT/logs/statmgr.log")" -ge 3 ]; }
+wait_for 20 failing || fail "statmgr did not log three database errors with a full db/"
+left=$(inbox_files "$BOX")
+check '[ "$left" -ge "$N" ]' "with the database full, $((N - left)) message files left the inbox (nothing may go unrecorded)"
+check 'daemon_running statmgr && [ "$(daemon_pid statmgr)" = "$pid" ]' "statmgr did not keep running through the full disk"
+expect_eq "quarantined files" 0 "$(corrupt_files "$BOX")"
+say "ok: while starved, all $N files stay in the inbox and statmgr keeps running"
+
+rm -f "$ROOT/db/filler"
+drained() { [ "$(inbox_files "$BOX")" -eq 0 ]; }
+wait_for 30 drained || fail "inbox did not drain after space came back: $(inbox_files "$BOX") left"
+expect_eq "rows of the starved messages" "$N" "$(db_count "SELECT count(*) FROM statmsg WHERE component='smgen'")"
+expect_eq "distinct uids among them" "$N" "$(db_count "SELECT count(DISTINCT uid) FROM statmsg WHERE component='smgen'")"
+expect_eq "statmgr pid" "$pid" "$(daemon_pid statmgr)"
+sc stop statmgr || fail "sitectl stop exited $?"
