@@ -71,7 +71,11 @@ if [ -z "$D" ] && [ "$(id -u)" = 0 ]; then
     getent passwd sitesrv >/dev/null ||
         useradd --system --user-group --home-dir /var/lib/sitesrv \
                 --shell /usr/sbin/nologin sitesrv
-    chown sitesrv:sitesrv /var/lib/sitesrv /var/spool/sitesrv /var/log/sitesrv
+    # The site is the daemons' to write: its configuration and keys too
+    # (`sitectl config set` replaces site.conf beside itself).
+    install -d -m 0750 -o sitesrv -g sitesrv /etc/sitesrv/keys
+    chown sitesrv:sitesrv /etc/sitesrv /var/lib/sitesrv /var/spool/sitesrv /var/log/sitesrv
 fi
 
-echo "installed sitesrv under ${D:-/} (PREFIX=$PREFIX); next: sitectl init --site CODE"
+echo "installed sitesrv under ${D:-/} (PREFIX=$PREFIX)"
+echo "next: sudo -u sitesrv sitectl init --site CODE; systemctl enable --now sitesrv.target"
