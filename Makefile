@@ -99,7 +99,7 @@ $(SITECTL): $(SITECTL_OBJ) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(SITECTL_OBJ) $(LIB_A) $(LIBS)
 
-$(B)/tests/%: tests/unit/%.c $(LIB_A)
+$(B)/tests/%: tests/unit/%.c tests/unit/testutil.h $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) $(ALL_LDFLAGS) $(LDFLAGS_$*) -o $@ $< $(LIB_A) $(CMOCKA_LIBS) $(LIBS)
 

@@ -4,59 +4,20 @@
  * checking values, editing the file byte for byte, and the shipped example
  * config/site.conf kept in step with the table.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
+#include "testutil.h"
+
 #include <ctype.h>
-#include <fcntl.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <cmocka.h>
 
 #include "conf.h"
-#include "ini.h"
 #include "log.h"
 #include "util.h"
 
 /* ---- helpers --------------------------------------------------------- */
 
-static char *make_tmpdir(void)
-{
-    const char *tmp = getenv("TMPDIR");
-    char *d;
-
-    if (tmp == NULL || *tmp == '\0')
-        tmp = "/tmp";
-    d = malloc(strlen(tmp) + 32);
-    assert_non_null(d);
-    sprintf(d, "%s/test_conf.XXXXXX", tmp);
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    assert_int_equal(fclose(f), 0);
-}
-
-static char *read_text(const char *path)
-{
-    char *buf;
-    size_t len;
-    char err[SS_ERR_MAX];
-    if (ini_read_file(path, &buf, &len, err, sizeof err) < 0)
-        fail_msg("%s", err);
-    return buf;
-}
-
-/* Removes the files conf tests create in a root, then the root. */
+/* Removes the files conf tests create in a root, then the root: rmdir
+ * fails, and with it the test, if anything else was left behind (such as
+ * a temporary file of conf_set_file). */
 static void remove_root(char *root)
 {
     static const char *names[] = {"site.conf", "edit.conf", "test.log", "test.lo_"};
@@ -72,9 +33,9 @@ static void remove_root(char *root)
 /* A root with site.conf holding text. */
 static char *root_with(const char *text, char *path, size_t len)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir_new("test_conf");
     assert_int_equal(ss_path(path, len, "%s/site.conf", root), 0);
-    write_text(path, text);
+    tu_write(path, text);
     return root;
 }
 
@@ -283,7 +244,7 @@ static void test_load_overrides(void **state)
     assert_int_equal(c.sender_max_sendings, 5);
 
     /* Only the code: everything else at its default, computed ones too. */
-    write_text(path, "[site]\ncode = CEN\n");
+    tu_write(path, "[site]\ncode = CEN\n");
     assert_int_equal(conf_load(&c, root, NULL, err, sizeof err), 0);
     struct ss_conf d;
     conf_defaults(&d, root);
@@ -342,7 +303,7 @@ static void test_load_errors(void **state)
 static void test_load_missing_file(void **state)
 {
     char err[SS_ERR_MAX];
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir_new("test_conf");
     struct ss_conf c;
 
     assert_int_equal(conf_load(&c, root, NULL, err, sizeof err), -ENOENT);
@@ -371,7 +332,7 @@ static void test_load_unknown_keys(void **state)
     assert_int_equal(c.sender_max_sendings, 9);     /* the rest is loaded */
     char logpath[SS_PATH_MAX];
     assert_int_equal(ss_path(logpath, sizeof logpath, "%s/test.log", root), 0);
-    char *log = read_text(logpath);
+    char *log = tu_read(logpath, NULL);
     snprintf(want, sizeof want, "[%s:3: unknown key site.foo (ignored)]", path);
     assert_non_null(strstr(log, want));
     snprintf(want, sizeof want, "[%s:4: unknown section [nosuch] (ignored)]", path);
@@ -461,17 +422,17 @@ static const struct {
 
 static void test_set_file(void **state)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir_new("test_conf");
     char path[SS_PATH_MAX], err[SS_ERR_MAX];
     struct stat st;
 
     assert_int_equal(ss_path(path, sizeof path, "%s/edit.conf", root), 0);
     for (size_t i = 0; i < SS_ARRAY_LEN(edits); i++) {
-        write_text(path, edits[i].before);
+        tu_write(path, edits[i].before);
         assert_int_equal(chmod(path, 0640), 0);
         err[0] = '\0';
         int r = conf_set_file(path, edits[i].key, edits[i].value, err, sizeof err);
-        char *after = read_text(path);
+        char *after = tu_read(path, NULL);
         if (r != 0 || strcmp(after, edits[i].after) != 0)
             fail_msg("%s: r=%d err=\"%s\"\n--- got\n%s--- want\n%s---", edits[i].label, r, err,
                      after, edits[i].after);
@@ -484,11 +445,11 @@ static void test_set_file(void **state)
 
 static void test_set_file_errors(void **state)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir_new("test_conf");
     char path[SS_PATH_MAX], err[SS_ERR_MAX], want[SS_PATH_MAX + 64];
 
     assert_int_equal(ss_path(path, sizeof path, "%s/edit.conf", root), 0);
-    write_text(path, BASE);
+    tu_write(path, BASE);
 
     /* A bad value or an unknown key leaves the file alone. */
     assert_int_equal(conf_set_file(path, "distmgr.threads", "100", err, sizeof err), -EINVAL);
@@ -496,18 +457,18 @@ static void test_set_file_errors(void **state)
     assert_int_equal(conf_set_file(path, "distmgr.nosuch", "1", err, sizeof err), -ENOENT);
     assert_int_equal(conf_set_file(path, "distmgr.retry_delay", "3x", err, sizeof err), -EINVAL);
     assert_int_equal(conf_set_file(path, "site.parent", "B01\n[x]", err, sizeof err), -EINVAL);
-    char *after = read_text(path);
+    char *after = tu_read(path, NULL);
     assert_string_equal(after, BASE);
     free(after);
 
     /* A file that does not parse is not edited. */
-    write_text(path, "[site]\ncode = CEN\nthis is wrong\n");
+    tu_write(path, "[site]\ncode = CEN\nthis is wrong\n");
     assert_int_equal(conf_set_file(path, "site.parent", "B01", err, sizeof err), -EINVAL);
     snprintf(want, sizeof want, "%s:3: expected", path);
     assert_memory_equal(err, want, strlen(want));
 
     /* Nor one where the key is given twice: which one would we edit? */
-    write_text(path, "[site]\ncode = CEN\ncode = B01\n");
+    tu_write(path, "[site]\ncode = CEN\ncode = B01\n");
     assert_int_equal(conf_set_file(path, "site.code", "X01", err, sizeof err), -EINVAL);
     snprintf(want, sizeof want, "%s:3: site.code set twice (first at line 2)", path);
     assert_memory_equal(err, want, strlen(want));
@@ -610,7 +571,7 @@ static void test_example_in_sync(void **state)
     if (src == NULL || *src == '\0')
         src = ".";
     assert_int_equal(ss_path(path, sizeof path, "%s/config/site.conf", src), 0);
-    char *text = read_text(path);
+    char *text = tu_read(path, NULL);
     int n = example_keys(text, ex, (int)SS_ARRAY_LEN(ex), lines, &nlines);
 
     /* Every active line is a key of the table with a valid value. */
@@ -660,13 +621,13 @@ static void test_example_in_sync(void **state)
     free(text);
 
     /* And it loads as it is, without a warning. */
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir_new("test_conf");
     char dst[SS_PATH_MAX];
     struct ss_conf c;
     int nwarn = -1;
-    text = read_text(path);
+    text = tu_read(path, NULL);
     assert_int_equal(ss_path(dst, sizeof dst, "%s/site.conf", root), 0);
-    write_text(dst, text);
+    tu_write(dst, text);
     free(text);
     if (conf_load(&c, root, &nwarn, err, sizeof err) != 0)
         fail_msg("%s", err);

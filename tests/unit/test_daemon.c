@@ -9,24 +9,15 @@
  * has a deadline and a child that overstays it is killed, so a broken
  * runtime fails a test instead of hanging it.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#include "testutil.h"
 
-#include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "daemon.h"
 #include "inbox.h"
@@ -38,53 +29,16 @@
 /* ------------------------------------------------------------------ */
 /* Helpers                                                              */
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    return remove(p);
-}
-
-static void rm_tree(const char *dir)
-{
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void make_tmpdir(char *buf, size_t len)
-{
-    const char *t = getenv("TMPDIR");
-    assert_int_equal(ss_path(buf, len, "%s/test_daemon.XXXXXX", t && *t ? t : "/tmp"), 0);
-    assert_non_null(mkdtemp(buf));
-}
-
 /* Replace a file atomically, so that a daemon reloading it at the same
  * moment reads the old or the new content, never half of one. */
 static void write_file(const char *path, const char *text)
 {
-    char tmp[600];
-    assert_int_equal(ss_path(tmp, sizeof(tmp), "%s.tmp", path), 0);
-    FILE *f = fopen(tmp, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
-    assert_int_equal(rename(tmp, path), 0);
+    assert_int_equal(ss_write_file_atomic(path, text, strlen(text), 0644), 0);
 }
 
 static int file_exists(const char *path)
 {
-    return access(path, F_OK) == 0;
-}
-
-static int file_contains(const char *path, const char *needle)
-{
-    char buf[65536];
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n < 0)
-        return 0;
-    buf[n] = '\0';
-    return strstr(buf, needle) != NULL;
+    return tu_exists(AT_FDCWD, path);
 }
 
 /* Children not yet reaped: a failing test leaves none running. */
@@ -138,6 +92,18 @@ static int wait_child(pid_t pid, int timeout_ms)
         struct timespec ts = { 0, 5 * 1000000 };
         nanosleep(&ts, NULL);
     }
+}
+
+/* A child must exit by itself with code; one that overstays is killed
+ * and fails the test. */
+static void expect_exit(pid_t pid, int code)
+{
+    int st = wait_child(pid, WAIT_MS + 5000);
+    if (st == -1)
+        fail_msg("child (pid %ld) did not exit; killed", (long)pid);
+    if (!WIFEXITED(st))
+        fail_msg("child died by signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+    assert_int_equal(WEXITSTATUS(st), code);
 }
 
 /* A datagram socket bound to path (or to an abstract name for '@...'). */
@@ -229,15 +195,53 @@ static void tell(const char *fmt, ...) SS_PRINTF(1, 2);
 /* ------------------------------------------------------------------ */
 /* Pid file                                                             */
 
+/* Run check(path) in a forked child, which holds none of this process's
+ * fcntl locks, and expect it to return 1. */
+static void in_child(int (*check)(const char *path), const char *path)
+{
+    pid_t c = fork();
+    assert_true(c >= 0);
+    if (c == 0)
+        _exit(check(path) ? 0 : 1);
+    child_add(c);
+    expect_exit(c, 0);
+}
+
+static int owner_is_parent(const char *path)
+{
+    return pidfile_owner(path) == getppid();
+}
+
+static int acquire_refused(const char *path)
+{
+    int fd = -1;
+    return pidfile_acquire(path, &fd) == -EAGAIN;
+}
+
+/* A holder that dies without cleaning up, as a killed daemon does. */
+static int acquire_and_die(const char *path)
+{
+    int fd = -1;
+    return pidfile_acquire(path, &fd) == 0;
+}
+
+/* The pid file names this process.  Opening and closing it drops this
+ * process's lock on it, so a test reads it this way only at its end. */
+static void assert_names_us(const char *path)
+{
+    char want[32];
+    snprintf(want, sizeof(want), "%ld\n", (long)getpid());
+    assert_true(tu_file_contains(path, want));
+}
+
 static void test_pidfile_owner_sees_holder(void **state)
 {
-    char dir[256], path[512];
-    make_tmpdir(dir, sizeof(dir));
-    assert_int_equal(ss_path(path, sizeof(path), "%s/x.pid", dir), 0);
-    assert_int_equal(pidfile_owner(path), 0);          /* no file yet */
+    struct tu_dir *t = tu_dir_new("test_daemon", "x.pid");
+    assert_non_null(t);
+    assert_int_equal(pidfile_owner(t->path), 0);       /* no file yet */
 
     int fd = -1;
-    assert_int_equal(pidfile_acquire(path, &fd), 0);
+    assert_int_equal(pidfile_acquire(t->path, &fd), 0);
     assert_true(fd >= 0);
     /* Read through our own descriptor: opening and closing the file
      * again would drop this process's fcntl lock. */
@@ -245,72 +249,39 @@ static void test_pidfile_owner_sees_holder(void **state)
     snprintf(want, sizeof(want), "%ld\n", (long)getpid());
     assert_int_equal(pread(fd, got, sizeof(got) - 1, 0), (ssize_t)strlen(want));
     assert_string_equal(got, want);
-
-    pid_t parent = getpid();
-    pid_t c = fork();
-    assert_true(c >= 0);
-    if (c == 0)
-        _exit(pidfile_owner(path) == parent ? 0 : 1);
-    int st = wait_child(c, WAIT_MS);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    in_child(owner_is_parent, t->path);
 
     close(fd);
-    rm_tree(dir);
+    assert_int_equal(tu_dir_free(t), 0);
 }
 
 static void test_pidfile_second_acquire_fails(void **state)
 {
-    char dir[256], path[512];
-    make_tmpdir(dir, sizeof(dir));
-    assert_int_equal(ss_path(path, sizeof(path), "%s/x.pid", dir), 0);
+    struct tu_dir *t = tu_dir_new("test_daemon", "x.pid");
+    assert_non_null(t);
     int fd = -1;
-    assert_int_equal(pidfile_acquire(path, &fd), 0);
-
-    pid_t c = fork();
-    assert_true(c >= 0);
-    if (c == 0) {
-        int fd2 = -1;
-        _exit(pidfile_acquire(path, &fd2) == -EAGAIN ? 0 : 1);
-    }
-    int st = wait_child(c, WAIT_MS);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(pidfile_acquire(t->path, &fd), 0);
+    in_child(acquire_refused, t->path);
     /* Our lock is intact: the file still names us. */
-    char want[32];
-    snprintf(want, sizeof(want), "%ld\n", (long)getpid());
-    assert_true(file_contains(path, want));
+    assert_names_us(t->path);
 
     close(fd);
-    rm_tree(dir);
+    assert_int_equal(tu_dir_free(t), 0);
 }
 
 static void test_pidfile_stale_is_acquirable(void **state)
 {
-    char dir[256], path[512];
-    make_tmpdir(dir, sizeof(dir));
-    assert_int_equal(ss_path(path, sizeof(path), "%s/x.pid", dir), 0);
-
-    /* A holder that dies without cleaning up, as a killed daemon does. */
-    pid_t c = fork();
-    assert_true(c >= 0);
-    if (c == 0) {
-        int fd = -1;
-        _exit(pidfile_acquire(path, &fd) == 0 ? 0 : 1);
-    }
-    int st = wait_child(c, WAIT_MS);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
-    assert_true(file_exists(path));
-    assert_int_equal(pidfile_owner(path), 0);
+    struct tu_dir *t = tu_dir_new("test_daemon", "x.pid");
+    assert_non_null(t);
+    in_child(acquire_and_die, t->path);
+    assert_true(file_exists(t->path));
+    assert_int_equal(pidfile_owner(t->path), 0);
 
     int fd = -1;
-    assert_int_equal(pidfile_acquire(path, &fd), 0);
-    char want[32];
-    snprintf(want, sizeof(want), "%ld\n", (long)getpid());
-    assert_true(file_contains(path, want));
+    assert_int_equal(pidfile_acquire(t->path, &fd), 0);
+    assert_names_us(t->path);
     close(fd);
-    rm_tree(dir);
+    assert_int_equal(tu_dir_free(t), 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -318,12 +289,12 @@ static void test_pidfile_stale_is_acquirable(void **state)
 
 static void test_notify_path_and_abstract(void **state)
 {
-    char dir[256], path[512], abstract[64], buf[256];
-    make_tmpdir(dir, sizeof(dir));
-    assert_int_equal(ss_path(path, sizeof(path), "%s/notify", dir), 0);
+    struct tu_dir *t = tu_dir_new("test_daemon", "notify");
+    char abstract[64], buf[256];
+    assert_non_null(t);
     snprintf(abstract, sizeof(abstract), "@sitesrv-test-daemon-%ld-%ld",
              (long)getpid(), (long)ss_mono_ms());
-    const char *names[] = { path, abstract };
+    const char *names[] = { t->path, abstract };
 
     for (size_t i = 0; i < SS_ARRAY_LEN(names); i++) {
         int fd = notify_listen(names[i]);
@@ -334,7 +305,7 @@ static void test_notify_path_and_abstract(void **state)
         close(fd);
     }
     unsetenv("NOTIFY_SOCKET");
-    rm_tree(dir);
+    assert_int_equal(tu_dir_free(t), 0);
 }
 
 static void test_notify_unset_and_bad(void **state)
@@ -423,117 +394,120 @@ static void touch(const char *dir, int i)
     close(fd);
 }
 
+/* A daemon embedded in a loop of the test's own, rooted in a fresh
+ * temporary directory. */
+struct emb {
+    char           dir[SS_PATH_MAX];
+    uv_loop_t      loop;
+    struct daemon *d;
+};
+
+static void emb_open(struct emb *e)
+{
+    tu_tmpdir(e->dir, sizeof(e->dir), "test_daemon");
+    assert_int_equal(uv_loop_init(&e->loop), 0);
+    e->d = daemon_embed(&e->loop, e->dir, "testd", NULL);
+    assert_non_null(e->d);
+}
+
+/* Free the daemon (unless the test has) and close the loop, which fails
+ * while anything is still open on it. */
+static void emb_close(struct emb *e)
+{
+    if (e->d != NULL)
+        daemon_embed_free(e->d);
+    assert_int_equal(uv_loop_close(&e->loop), 0);
+    tu_rm_rf(e->dir);
+}
+
 static void test_watch_start_event_coalesce(void **state)
 {
-    char dir[256];
-    make_tmpdir(dir, sizeof(dir));
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct daemon *d = daemon_embed(&loop, dir, "testd", NULL);
-    assert_non_null(d);
+    struct emb e;
+    emb_open(&e);
 
-    struct wctx c = { .loop = &loop };
-    c.w = daemon_watch(d, dir, 0, wcb, &c);
+    struct wctx c = { .loop = &e.loop };
+    c.w = daemon_watch(e.d, e.dir, 0, wcb, &c);
     assert_non_null(c.w);
-    assert_string_equal(daemon_watch_dir(c.w), dir);
+    assert_string_equal(daemon_watch_dir(c.w), e.dir);
     assert_int_equal(c.calls, 0);       /* runs from the loop, not inline */
 
     /* The scan at start. */
-    assert_int_equal(run_for(&loop, &c, 1, WAIT_MS), 0);
+    assert_int_equal(run_for(&e.loop, &c, 1, WAIT_MS), 0);
     assert_int_equal(c.calls, 1);
 
     /* A new file. */
-    touch(dir, 0);
-    assert_int_equal(run_for(&loop, &c, 2, WAIT_MS), 0);
+    touch(e.dir, 0);
+    assert_int_equal(run_for(&e.loop, &c, 2, WAIT_MS), 0);
     assert_int_equal(c.calls, 2);
 
     /* A burst of events becomes one callback (two at most, should the
      * kernel queue split): without coalescing this would be ~200. */
     for (int i = 1; i <= 100; i++)
-        touch(dir, i);
-    assert_int_equal(run_for(&loop, &c, 3, WAIT_MS), 0);
-    run_for(&loop, &c, 1000, 200);      /* let any stragglers arrive */
+        touch(e.dir, i);
+    assert_int_equal(run_for(&e.loop, &c, 3, WAIT_MS), 0);
+    run_for(&e.loop, &c, 1000, 200);      /* let any stragglers arrive */
     assert_in_range(c.calls, 3, 4);
 
-    daemon_embed_free(d);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    rm_tree(dir);
+    emb_close(&e);
 }
 
 static void test_watch_once_per_turn(void **state)
 {
-    char dir[256];
-    make_tmpdir(dir, sizeof(dir));
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct daemon *d = daemon_embed(&loop, dir, "testd", NULL);
-    assert_non_null(d);
+    struct emb e;
+    emb_open(&e);
 
     /* A callback that always asks for more still runs once per turn,
      * so the loop keeps serving its other handles (and signals). */
-    struct wctx c = { .loop = &loop, .kick = 1, .target = 1000 };
-    c.w = daemon_watch(d, dir, 0, wcb, &c);
+    struct wctx c = { .loop = &e.loop, .kick = 1, .target = 1000 };
+    c.w = daemon_watch(e.d, e.dir, 0, wcb, &c);
     assert_non_null(c.w);
     for (int i = 1; i <= 5; i++) {
-        uv_run(&loop, UV_RUN_NOWAIT);
+        uv_run(&e.loop, UV_RUN_NOWAIT);
         assert_int_equal(c.calls, i);
     }
-    daemon_embed_free(d);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    rm_tree(dir);
+    emb_close(&e);
 }
 
 static void test_watch_rescan_without_events(void **state)
 {
-    char dir[256], missing[512];
-    make_tmpdir(dir, sizeof(dir));
-    assert_int_equal(ss_path(missing, sizeof(missing), "%s/not-yet", dir), 0);
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct daemon *d = daemon_embed(&loop, dir, "testd", NULL);
-    assert_non_null(d);
+    char missing[SS_PATH_MAX];
+    struct emb e;
+    emb_open(&e);
+    assert_int_equal(ss_path(missing, sizeof(missing), "%s/not-yet", e.dir), 0);
 
     /* An existing quiet directory, and one that cannot be watched: both
      * are scanned by the timer alone. */
-    const char *dirs[] = { dir, missing };
+    const char *dirs[] = { e.dir, missing };
     for (size_t i = 0; i < SS_ARRAY_LEN(dirs); i++) {
-        struct wctx c = { .loop = &loop };
-        c.w = daemon_watch(d, dirs[i], 20, wcb, &c);
+        struct wctx c = { .loop = &e.loop };
+        c.w = daemon_watch(e.d, dirs[i], 20, wcb, &c);
         assert_non_null(c.w);
-        assert_int_equal(run_for(&loop, &c, 4, WAIT_MS), 0);
+        assert_int_equal(run_for(&e.loop, &c, 4, WAIT_MS), 0);
         assert_true(c.calls >= 4);
         /* No periodic rescan any more: the count stays put. */
         daemon_watch_set_rescan(c.w, 0);
         int before = c.calls;
-        run_for(&loop, &c, 1000, 100);
+        run_for(&e.loop, &c, 1000, 100);
         assert_int_equal(c.calls, before);
         daemon_watch_close(c.w);
     }
-    daemon_embed_free(d);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    rm_tree(dir);
+    emb_close(&e);
 }
 
 static void test_watch_close_in_callback(void **state)
 {
-    char dir[256];
-    make_tmpdir(dir, sizeof(dir));
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct daemon *d = daemon_embed(&loop, dir, "testd", NULL);
-    assert_non_null(d);
+    struct emb e;
+    emb_open(&e);
 
-    struct wctx c = { .loop = &loop, .close_first = 1 };
-    c.w = daemon_watch(d, dir, 10, wcb, &c);
+    struct wctx c = { .loop = &e.loop, .close_first = 1 };
+    c.w = daemon_watch(e.d, e.dir, 10, wcb, &c);
     assert_non_null(c.w);
-    assert_int_equal(run_for(&loop, &c, 1, WAIT_MS), 0);
+    assert_int_equal(run_for(&e.loop, &c, 1, WAIT_MS), 0);
     assert_null(c.w);
-    touch(dir, 1);
-    run_for(&loop, &c, 1000, 100);
+    touch(e.dir, 1);
+    run_for(&e.loop, &c, 1000, 100);
     assert_int_equal(c.calls, 1);
-    daemon_embed_free(d);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    rm_tree(dir);
+    emb_close(&e);
 }
 
 struct tjob {
@@ -559,38 +533,35 @@ static void tjob_done(struct pool_job *j, int cancelled)
 
 static void test_embedded_pool(void **state)
 {
-    char dir[256];
-    make_tmpdir(dir, sizeof(dir));
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    struct daemon *d = daemon_embed(&loop, dir, "testd", NULL);
-    assert_non_null(d);
-    assert_string_equal(daemon_name(d), "testd");
-    assert_string_equal(daemon_root(d), dir);
-    assert_ptr_equal(daemon_loop(d), &loop);
-    assert_int_equal(daemon_stopping(d), 0);
-    assert_true(daemon_conf(d)->daemon_stop_timeout > 0);
+    struct emb e;
+    emb_open(&e);
+    assert_string_equal(daemon_name(e.d), "testd");
+    assert_string_equal(daemon_root(e.d), e.dir);
+    assert_ptr_equal(daemon_loop(e.d), &e.loop);
+    assert_int_equal(daemon_stopping(e.d), 0);
+    assert_true(daemon_conf(e.d)->daemon_stop_timeout > 0);
 
-    struct pool *p = daemon_pool(d, 2);
+    struct pool *p = daemon_pool(e.d, 2);
     assert_non_null(p);
-    assert_ptr_equal(daemon_pool(d, 5), p);     /* created once */
-    struct tjob t = { .j = { tjob_work, tjob_done, NULL }, .loop = &loop };
+    assert_ptr_equal(daemon_pool(e.d, 5), p);     /* created once */
+    struct tjob t = { .j = { tjob_work, tjob_done, NULL }, .loop = &e.loop };
     pool_submit(p, &t.j);
     uv_timer_t tm;
     int expired = 0;
-    uv_timer_init(&loop, &tm);
+    uv_timer_init(&e.loop, &tm);
     tm.data = &expired;
     uv_timer_start(&tm, on_deadline, WAIT_MS, 0);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_run(&e.loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&tm, NULL);
     assert_int_equal(expired, 0);
     assert_int_equal(t.worked, 1);
     assert_int_equal(t.done, 1);
     assert_int_equal(t.cancelled, 0);
-    daemon_embed_free(d);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    rm_tree(dir);
+    /* The deadline timer, closed above, finishes closing in one more turn. */
+    daemon_embed_free(e.d);
+    e.d = NULL;
+    uv_run(&e.loop, UV_RUN_NOWAIT);
+    emb_close(&e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -602,6 +573,7 @@ struct tcfg {
     int watch;           /* watch inboxes/, report each scan */
     int stuck_job;       /* a job that never ends: the stop guard must act */
     int jobs;            /* one job held until stop(), one queued behind it */
+    void (*prep)(void);  /* run in the child just before daemon_main */
 };
 static struct tcfg cfg;
 static int release_pipe[2] = { -1, -1 };
@@ -714,7 +686,7 @@ struct site {
 static void site_setup(struct site *s, const char *extra_conf)
 {
     char p[512], conf[1024];
-    make_tmpdir(s->root, sizeof(s->root));
+    tu_tmpdir(s->root, sizeof(s->root), "test_daemon");
     assert_int_equal(ss_path(p, sizeof(p), "%s/site.conf", s->root), 0);
     snprintf(conf, sizeof(conf), "[site]\ncode = TST\n%s", extra_conf ? extra_conf : "");
     write_file(p, conf);
@@ -733,7 +705,7 @@ static void site_teardown(struct site *s)
     backlog.fd = -1;
     backlog.n = 0;
     close(s->fd);
-    rm_tree(s->root);
+    tu_rm_rf(s->root);
 }
 
 /* Fork a child running daemon_main with the given arguments. */
@@ -746,6 +718,8 @@ static pid_t spawn(struct site *s, const struct tcfg *c, char **argv)
         setenv("NOTIFY_SOCKET", s->sock, 1);
         unsetenv("WATCHDOG_USEC");
         unsetenv("WATCHDOG_PID");
+        if (cfg.prep != NULL)
+            cfg.prep();
         int argc = 0;
         while (argv[argc])
             argc++;
@@ -761,14 +735,23 @@ static pid_t spawn_root(struct site *s, const struct tcfg *c)
     return spawn(s, c, argv);
 }
 
-static void expect_exit(pid_t pid, int code)
+/* Start a daemon on the site's root and wait for its READY=1, which is
+ * left in buf. */
+static pid_t start_ready(struct site *s, const struct tcfg *c, char *buf, size_t len)
 {
-    int st = wait_child(pid, WAIT_MS + 5000);
-    if (st == -1)
-        fail_msg("daemon (pid %ld) did not exit; killed", (long)pid);
-    if (!WIFEXITED(st))
-        fail_msg("daemon died by signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
-    assert_int_equal(WEXITSTATUS(st), code);
+    pid_t pid = spawn_root(s, c);
+    assert_int_equal(notify_expect(s->fd, "READY=1", buf, len), 0);
+    return pid;
+}
+
+/* Stop a daemon by signal: it exits 0 and leaves neither its ready file
+ * nor its pid file behind. */
+static void stop_clean(struct site *s, pid_t pid, int sig)
+{
+    assert_int_equal(kill(pid, sig), 0);
+    expect_exit(pid, 0);
+    assert_false(file_exists(s->ready));
+    assert_false(file_exists(s->pid));
 }
 
 static void test_main_ready_and_stop(void **state)
@@ -777,16 +760,14 @@ static void test_main_ready_and_stop(void **state)
     char buf[512], want[64];
     site_setup(&s, NULL);
     struct tcfg c = { .watch = 1 };
-    pid_t pid = spawn_root(&s, &c);
-
-    assert_int_equal(notify_expect(s.fd, "READY=1", buf, sizeof(buf)), 0);
+    pid_t pid = start_ready(&s, &c, buf, sizeof(buf));
     snprintf(want, sizeof(want), "MAINPID=%ld", (long)pid);
     assert_non_null(strstr(buf, want));
     /* The ready file was in place before READY=1 was sent. */
     snprintf(want, sizeof(want), "pid=%ld\n", (long)pid);
-    assert_true(file_contains(s.ready, want));
-    assert_true(file_contains(s.ready, "ready=1\n"));
-    assert_true(file_contains(s.ready, "test=TST\n"));
+    assert_true(tu_file_contains(s.ready, want));
+    assert_true(tu_file_contains(s.ready, "ready=1\n"));
+    assert_true(tu_file_contains(s.ready, "test=TST\n"));
     assert_int_equal(pidfile_owner(s.pid), pid);
     /* The watch's scan at start. */
     assert_int_equal(notify_expect(s.fd, "SCAN=1", buf, sizeof(buf)), 0);
@@ -798,22 +779,33 @@ static void test_main_ready_and_stop(void **state)
     assert_int_equal(pidfile_owner(s.pid), pid);
     assert_true(file_exists(s.ready));
 
-    assert_int_equal(kill(pid, SIGTERM), 0);
+    stop_clean(&s, pid, SIGTERM);
     assert_int_equal(notify_expect(s.fd, "STOPPING=1", buf, sizeof(buf)), 0);
     assert_int_equal(notify_expect(s.fd, "STOP_CALLED=1", buf, sizeof(buf)), 0);
-    expect_exit(pid, 0);
-    assert_false(file_exists(s.ready));
-    assert_false(file_exists(s.pid));
-    assert_true(file_contains(s.log, "testd ready"));
-    assert_true(file_contains(s.log, "testd stopped"));
+    assert_true(tu_file_contains(s.log, "testd ready"));
+    assert_true(tu_file_contains(s.log, "testd stopped"));
 
     /* Back to back: a new start right after the stop is ready again. */
-    pid = spawn_root(&s, &c);
-    assert_int_equal(notify_expect(s.fd, "READY=1", buf, sizeof(buf)), 0);
-    assert_int_equal(kill(pid, SIGINT), 0);
-    expect_exit(pid, 0);
-    assert_false(file_exists(s.ready));
+    pid = start_ready(&s, &c, buf, sizeof(buf));
+    stop_clean(&s, pid, SIGINT);
     site_teardown(&s);
+}
+
+/* In the child: hold SIGTERM blocked until the test has sent it, so that
+ * it is already pending when daemon_main begins. */
+static void hold_sigterm(void)
+{
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    tell("BLOCKED=1");
+    int64_t end = ss_mono_ms() + WAIT_MS;
+    do {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+        sigpending(&pending);
+    } while (!sigismember(&pending, SIGTERM) && ss_mono_ms() < end);
 }
 
 static void test_main_stop_before_ready(void **state)
@@ -824,31 +816,10 @@ static void test_main_stop_before_ready(void **state)
     struct site s;
     char buf[256];
     site_setup(&s, NULL);
-    cfg = (struct tcfg){ .watch = 1 };
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char *argv[] = { "testd", "--root", s.root, NULL };
-        sigset_t set, pending;
-        sigemptyset(&set);
-        sigaddset(&set, SIGTERM);
-        sigprocmask(SIG_BLOCK, &set, NULL);
-        setenv("NOTIFY_SOCKET", s.sock, 1);
-        tell("BLOCKED=1");
-        int64_t end = ss_mono_ms() + WAIT_MS;
-        do {
-            struct timespec ts = { 0, 1000000 };
-            nanosleep(&ts, NULL);
-            sigpending(&pending);
-        } while (!sigismember(&pending, SIGTERM) && ss_mono_ms() < end);
-        _exit(daemon_main(3, argv, &tops, NULL));
-    }
-    child_add(pid);
+    struct tcfg c = { .watch = 1, .prep = hold_sigterm };
+    pid_t pid = spawn_root(&s, &c);
     assert_int_equal(notify_expect(s.fd, "BLOCKED=1", buf, sizeof(buf)), 0);
-    kill(pid, SIGTERM);
-    expect_exit(pid, 0);
-    assert_false(file_exists(s.ready));
-    assert_false(file_exists(s.pid));
+    stop_clean(&s, pid, SIGTERM);
     site_teardown(&s);
 }
 
@@ -913,8 +884,7 @@ static void test_main_arguments(void **state)
         char buf[256];
         pid_t pid = spawn(&s, &c, argvs[i]);
         assert_int_equal(notify_expect(s.fd, "READY=1", buf, sizeof(buf)), 0);
-        kill(pid, SIGTERM);
-        expect_exit(pid, 0);
+        stop_clean(&s, pid, SIGTERM);
     }
     unsetenv("SITESRV_ROOT");
 
@@ -935,8 +905,7 @@ static void test_main_reload(void **state)
     site_setup(&s, NULL);
     assert_int_equal(ss_path(p, sizeof(p), "%s/site.conf", s.root), 0);
     struct tcfg c = { 0 };
-    pid_t pid = spawn_root(&s, &c);
-    assert_int_equal(notify_expect(s.fd, "READY=1", buf, sizeof(buf)), 0);
+    pid_t pid = start_ready(&s, &c, buf, sizeof(buf));
 
     /* A good change is taken. */
     write_file(p, "[site]\ncode = TS2\n");
@@ -958,8 +927,8 @@ static void test_main_reload(void **state)
     kill(pid, SIGHUP);
     kill(pid, SIGTERM);     /* SIGHUP (1) is delivered before SIGTERM (15) */
     expect_exit(pid, 0);
-    assert_true(file_contains(s.log, "configuration reloaded"));
-    assert_true(file_contains(s.log, "not reloaded"));
+    assert_true(tu_file_contains(s.log, "configuration reloaded"));
+    assert_true(tu_file_contains(s.log, "not reloaded"));
     /* No RELOAD after the refused file. */
     while (notify_recv(s.fd, buf, sizeof(buf), 0) >= 0)
         assert_null(strstr(buf, "RELOAD=TS5"));
@@ -972,14 +941,12 @@ static void test_main_stop_returns_queued_jobs(void **state)
     char buf[512];
     site_setup(&s, NULL);
     struct tcfg c = { .jobs = 1 };
-    pid_t pid = spawn_root(&s, &c);
-    assert_int_equal(notify_expect(s.fd, "READY=1", buf, sizeof(buf)), 0);
+    pid_t pid = start_ready(&s, &c, buf, sizeof(buf));
     assert_int_equal(notify_expect(s.fd, "JOB_A_RUNNING=1", buf, sizeof(buf)), 0);
     /* With a runtime pool, the ready file shows its depth. */
-    assert_true(file_contains(s.ready, "queued="));
-    assert_true(file_contains(s.ready, "running="));
-    kill(pid, SIGTERM);
-    expect_exit(pid, 0);
+    assert_true(tu_file_contains(s.ready, "queued="));
+    assert_true(tu_file_contains(s.ready, "running="));
+    stop_clean(&s, pid, SIGTERM);
 
     /* Job A ran to its end; job B, still queued, was returned. */
     int a = -1, b = -1, b_ran = 0;
@@ -1003,21 +970,24 @@ static void test_main_stop_timeout_guard(void **state)
     char buf[512];
     site_setup(&s, "[daemon]\nstop_timeout = 1s\n");
     struct tcfg c = { .stuck_job = 1 };
-    pid_t pid = spawn_root(&s, &c);
-    assert_int_equal(notify_expect(s.fd, "READY=1", buf, sizeof(buf)), 0);
+    pid_t pid = start_ready(&s, &c, buf, sizeof(buf));
     assert_int_equal(notify_expect(s.fd, "STUCK_RUNNING=1", buf, sizeof(buf)), 0);
     kill(pid, SIGTERM);
     /* Exits by itself, with status 1, naming what was stuck. */
     expect_exit(pid, 1);
     assert_false(file_exists(s.ready));
-    assert_true(file_contains(s.log, "worker pool"));
+    assert_true(tu_file_contains(s.log, "worker pool"));
     /* The stale pid file does not stop the next start. */
     struct tcfg c2 = { 0 };
-    pid = spawn_root(&s, &c2);
-    assert_int_equal(notify_expect(s.fd, "READY=1", buf, sizeof(buf)), 0);
-    kill(pid, SIGTERM);
-    expect_exit(pid, 0);
+    pid = start_ready(&s, &c2, buf, sizeof(buf));
+    stop_clean(&s, pid, SIGTERM);
     site_teardown(&s);
+}
+
+/* In the child: ask for keep-alives every 20 ms. */
+static void want_watchdog(void)
+{
+    setenv("WATCHDOG_USEC", "20000", 1);
 }
 
 static void test_main_watchdog(void **state)
@@ -1025,22 +995,10 @@ static void test_main_watchdog(void **state)
     struct site s;
     char buf[512];
     site_setup(&s, NULL);
-    struct tcfg c = { 0 };
-    cfg = c;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char *argv[] = { "testd", "--root", s.root, NULL };
-        setenv("NOTIFY_SOCKET", s.sock, 1);
-        setenv("WATCHDOG_USEC", "20000", 1);
-        unsetenv("WATCHDOG_PID");
-        _exit(daemon_main(3, argv, &tops, NULL));
-    }
-    child_add(pid);
-    assert_int_equal(notify_expect(s.fd, "READY=1", buf, sizeof(buf)), 0);
+    struct tcfg c = { .prep = want_watchdog };
+    pid_t pid = start_ready(&s, &c, buf, sizeof(buf));
     assert_int_equal(notify_expect(s.fd, "WATCHDOG=1", buf, sizeof(buf)), 0);
-    kill(pid, SIGTERM);
-    expect_exit(pid, 0);
+    stop_clean(&s, pid, SIGTERM);
     site_teardown(&s);
 }
 

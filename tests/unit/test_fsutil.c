@@ -4,110 +4,30 @@
  * is too large or not a regular file, ss_write_file_atomic, ss_mkdir_p,
  * ss_rm_rf, ss_write_all.  Each test works in its own temporary directory.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <cmocka.h>
-
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include "fsutil.h"
-#include "util.h"
-
-struct fx {
-    char dir[SS_PATH_MAX];
-    int  dfd;
-};
+#include "testutil.h"
 
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    const char *t = getenv("TMPDIR");
-
-    if (f == NULL)
-        return -1;
-    if (ss_path(f->dir, sizeof f->dir, "%s/test_fsutil.XXXXXX", t && *t ? t : "/tmp") < 0 ||
-        mkdtemp(f->dir) == NULL)
-        return -1;
-    f->dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (f->dfd < 0)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-
-    close(f->dfd);
-    int r = ss_rm_rf(f->dir);
-    free(f);
-    return r;
-}
-
-static void put(int dfd, const char *name, const char *text)
-{
-    int fd = openat(dfd, name, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
-    assert_true(fd >= 0);
-    assert_int_equal(ss_write_all(fd, text, strlen(text)), 0);
-    assert_int_equal(close(fd), 0);
-}
-
-static void assert_content(int dfd, const char *name, const char *want)
-{
-    char *buf = NULL;
-    size_t len = 0;
-
-    assert_int_equal(ss_read_file(dfd, name, 1 << 20, &buf, &len), 0);
-    assert_int_equal(len, strlen(want));
-    assert_string_equal(buf, want);
-    free(buf);
-}
-
-static int exists(int dfd, const char *name)
-{
-    struct stat st;
-    return fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
-static size_t count_entries(const char *path)
-{
-    DIR *d = opendir(path);
-    struct dirent *de;
-    size_t n = 0;
-
-    assert_non_null(d);
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            n++;
-    closedir(d);
-    return n;
+    return (*state = tu_dir_new("test_fsutil", NULL)) != NULL ? 0 : -1;
 }
 
 typedef int (*move_fn)(int, const char *, int, const char *);
 
-static void check_noreplace(struct fx *f, move_fn mv)
+static void check_noreplace(struct tu_dir *f, move_fn mv)
 {
-    put(f->dfd, "a", "first");
-    put(f->dfd, "b", "second");
+    tu_put(f->dfd, "a", "first");
+    tu_put(f->dfd, "b", "second");
     /* The target exists: EEXIST, and both files keep their content. */
     assert_int_equal(mv(f->dfd, "a", f->dfd, "b"), -EEXIST);
-    assert_content(f->dfd, "a", "first");
-    assert_content(f->dfd, "b", "second");
+    tu_assert_content(f->dfd, "a", "first");
+    tu_assert_content(f->dfd, "b", "second");
     /* A free target: the file moves. */
     assert_int_equal(mv(f->dfd, "a", f->dfd, "c"), 0);
-    assert_false(exists(f->dfd, "a"));
-    assert_content(f->dfd, "c", "first");
+    assert_false(tu_exists(f->dfd, "a"));
+    tu_assert_content(f->dfd, "c", "first");
     /* A missing source. */
     assert_int_equal(mv(f->dfd, "nothere", f->dfd, "d"), -ENOENT);
-    assert_false(exists(f->dfd, "d"));
+    assert_false(tu_exists(f->dfd, "d"));
 }
 
 static void test_rename_noreplace(void **state)
@@ -122,60 +42,49 @@ static void test_link_move_noreplace(void **state)
 
 static void test_rename_noreplace_across_dirs(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
 
     assert_int_equal(mkdirat(f->dfd, "sub", 0750), 0);
     int sfd = openat(f->dfd, "sub", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     assert_true(sfd >= 0);
-    put(f->dfd, "x", "outer");
-    put(sfd, "x", "inner");
+    tu_put(f->dfd, "x", "outer");
+    tu_put(sfd, "x", "inner");
     assert_int_equal(ss_rename_noreplace(f->dfd, "x", sfd, "x"), -EEXIST);
-    assert_content(f->dfd, "x", "outer");
-    assert_content(sfd, "x", "inner");
+    tu_assert_content(f->dfd, "x", "outer");
+    tu_assert_content(sfd, "x", "inner");
     assert_int_equal(ss_link_move_noreplace(f->dfd, "x", sfd, "x"), -EEXIST);
-    assert_content(sfd, "x", "inner");
+    tu_assert_content(sfd, "x", "inner");
     assert_int_equal(ss_rename_noreplace(f->dfd, "x", sfd, "y"), 0);
-    assert_content(sfd, "y", "outer");
+    tu_assert_content(sfd, "y", "outer");
     close(sfd);
 }
 
 static void test_read_file(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     char *buf = NULL;
     size_t len = 99;
 
-    put(f->dfd, "ten", "0123456789");
-    assert_int_equal(ss_read_file(f->dfd, "ten", 10, &buf, &len), 0);
-    assert_int_equal(len, 10);
-    assert_string_equal(buf, "0123456789");
-    free(buf);
-    buf = NULL;
+    /* A file exactly as large as max is read; one byte less refuses it. */
+    tu_put(f->dfd, "ten", "0123456789");
+    tu_assert_read(f->dfd, "ten", 10, "0123456789");
     assert_int_equal(ss_read_file(f->dfd, "ten", 9, &buf, &len), -EFBIG);
     assert_null(buf);
 
-    put(f->dfd, "empty", "");
-    assert_int_equal(ss_read_file(f->dfd, "empty", 10, &buf, &len), 0);
-    assert_int_equal(len, 0);
-    assert_string_equal(buf, "");
-    free(buf);
-    buf = NULL;
+    tu_put(f->dfd, "empty", "");
+    tu_assert_read(f->dfd, "empty", 10, "");
 
     /* Bigger than the 64-byte first buffer: the read loop grows it. */
     char big[5000];
     memset(big, 'q', sizeof big - 1);
     big[sizeof big - 1] = '\0';
-    put(f->dfd, "big", big);
-    assert_int_equal(ss_read_file(f->dfd, "big", sizeof big - 1, &buf, &len), 0);
-    assert_int_equal(len, sizeof big - 1);
-    assert_string_equal(buf, big);
-    free(buf);
-    buf = NULL;
+    tu_put(f->dfd, "big", big);
+    tu_assert_read(f->dfd, "big", sizeof big - 1, big);
 }
 
 static void test_read_file_too_big_not_read(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     char *buf = NULL;
     size_t len;
 
@@ -191,13 +100,13 @@ static void test_read_file_too_big_not_read(void **state)
 
 static void test_read_file_not_regular(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     char *buf = NULL;
     size_t len;
 
     assert_int_equal(mkdirat(f->dfd, "dir", 0750), 0);
     assert_int_equal(ss_read_file(f->dfd, "dir", 100, &buf, &len), -EISDIR);
-    put(f->dfd, "target", "t");
+    tu_put(f->dfd, "target", "t");
     assert_int_equal(symlinkat("target", f->dfd, "link"), 0);
     assert_int_equal(ss_read_file(f->dfd, "link", 100, &buf, &len), -ELOOP);
     assert_int_equal(mkfifoat(f->dfd, "fifo", 0600), 0);
@@ -209,13 +118,13 @@ static void test_read_file_not_regular(void **state)
 
 static void test_write_file_atomic(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     char path[SS_PATH_MAX], lng[SS_PATH_MAX + 10];
     struct stat st;
 
     assert_int_equal(ss_path(path, sizeof path, "%s/ctl.conf", f->dir), 0);
     assert_int_equal(ss_write_file_atomic(path, "one\n", 4, 0644), 0);
-    assert_content(f->dfd, "ctl.conf", "one\n");
+    tu_assert_content(f->dfd, "ctl.conf", "one\n");
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0644);
     ino_t first = st.st_ino;
@@ -223,11 +132,11 @@ static void test_write_file_atomic(void **state)
     /* Replacing: new content, a new inode (renamed over, not rewritten),
      * and no temporary file left beside it. */
     assert_int_equal(ss_write_file_atomic(path, "two, longer\n", 12, 0600), 0);
-    assert_content(f->dfd, "ctl.conf", "two, longer\n");
+    tu_assert_content(f->dfd, "ctl.conf", "two, longer\n");
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0600);
     assert_true(st.st_ino != first);
-    assert_int_equal(count_entries(f->dir), 1);
+    assert_int_equal(tu_count(f->dir), 1);
 
     memset(lng, 'a', sizeof lng - 1);
     lng[0] = '/';
@@ -236,7 +145,7 @@ static void test_write_file_atomic(void **state)
     /* A directory that does not exist. */
     assert_int_equal(ss_path(path, sizeof path, "%s/no/such/file", f->dir), 0);
     assert_int_equal(ss_write_file_atomic(path, "x", 1, 0644), -ENOENT);
-    assert_int_equal(count_entries(f->dir), 1);
+    assert_int_equal(tu_count(f->dir), 1);
 
     /* Through a symbolic link (an installed site.conf): the file it names
      * is replaced and the link stays a link. */
@@ -247,13 +156,13 @@ static void test_write_file_atomic(void **state)
     assert_int_equal(ss_write_file_atomic(link, "three\n", 6, 0644), 0);
     assert_int_equal(lstat(link, &st), 0);
     assert_true(S_ISLNK(st.st_mode));
-    assert_content(f->dfd, "ctl.conf", "three\n");
-    assert_int_equal(count_entries(f->dir), 2);
+    tu_assert_content(f->dfd, "ctl.conf", "three\n");
+    assert_int_equal(tu_count(f->dir), 2);
 }
 
 static void test_mkdir_p(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     char path[SS_PATH_MAX];
     struct stat st;
 
@@ -270,7 +179,7 @@ static void test_mkdir_p(void **state)
     assert_int_equal(stat(path, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
     /* A file in the way. */
-    put(f->dfd, "file", "x");
+    tu_put(f->dfd, "file", "x");
     assert_int_equal(ss_path(path, sizeof path, "%s/file/sub", f->dir), 0);
     assert_int_equal(ss_mkdir_p(path, 0750), -ENOTDIR);
     assert_int_equal(ss_path(path, sizeof path, "%s/file", f->dir), 0);
@@ -280,42 +189,42 @@ static void test_mkdir_p(void **state)
 
 static void test_rm_rf(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     char path[SS_PATH_MAX], outside[SS_PATH_MAX];
 
     /* A file outside the tree that a symlink inside points at. */
     assert_int_equal(mkdirat(f->dfd, "keep", 0750), 0);
     int kfd = openat(f->dfd, "keep", O_RDONLY | O_DIRECTORY);
     assert_true(kfd >= 0);
-    put(kfd, "precious", "p");
+    tu_put(kfd, "precious", "p");
 
     assert_int_equal(ss_path(path, sizeof path, "%s/tree/x/y", f->dir), 0);
     assert_int_equal(ss_mkdir_p(path, 0750), 0);
     int yfd = open(path, O_RDONLY | O_DIRECTORY);
     assert_true(yfd >= 0);
-    put(yfd, "f1", "1");
-    put(yfd, ".hidden", "h");
+    tu_put(yfd, "f1", "1");
+    tu_put(yfd, ".hidden", "h");
     assert_int_equal(ss_path(outside, sizeof outside, "%s/keep", f->dir), 0);
     assert_int_equal(symlinkat(outside, yfd, "link-to-keep"), 0);
     close(yfd);
 
     assert_int_equal(ss_path(path, sizeof path, "%s/tree", f->dir), 0);
     assert_int_equal(ss_rm_rf(path), 0);
-    assert_false(exists(f->dfd, "tree"));
-    assert_content(kfd, "precious", "p");
+    assert_false(tu_exists(f->dfd, "tree"));
+    tu_assert_content(kfd, "precious", "p");
     close(kfd);
     /* Missing: nothing to do. */
     assert_int_equal(ss_rm_rf(path), 0);
     /* A single file. */
-    put(f->dfd, "single", "s");
+    tu_put(f->dfd, "single", "s");
     assert_int_equal(ss_path(path, sizeof path, "%s/single", f->dir), 0);
     assert_int_equal(ss_rm_rf(path), 0);
-    assert_false(exists(f->dfd, "single"));
+    assert_false(tu_exists(f->dfd, "single"));
 }
 
 static void test_write_all_and_fsync(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     static char big[1 << 20];
 
     for (size_t i = 0; i < sizeof big; i++)
@@ -342,7 +251,7 @@ static void test_write_all_and_fsync(void **state)
  * failure, and nothing else in the directory is touched. */
 static void test_unlink_many(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     enum { N = 300 };
     static char names[N][32];
     static struct ss_unlink_item items[N];
@@ -351,17 +260,11 @@ static void test_unlink_many(void **state)
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < N; i++) {
             assert_int_equal(ss_fmt(names[i], sizeof names[i], "f%d", i), 0);
-            if (i != 7) {           /* item 7 names a file that is not there */
-                int fd = openat(f->dfd, names[i], O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
-                assert_true(fd >= 0);
-                assert_int_equal(ss_write_all(fd, "x", 1), 0);
-                close(fd);
-            }
+            if (i != 7)             /* item 7 names a file that is not there */
+                tu_put(f->dfd, names[i], "x");
             items[i] = (struct ss_unlink_item){ .dirfd = f->dfd, .name = names[i], .err = 1 };
         }
-        int keep = openat(f->dfd, "keep", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
-        assert_true(keep >= 0);
-        close(keep);
+        tu_put(f->dfd, "keep", "");
         if (round == 0) {
             assert_int_equal(ss_unlink_many(items, N, 8), 1);
         } else {
@@ -370,7 +273,7 @@ static void test_unlink_many(void **state)
         }
         for (int i = 0; i < N; i++)
             assert_int_equal(items[i].err, i == 7 ? -ENOENT : 0);
-        assert_int_equal(count_entries(f->dir), 1);     /* only "keep" */
+        assert_int_equal(tu_count(f->dir), 1);     /* only "keep" */
         assert_int_equal(unlinkat(f->dfd, "keep", 0), 0);
     }
 }
@@ -379,17 +282,17 @@ int main(void)
 {
     setenv("SITESRV_UNSAFE_NOFSYNC", "1", 1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_rename_noreplace, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_link_move_noreplace, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rename_noreplace_across_dirs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_file, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_file_too_big_not_read, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_file_not_regular, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_write_file_atomic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mkdir_p, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rm_rf, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_write_all_and_fsync, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unlink_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rename_noreplace, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_link_move_noreplace, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_rename_noreplace_across_dirs, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_read_file, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_read_file_too_big_not_read, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_read_file_not_regular, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_write_file_atomic, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_mkdir_p, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_rm_rf, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_write_all_and_fsync, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_unlink_many, setup, tu_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

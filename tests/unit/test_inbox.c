@@ -5,21 +5,10 @@
  * recovery and the backlog counts.  Each test gets a fresh site root with
  * the whole inbox tree under $TMPDIR.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <cmocka.h>
+#include "testutil.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "fsutil.h"
 #include "inbox.h"
 #include "statmsg.h"
 #include "util.h"
@@ -33,19 +22,16 @@ struct fx {
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
-    const char *t = getenv("TMPDIR");
 
     if (f == NULL)
         return -1;
-    if (ss_path(f->root, sizeof f->root, "%s/test_inbox.XXXXXX", t && *t ? t : "/tmp") < 0 ||
-        mkdtemp(f->root) == NULL)
-        return -1;
-    if (inbox_create_tree(f->root) < 0)
-        return -1;
-    sm_set_identity(f->root, "CEN", "test_inbox");
+    *state = f;
     f->w.dirfd = f->w.tmpfd = f->w.workfd = f->w.corruptfd = -1;
     f->r = f->w;
-    *state = f;
+    if (tu_mkdtemp(f->root, sizeof f->root, "test_inbox") < 0 ||
+        inbox_create_tree(f->root) < 0)
+        return -1;
+    sm_set_identity(f->root, "CEN", "test_inbox");
     return 0;
 }
 
@@ -66,59 +52,12 @@ static void open_both(struct fx *f, enum inbox_id id)
     assert_int_equal(inbox_open(&f->r, f->root, id, "CEN", 1), 0);
 }
 
-static void put(int dfd, const char *name, const char *text)
-{
-    int fd = openat(dfd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
-    assert_true(fd >= 0);
-    assert_int_equal(ss_write_all(fd, text, strlen(text)), 0);
-    assert_int_equal(close(fd), 0);
-}
-
-static void assert_content(int dfd, const char *name, const char *want)
-{
-    char *buf = NULL;
-    size_t len = 0;
-
-    assert_int_equal(ss_read_file(dfd, name, 1 << 20, &buf, &len), 0);
-    assert_string_equal(buf, want);
-    free(buf);
-}
-
-static int exists(int dfd, const char *name)
-{
-    struct stat st;
-    return fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
-/* Entries of a directory other than . and ..; the first one's name is
- * copied to first (may be NULL). */
-static size_t count_at(int dfd, char *first, size_t len)
-{
-    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = fdopendir(fd);
-    struct dirent *de;
-    size_t n = 0;
-
-    assert_non_null(d);
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        if (n++ == 0 && first)
-            assert_int_equal(ss_strcpy(first, len, de->d_name), 0);
-    }
-    closedir(d);
-    return n;
-}
-
-static size_t count_path(const char *root, const char *sub, char *first, size_t len)
+/* Entries of inboxes/<sub> in a site root. */
+static size_t count_path(const char *root, const char *sub)
 {
     char path[SS_PATH_MAX];
     assert_int_equal(ss_path(path, sizeof path, "%s/inboxes/%s", root, sub), 0);
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    assert_true(fd >= 0);
-    size_t n = count_at(fd, first, len);
-    close(fd);
-    return n;
+    return tu_count(path);
 }
 
 /* A file in .tmp/ or the inbox with the given age in seconds. */
@@ -194,11 +133,11 @@ static void test_open(void **state)
     assert_int_equal(ss_path(path, sizeof path, "%s/share", f->root), 0);
     assert_int_equal(mkdir(path, 0750), 0);
     assert_int_equal(inbox_open_path(&f->w, path, IB_CAP, "CLI01", 0), 0);
-    assert_true(exists(f->w.dirfd, ".tmp"));
-    assert_false(exists(f->w.dirfd, "work"));
+    assert_true(tu_exists(f->w.dirfd, ".tmp"));
+    assert_false(tu_exists(f->w.dirfd, "work"));
     assert_int_equal(inbox_open_path(&f->r, path, IB_CAP, "CEN", 1), 0);
-    assert_true(exists(f->r.dirfd, "work"));
-    assert_true(exists(f->r.dirfd, "corrupt"));
+    assert_true(tu_exists(f->r.dirfd, "work"));
+    assert_true(tu_exists(f->r.dirfd, "corrupt"));
 
     /* A missing inbox is not created behind the caller's back. */
     struct inbox x;
@@ -220,8 +159,8 @@ static void test_drop_then_scan(void **state)
     assert_int_equal(inbox_drop(&f->w, ".svf", "hello\n", 6, name, sizeof name), 0);
     assert_true(uniq_name_ok(name, ".svf"));
     assert_memory_equal(name, "CEN-", 4);
-    assert_content(f->w.dirfd, name, "hello\n");
-    assert_int_equal(count_at(f->w.tmpfd, NULL, 0), 0);     /* nothing left behind */
+    tu_assert_content(f->w.dirfd, name, "hello\n");
+    assert_int_equal(tu_count_at(f->w.tmpfd), 0);     /* nothing left behind */
 
     assert_int_equal(inbox_scan(&f->r, ents, SS_ARRAY_LEN(ents), &n), 0);
     assert_int_equal(n, 1);
@@ -234,7 +173,7 @@ static void test_drop_then_scan(void **state)
     assert_int_equal(inbox_drop(&f->w, ".svf", "x", 1, small, sizeof small), -ENOSPC);
     assert_int_equal(inbox_scan(&f->r, ents, SS_ARRAY_LEN(ents), &n), 0);
     assert_int_equal(n, 1);
-    assert_int_equal(count_at(f->w.tmpfd, NULL, 0), 0);
+    assert_int_equal(tu_count_at(f->w.tmpfd), 0);
 
     /* Empty data is a valid file too. */
     assert_int_equal(inbox_drop(&f->w, ".svf", "", 0, NULL, 0), 0);
@@ -255,8 +194,8 @@ static void test_drop_wrong_suffix(void **state)
     assert_int_equal(inbox_drop_many(&f->w, ".pkg", &it, 1, &done), -EPERM);
     assert_int_equal(done, 0);
     /* Nothing written anywhere: inbox holds only .tmp, work, corrupt. */
-    assert_int_equal(count_at(f->w.dirfd, NULL, 0), 3);
-    assert_int_equal(count_at(f->w.tmpfd, NULL, 0), 0);
+    assert_int_equal(tu_count_at(f->w.dirfd), 3);
+    assert_int_equal(tu_count_at(f->w.tmpfd), 0);
 }
 
 static void test_scan_skips_and_flags(void **state)
@@ -269,11 +208,11 @@ static void test_scan_skips_and_flags(void **state)
     open_both(f, IB_SCHEDULE);      /* has the requests/ and tosend/ subdirs */
     assert_int_equal(inbox_drop(&f->w, ".job", "job", 3, good, sizeof good), 0);
     assert_int_equal(uniq_name(wrongsfx, sizeof wrongsfx, "CEN", ".svf"), 0);
-    put(f->w.dirfd, wrongsfx, "misrouted");
-    put(f->w.dirfd, ".hidden", "dot file");
-    put(f->w.dirfd, "hello.job", "foreign name");
-    put(f->w.dirfd, "bad\nname.job", "newline");
-    put(f->w.dirfd, "CEN-0123456789ABCDEF0123456789ABCDEF.job", "upper hex");
+    tu_put(f->w.dirfd, wrongsfx, "misrouted");
+    tu_put(f->w.dirfd, ".hidden", "dot file");
+    tu_put(f->w.dirfd, "hello.job", "foreign name");
+    tu_put(f->w.dirfd, "bad\nname.job", "newline");
+    tu_put(f->w.dirfd, "CEN-0123456789ABCDEF0123456789ABCDEF.job", "upper hex");
     assert_int_equal(mkdirat(f->w.dirfd, "somedir", 0750), 0);
     assert_int_equal(symlinkat(good, f->w.dirfd, "CEN-00000000000000000000000000000000.job"), 0);
 
@@ -313,19 +252,19 @@ static void test_claim_done_return(void **state)
     assert_int_equal(inbox_drop(&f->w, ".svf", "msg", 3, name, sizeof name), 0);
 
     assert_int_equal(inbox_claim(&f->r, name), 0);
-    assert_false(exists(f->r.dirfd, name));
-    assert_content(f->r.workfd, name, "msg");
+    assert_false(tu_exists(f->r.dirfd, name));
+    tu_assert_content(f->r.workfd, name, "msg");
     /* Taken already. */
     assert_int_equal(inbox_claim(&f->r, name), -ENOENT);
 
     assert_int_equal(inbox_return(&f->r, name), 0);
-    assert_false(exists(f->r.workfd, name));
-    assert_content(f->r.dirfd, name, "msg");
+    assert_false(tu_exists(f->r.workfd, name));
+    tu_assert_content(f->r.dirfd, name, "msg");
 
     assert_int_equal(inbox_claim(&f->r, name), 0);
     assert_int_equal(inbox_done(&f->r, name), 0);
-    assert_false(exists(f->r.workfd, name));
-    assert_false(exists(f->r.dirfd, name));
+    assert_false(tu_exists(f->r.workfd, name));
+    assert_false(tu_exists(f->r.dirfd, name));
     assert_int_equal(inbox_done(&f->r, name), -ENOENT);
 
     assert_int_equal(inbox_claim(&f->r, "CEN-00000000000000000000000000000000.svf"), -ENOENT);
@@ -342,12 +281,12 @@ static void test_return_never_replaces(void **state)
     /* An odd name claimed, then a file of the same name dropped again by
      * someone: the return picks a new name and both survive. */
     open_both(f, IB_STATMSGS);
-    put(f->r.dirfd, "client.svf", "first");
+    tu_put(f->r.dirfd, "client.svf", "first");
     assert_int_equal(inbox_claim(&f->r, "client.svf"), 0);
-    put(f->r.dirfd, "client.svf", "second");
+    tu_put(f->r.dirfd, "client.svf", "second");
     assert_int_equal(inbox_return(&f->r, "client.svf"), 0);
-    assert_content(f->r.dirfd, "client.svf", "second");
-    assert_int_equal(count_at(f->r.workfd, NULL, 0), 0);
+    tu_assert_content(f->r.dirfd, "client.svf", "second");
+    assert_int_equal(tu_count_at(f->r.workfd), 0);
     /* The inbox now holds client.svf and one <prefix>-<hex>.svf with
      * "first"; find it with a scan. */
     struct inbox_entry ents[8];
@@ -357,7 +296,7 @@ static void test_return_never_replaces(void **state)
     int found = 0;
     for (size_t i = 0; i < n; i++)
         if (!ents[i].odd) {
-            assert_content(f->r.dirfd, ents[i].name, "first");
+            tu_assert_content(f->r.dirfd, ents[i].name, "first");
             found = 1;
         }
     assert_true(found);
@@ -395,10 +334,10 @@ static void test_quarantine(void **state)
     size_t nd, nr;
 
     open_both(f, IB_SCHEDULE);
-    size_t before = count_path(f->root, "statmgr.box/statmsgs", NULL, 0);
-    put(f->r.dirfd, odd, "evidence");
+    size_t before = count_path(f->root, "statmgr.box/statmsgs");
+    tu_put(f->r.dirfd, odd, "evidence");
     assert_int_equal(inbox_quarantine(&f->r, 0, odd, "not a name we write"), 0);
-    assert_false(exists(f->r.dirfd, odd));
+    assert_false(tu_exists(f->r.dirfd, odd));
 
     corrupt_files(f->r.corruptfd, q, sizeof q, &nd, &nr);
     assert_int_equal(nd, 1);
@@ -406,7 +345,7 @@ static void test_quarantine(void **state)
     /* A safe name; the original had no suffix this inbox takes, so ".bad". */
     assert_true(uniq_name_ok(q, ".bad"));
     assert_memory_equal(q, "corrupt-", 8);
-    assert_content(f->r.corruptfd, q, "evidence");
+    tu_assert_content(f->r.corruptfd, q, "evidence");
 
     assert_int_equal(ss_path(rname, sizeof rname, "%s.reason", q), 0);
     char *txt;
@@ -419,7 +358,7 @@ static void test_quarantine(void **state)
 
     /* The status message went to statmgr's inbox. */
     char sm[SS_NAME_MAX + 1];
-    assert_int_equal(count_path(f->root, "statmgr.box/statmsgs", NULL, 0), before + 1);
+    assert_int_equal(count_path(f->root, "statmgr.box/statmsgs"), before + 1);
     struct inbox s;
     assert_int_equal(inbox_open(&s, f->root, IB_STATMSGS, "T", 1), 0);
     struct inbox_entry ents[4];
@@ -444,7 +383,7 @@ static void test_quarantine(void **state)
     assert_int_equal(inbox_drop(&f->w, ".job", "j", 1, name, sizeof name), 0);
     assert_int_equal(inbox_claim(&f->r, name), 0);
     assert_int_equal(inbox_quarantine(&f->r, 1, name, "does not parse"), 0);
-    assert_false(exists(f->r.workfd, name));
+    assert_false(tu_exists(f->r.workfd, name));
     corrupt_files(f->r.corruptfd, q, sizeof q, &nd, &nr);
     assert_int_equal(nd, 2);
     assert_int_equal(nr, 2);
@@ -465,15 +404,15 @@ static void test_quarantine_long_name(void **state)
     memset(lng, 'z', 255);
     memcpy(lng + 251, ".svf", 4);
     lng[255] = '\0';
-    put(f->r.dirfd, lng, "long");
+    tu_put(f->r.dirfd, lng, "long");
     assert_int_equal(inbox_quarantine(&f->r, 0, lng, "name too long"), 0);
     corrupt_files(f->r.corruptfd, q, sizeof q, &nd, &nr);
     assert_int_equal(nd, 1);
     assert_int_equal(nr, 1);
     /* The inbox accepts .svf, so the kind survives quarantine. */
     assert_true(uniq_name_ok(q, ".svf"));
-    assert_content(f->r.corruptfd, q, "long");
-    assert_false(exists(f->r.dirfd, lng));
+    tu_assert_content(f->r.corruptfd, q, "long");
+    assert_false(tu_exists(f->r.dirfd, lng));
 }
 
 static void test_recover(void **state)
@@ -487,21 +426,21 @@ static void test_recover(void **state)
     assert_int_equal(inbox_drop(&f->w, ".svf", "b", 1, b, sizeof b), 0);
     assert_int_equal(inbox_claim(&f->r, a), 0);
     assert_int_equal(inbox_claim(&f->r, b), 0);
-    put(f->w.tmpfd, "stale", "a writer died");
+    tu_put(f->w.tmpfd, "stale", "a writer died");
     set_age(f->w.tmpfd, "stale", INBOX_TMP_STALE_S + 600);
-    put(f->w.tmpfd, "live", "a writer at work");
+    tu_put(f->w.tmpfd, "live", "a writer at work");
     set_age(f->w.tmpfd, "live", 60);
-    put(f->w.tmpfd, "new", "just now");
+    tu_put(f->w.tmpfd, "new", "just now");
 
     assert_int_equal(inbox_recover(&f->r, &ret, &rem), 0);
     assert_int_equal(ret, 2);
     assert_int_equal(rem, 1);
-    assert_int_equal(count_at(f->r.workfd, NULL, 0), 0);
-    assert_content(f->r.dirfd, a, "a");
-    assert_content(f->r.dirfd, b, "b");
-    assert_false(exists(f->r.tmpfd, "stale"));
-    assert_true(exists(f->r.tmpfd, "live"));
-    assert_true(exists(f->r.tmpfd, "new"));
+    assert_int_equal(tu_count_at(f->r.workfd), 0);
+    tu_assert_content(f->r.dirfd, a, "a");
+    tu_assert_content(f->r.dirfd, b, "b");
+    assert_false(tu_exists(f->r.tmpfd, "stale"));
+    assert_true(tu_exists(f->r.tmpfd, "live"));
+    assert_true(tu_exists(f->r.tmpfd, "new"));
 
     /* Nothing to do the second time. */
     assert_int_equal(inbox_recover(&f->r, &ret, &rem), 0);
@@ -527,7 +466,7 @@ static void test_drop_many(void **state)
     }
     assert_int_equal(inbox_drop_many(&f->w, ".svf", items, N, &done), 0);
     assert_int_equal(done, N);
-    assert_int_equal(count_at(f->w.tmpfd, NULL, 0), 0);
+    assert_int_equal(tu_count_at(f->w.tmpfd), 0);
     assert_int_equal(inbox_scan(&f->r, ents, SS_ARRAY_LEN(ents), &n), 0);
     assert_int_equal(n, N);
 
@@ -599,14 +538,14 @@ static void test_commit_tmp(void **state)
     assert_int_equal(close(fd), 0);
     assert_int_equal(inbox_commit_tmp(&f->w, tmp, ".pck", 0, name, sizeof name), 0);
     assert_string_equal(name, tmp);     /* the drawn name is kept */
-    assert_content(f->w.dirfd, name, "package");
-    assert_false(exists(f->w.tmpfd, tmp));
+    tu_assert_content(f->w.dirfd, name, "package");
+    assert_false(tu_exists(f->w.tmpfd, tmp));
 
     /* A caller's own temporary name gets a unique one in the inbox. */
-    put(f->w.tmpfd, "building", "instruction");
+    tu_put(f->w.tmpfd, "building", "instruction");
     assert_int_equal(inbox_commit_tmp(&f->w, "building", ".ins", 1, name, sizeof name), 0);
     assert_true(uniq_name_ok(name, ".ins"));
-    assert_content(f->w.dirfd, name, "instruction");
+    tu_assert_content(f->w.dirfd, name, "instruction");
     assert_int_equal(inbox_commit_tmp(&f->w, "building", ".ins", 1, name, sizeof name), -ENOENT);
 }
 
@@ -627,11 +566,11 @@ static void test_backlog(void **state)
     assert_int_equal(inbox_drop(&f->w, ".svf", "1", 1, name, sizeof name), 0);
     set_age(f->w.dirfd, name, 5000);
     assert_int_equal(inbox_drop(&f->w, ".svf", "2", 1, NULL, 0), 0);
-    put(f->w.dirfd, "odd-but-waiting", "3");
-    put(f->w.dirfd, ".dotfile", "not counted");
-    put(f->w.tmpfd, "building", "not counted");
+    tu_put(f->w.dirfd, "odd-but-waiting", "3");
+    tu_put(f->w.dirfd, ".dotfile", "not counted");
+    tu_put(f->w.tmpfd, "building", "not counted");
     assert_int_equal(mkdirat(f->w.dirfd, "adir", 0750), 0);
-    put(f->r.dirfd, "broken", "x");
+    tu_put(f->r.dirfd, "broken", "x");
     assert_int_equal(inbox_quarantine(&f->r, 0, "broken", "test"), 0);
 
     assert_int_equal(inbox_backlog(path, &files, &oldest, &corrupt), 0);

@@ -2,15 +2,9 @@
  * test_ini.c - the strict INI reader: good and bad lines, line numbers in
  * errors, callback errors, files.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
+#include "testutil.h"
+
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-#include <cmocka.h>
 
 #include "ini.h"
 #include "util.h"
@@ -158,43 +152,20 @@ static void test_callback_error(void **state)
     assert_string_equal(err, "x.conf:2: refused by the reader");
 }
 
-static void write_text(const char *path, const char *text, size_t len)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
-/* A fresh directory under $TMPDIR (or /tmp); malloc'ed. */
-static char *make_tmpdir(void)
-{
-    const char *tmp = getenv("TMPDIR");
-    char *d;
-
-    if (tmp == NULL || *tmp == '\0')
-        tmp = "/tmp";
-    d = malloc(strlen(tmp) + 32);
-    assert_non_null(d);
-    sprintf(d, "%s/test_ini.XXXXXX", tmp);
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
 static void test_file(void **state)
 {
     char path[SS_PATH_MAX], want[SS_PATH_MAX + 64], err[SS_ERR_MAX];
-    char *dir = make_tmpdir();
+    char *dir = tu_tmpdir_new("test_ini");
     struct sbuf b;
 
     assert_int_equal(ss_path(path, sizeof path, "%s/site.conf", dir), 0);
-    write_text(path, "[a]\nk = v\n", 10);
+    tu_write(path, "[a]\nk = v\n");
     ss_sbuf_init(&b);
     assert_int_equal(ini_parse_file(path, record_cb, &b, err, sizeof err), 0);
     assert_string_equal(b.data, "1:[a] 2:a.k=v| ");
     ss_sbuf_free(&b);
 
-    write_text(path, "[a]\nk = v\n\nk y\n", 15);
+    tu_write(path, "[a]\nk = v\n\nk y\n");
     ss_sbuf_init(&b);
     assert_int_equal(ini_parse_file(path, record_cb, &b, err, sizeof err), -EBADMSG);
     snprintf(want, sizeof want, "%s:4: expected \"key = value\"", path);
@@ -205,7 +176,7 @@ static void test_file(void **state)
     char *big = malloc(INI_FILE_MAX + 2);
     assert_non_null(big);
     memset(big, '\n', INI_FILE_MAX + 1);
-    write_text(path, big, INI_FILE_MAX + 1);
+    tu_write_len(path, big, INI_FILE_MAX + 1);
     free(big);
     assert_int_equal(ini_parse_file(path, record_cb, NULL, err, sizeof err), -EFBIG);
     assert_non_null(strstr(err, "larger than"));

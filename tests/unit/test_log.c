@@ -2,21 +2,12 @@
  * test_log.c - CMTrace records: exact format, escaping, cutting, roll-over
  * with one generation, reopen after a move, concurrent writers, stderr.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <dirent.h>
-#include <fcntl.h>
+#include "testutil.h"
+
 #include <pthread.h>
 #include <regex.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
-#include <cmocka.h>
 
 #include "log.h"
 #include "util.h"
@@ -124,72 +115,13 @@ static void test_format_cut(void **state)
 
 /* ---- files ----------------------------------------------------------- */
 
-static char *make_tmpdir(void)
-{
-    const char *tmp = getenv("TMPDIR");
-    char *d;
-
-    if (tmp == NULL || *tmp == '\0')
-        tmp = "/tmp";
-    d = malloc(strlen(tmp) + 32);
-    assert_non_null(d);
-    sprintf(d, "%s/test_log.XXXXXX", tmp);
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_dir(char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[SS_PATH_MAX];
-
-    assert_non_null(d);
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        assert_int_equal(ss_path(p, sizeof p, "%s/%s", dir, e->d_name), 0);
-        assert_int_equal(unlink(p), 0);
-    }
-    closedir(d);
-    assert_int_equal(rmdir(dir), 0);
-    free(dir);
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-
-    assert_non_null(d);
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
+/* dir/name, read whole. */
 static char *slurp(const char *dir, const char *name, size_t *len)
 {
     char p[SS_PATH_MAX];
-    struct stat st;
-    char *buf;
-    int fd;
 
     assert_int_equal(ss_path(p, sizeof p, "%s/%s", dir, name), 0);
-    fd = open(p, O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    assert_int_equal(fstat(fd, &st), 0);
-    buf = malloc((size_t)st.st_size + 1);
-    assert_non_null(buf);
-    assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
-    buf[st.st_size] = '\0';
-    close(fd);
-    if (len != NULL)
-        *len = (size_t)st.st_size;
-    return buf;
+    return tu_read(p, len);
 }
 
 static regex_t record_re;
@@ -215,7 +147,7 @@ static int check_records(char *text, const char *component)
 
 static void test_write_and_rollover(void **state)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_tmpdir_new("test_log");
     struct sslog *l = sslog_open(dir, "distmgr", "SMS_DISTRIBUTION_MANAGER", 2000);
     size_t loglen, rolledlen;
 
@@ -233,7 +165,7 @@ static void test_write_and_rollover(void **state)
      * the limit, and no record lost from the last two generations. */
     for (int i = 0; i < 60; i++)
         log_to(l, SSLOG_INFO, "line %d of the roll-over test", i);
-    assert_int_equal(count_entries(dir), 2);
+    assert_int_equal(tu_count(dir), 2);
     char *log = slurp(dir, "distmgr.log", &loglen);
     char *rolled = slurp(dir, "distmgr.lo_", &rolledlen);
     assert_non_null(log);
@@ -260,12 +192,12 @@ static void test_write_and_rollover(void **state)
     assert_true(loglen <= 2000);
     free(log);
     sslog_close(l);
-    rm_dir(dir);
+    tu_tmpdir_free(dir);
 }
 
 static void test_reopen_after_move(void **state)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_tmpdir_new("test_log");
     char from[SS_PATH_MAX], to[SS_PATH_MAX];
     struct sslog *l = sslog_open(dir, "statmgr", "SMS_STATUS_MANAGER", 0);
 
@@ -289,7 +221,7 @@ static void test_reopen_after_move(void **state)
     free(moved);
     free(fresh);
     sslog_close(l);
-    rm_dir(dir);
+    tu_tmpdir_free(dir);
 }
 
 #define THREADS 4
@@ -310,7 +242,7 @@ static void *writer_main(void *arg)
 
 static void test_concurrent_writers(void **state)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_tmpdir_new("test_log");
     struct sslog *l = sslog_open(dir, "sender", "SMS_LAN_SENDER", 0);
     pthread_t th[THREADS];
     struct writer w[THREADS];
@@ -340,7 +272,7 @@ static void test_concurrent_writers(void **state)
         assert_int_equal(next[i], LINES);
     assert_int_equal(check_records(text, "SMS_LAN_SENDER"), THREADS * LINES);
     free(text);
-    rm_dir(dir);
+    tu_tmpdir_free(dir);
 }
 
 /* ---- stderr ---------------------------------------------------------- */
@@ -348,7 +280,7 @@ static void test_concurrent_writers(void **state)
 /* Runs fn with stderr sent to a file and returns what it wrote. */
 static char *capture_stderr(void (*fn)(void *), void *arg)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_tmpdir_new("test_log");
     char p[SS_PATH_MAX];
     int saved = dup(2), fd;
 
@@ -361,7 +293,7 @@ static char *capture_stderr(void (*fn)(void *), void *arg)
     assert_int_equal(dup2(saved, 2), 2);
     close(saved);
     char *out = slurp(dir, "stderr", NULL);
-    rm_dir(dir);
+    tu_tmpdir_free(dir);
     return out;
 }
 
@@ -403,7 +335,7 @@ static void test_stderr(void **state)
     assert_string_equal(out, want);
     free(out);
 
-    char *dir = make_tmpdir();
+    char *dir = tu_tmpdir_new("test_log");
     struct sslog *l = sslog_open(dir, "despool", "SMS_DESPOOLER", 0);
     out = capture_stderr(with_log, l);
     assert_string_equal(out, "<4>SMS_DESPOOLER: warned\n<3>SMS_DESPOOLER: failed\n");
@@ -412,7 +344,7 @@ static void test_stderr(void **state)
     char *text = slurp(dir, "despool.log", NULL);
     assert_int_equal(check_records(text, "SMS_DESPOOLER"), 4);
     free(text);
-    rm_dir(dir);
+    tu_tmpdir_free(dir);
 
     /* A log that cannot be opened says so and falls back to stderr. */
     out = capture_stderr(no_file, NULL);

@@ -4,18 +4,12 @@
  * queued jobs with cancelled=1 and lets running ones finish, and jobs can
  * be submitted from the loop while others run.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <stdatomic.h>
+#include "testutil.h"
+
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-#include <cmocka.h>
 
 #include "pool.h"
 
@@ -204,19 +198,26 @@ static void done_gate(struct pool_job *pj, int cancelled)
     c->ndone++;
 }
 
-static void test_stop_with_queued(void **state)
+/* Submit every job with the given done(), the first one gated, and wait
+ * until that one runs. */
+static void submit_gated(struct ctx *c, void (*done)(struct pool_job *, int))
 {
-    struct ctx *c = ctx_new(1, 10);
-
     for (int i = 0; i < c->total; i++) {
         c->jobs[i].pj.work = i == 0 ? work_gated : work_plain;
-        c->jobs[i].pj.done = done_gate;
+        c->jobs[i].pj.done = done;
         pool_submit(c->pool, &c->jobs[i].pj);
     }
     pthread_mutex_lock(&c->mu);
     while (!c->first_started)
         pthread_cond_wait(&c->cv, &c->mu);
     pthread_mutex_unlock(&c->mu);
+}
+
+static void test_stop_with_queued(void **state)
+{
+    struct ctx *c = ctx_new(1, 10);
+
+    submit_gated(c, done_gate);
     assert_int_equal(pool_running(c->pool), 1);
     assert_int_equal(pool_queued(c->pool), 9);
 
@@ -315,15 +316,7 @@ static void test_resubmit_during_stop(void **state)
 {
     struct ctx *c = ctx_new(1, 5);
 
-    for (int i = 0; i < c->total; i++) {
-        c->jobs[i].pj.work = i == 0 ? work_gated : work_plain;
-        c->jobs[i].pj.done = done_resubmit_once;
-        pool_submit(c->pool, &c->jobs[i].pj);
-    }
-    pthread_mutex_lock(&c->mu);
-    while (!c->first_started)
-        pthread_cond_wait(&c->cv, &c->mu);
-    pthread_mutex_unlock(&c->mu);
+    submit_gated(c, done_resubmit_once);
     pool_stop(c->pool);
     assert_int_equal(c->jobs[0].done, 1);
     assert_int_equal(c->jobs[0].cancelled, 0);

@@ -2,14 +2,10 @@
  * test_record.c - unit tests of lib/record.c: the self-checking record
  * format (round trips, escapes, limits, and every way a file is refused).
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
+#include "testutil.h"
+
 #include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <cmocka.h>
 
 #include "record.h"
 

@@ -2,16 +2,9 @@
  * test_retry.c - unit tests for lib/retry.c: the backoff schedule, the
  * durable per-target history, prefix selection at '/' boundaries.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
+#include "testutil.h"
+
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <cmocka.h>
-#include <ftw.h>
 
 #include "retry.h"
 #include "sitedb.h"
@@ -19,31 +12,23 @@
 
 #define T0 1700000000000LL      /* an arbitrary "now" */
 
+/* A fresh site database in a temporary directory. */
 struct fx {
-    char dir[SS_PATH_MAX];
-    char path[SS_PATH_MAX];
+    struct tu_dir *tmp;
     sqlite3 *db;
 };
 
 static const struct retry_policy exact = { 1000, 60000, 5, 0.0 };
 
-static int rm_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
-    const char *tmp = getenv("TMPDIR");
     char err[SS_ERR_MAX];
 
     assert_non_null(f);
-    assert_int_equal(ss_path(f->dir, sizeof f->dir, "%s/test_retry.XXXXXX",
-                             tmp && *tmp ? tmp : "/tmp"), 0);
-    assert_non_null(mkdtemp(f->dir));
-    assert_int_equal(ss_path(f->path, sizeof f->path, "%s/site.db", f->dir), 0);
-    assert_int_equal(sitedb_open(f->path, 0, &f->db, err, sizeof err), 0);
+    f->tmp = tu_dir_new("test_retry", "site.db");
+    assert_non_null(f->tmp);
+    assert_int_equal(sitedb_open(f->tmp->path, 0, &f->db, err, sizeof err), 0);
     *state = f;
     return 0;
 }
@@ -52,9 +37,9 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
     sitedb_close(f->db);
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    int r = tu_dir_free(f->tmp);
     free(f);
-    return 0;
+    return r;
 }
 
 /* ---- the schedule ---- */
@@ -455,7 +440,7 @@ static void test_durable(void **state)
     sitedb_close(f->db);
     f->db = NULL;
 
-    assert_int_equal(sitedb_open(f->path, 0, &f->db, err, sizeof err), 0);
+    assert_int_equal(sitedb_open(f->tmp->path, 0, &f->db, err, sizeof err), 0);
     assert_int_equal(retry_get(f->db, "dp", "PKG1/2/DP1", &g), 0);
     assert_int_equal(g.state, RETRY_RETRYING);
     assert_int_equal(g.attempts, 1);

@@ -2,56 +2,17 @@
  * test_sitedb.c - unit tests for lib/sitedb.c: open, migrate, refuse a
  * newer schema, read-only opens, transactions, the statmsg uid key.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <cmocka.h>
-#include <ftw.h>
+#include "testutil.h"
+
 #include <pthread.h>
+#include <stdio.h>
 
 #include "sitedb.h"
 #include "util.h"
 
-struct fx {
-    char dir[SS_PATH_MAX];
-    char path[SS_PATH_MAX];
-};
-
-static int rm_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static int rm_tree(const char *dir)
-{
-    return nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    const char *tmp = getenv("TMPDIR");
-    assert_non_null(f);
-    assert_int_equal(ss_path(f->dir, sizeof f->dir, "%s/test_sitedb.XXXXXX",
-                             tmp && *tmp ? tmp : "/tmp"), 0);
-    assert_non_null(mkdtemp(f->dir));
-    assert_int_equal(ss_path(f->path, sizeof f->path, "%s/site.db", f->dir), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    rm_tree(f->dir);
-    free(f);
-    return 0;
+    return (*state = tu_dir_new("test_sitedb", "site.db")) != NULL ? 0 : -1;
 }
 
 static int64_t query_int(sqlite3 *db, const char *sql)
@@ -76,7 +37,7 @@ static void query_str(sqlite3 *db, const char *sql, char *buf, size_t len)
 
 static void test_fresh_open_migrates(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     sqlite3 *db;
     char err[SS_ERR_MAX], buf[64];
 
@@ -95,7 +56,7 @@ static void test_fresh_open_migrates(void **state)
 
 static void test_reopen_idempotent(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     sqlite3 *db;
     char err[SS_ERR_MAX];
 
@@ -117,7 +78,7 @@ static void test_reopen_idempotent(void **state)
 
 static void test_newer_schema_refused(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     static const int modes[] = { 0, SITEDB_RDONLY };
     sqlite3 *db;
     char err[SS_ERR_MAX], want[SS_ERR_MAX];
@@ -142,7 +103,7 @@ static void test_newer_schema_refused(void **state)
 
 static void test_rdonly_missing_and_old(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     sqlite3 *db = (sqlite3 *)1;
     char err[SS_ERR_MAX] = "";
     struct stat sb;
@@ -168,7 +129,7 @@ static void test_rdonly_missing_and_old(void **state)
 
 static void test_not_a_database(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     sqlite3 *db;
     char err[SS_ERR_MAX] = "";
     FILE *fp = fopen(f->path, "w");
@@ -183,7 +144,7 @@ static void test_not_a_database(void **state)
 
 static void test_open_root(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     char root[SS_PATH_MAX], path[SS_PATH_MAX], err[SS_ERR_MAX];
     sqlite3 *db;
     struct stat sb;
@@ -205,7 +166,7 @@ static void test_open_root(void **state)
 
 static void test_begin_commit_rollback(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     sqlite3 *db;
     char err[SS_ERR_MAX];
     sqlite3_stmt *st;
@@ -237,7 +198,7 @@ static void test_begin_commit_rollback(void **state)
  * holds one; after commit it can (the busy timeout only bounds waiting). */
 static void test_two_connections(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     sqlite3 *a, *b;
     char err[SS_ERR_MAX];
 
@@ -257,7 +218,7 @@ static void test_two_connections(void **state)
 
 static void test_uid_unique(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     sqlite3 *db;
     sqlite3_stmt *st;
     char err[SS_ERR_MAX];
@@ -302,7 +263,7 @@ static void *open_thread(void *arg)
 
 static void test_concurrent_open(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     struct opener o[4];
     pthread_t t[4];
     sqlite3 *db;
@@ -327,16 +288,16 @@ static void test_concurrent_open(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_fresh_open_migrates, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_idempotent, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rdonly_missing_and_old, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_root, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_begin_commit_rollback, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_two_connections, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_uid_unique, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fresh_open_migrates, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_idempotent, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_rdonly_missing_and_old, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_not_a_database, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_open_root, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_begin_commit_rollback, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_two_connections, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_uid_unique, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_open, setup, tu_dir_teardown),
     };
     setenv("SITESRV_UNSAFE_NOFSYNC", "1", 1);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,18 +3,9 @@
  * the file form (round trip and every refusal), rendering, and emitting
  * into a site's status message inbox.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <dirent.h>
-#include <fcntl.h>
-#include <ftw.h>
+#include "testutil.h"
+
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <cmocka.h>
 
 #include "inbox.h"
 #include "record.h"
@@ -502,24 +493,13 @@ static void test_render(void **state)
 
 /* ---- writing into an inbox -------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* A site root with the whole inbox tree (malloc'ed), and in dir the path
+ * of one of its inboxes. */
+static char *make_root(const char *inbox, char *dir, size_t len)
 {
-    return remove(path);
-}
-
-static void rm_tree(const char *root)
-{
-    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static char *make_root(void)
-{
-    const char *tmp = getenv("TMPDIR");
-    char *root = malloc(SS_PATH_MAX);
-    assert_non_null(root);
-    assert_int_equal(ss_path(root, SS_PATH_MAX, "%s/test_statmsg.XXXXXX", tmp ? tmp : "/tmp"), 0);
-    assert_non_null(mkdtemp(root));
+    char *root = tu_tmpdir_new("test_statmsg");
     assert_int_equal(inbox_create_tree(root), 0);
+    assert_int_equal(ss_path(dir, len, "%s/inboxes/%s", root, inbox), 0);
     return root;
 }
 
@@ -543,25 +523,20 @@ static void read_one(const char *dir, char *name, size_t namelen, struct statmsg
     assert_int_equal(found, 1);
 
     assert_int_equal(ss_path(path, sizeof path, "%s/%s", dir, name), 0);
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    char *buf = malloc(SM_FILE_MAX);
-    assert_non_null(buf);
-    ssize_t n = read(fd, buf, SM_FILE_MAX);
-    close(fd);
+    size_t n;
+    char *buf = tu_read(path, &n);
     assert_true(n > 0);
-    if (sm_parse(m, buf, (size_t)n, err, sizeof err) != 0)
+    if (sm_parse(m, buf, n, err, sizeof err) != 0)
         fail_msg("emitted file does not parse: %s", err);
     free(buf);
 }
 
 static void test_emit(void **state)
 {
-    char *root = make_root();
     char dir[SS_PATH_MAX], name[SS_NAME_MAX + 1];
+    char *root = make_root("statmgr.box/statmsgs", dir, sizeof dir);
     struct statmsg m;
 
-    assert_int_equal(ss_path(dir, sizeof dir, "%s/inboxes/statmgr.box/statmsgs", root), 0);
     sm_set_identity(root, "CEN", "distmgr");
     const char *const attrs[] = { "PackageID", "CEN00001", "DP", "/srv/dp1", NULL };
     assert_int_equal(sm_emit(SM_DIST_BEGIN, 0, attrs, "Office", "CEN00001", (char *)NULL), 0);
@@ -591,18 +566,16 @@ static void test_emit(void **state)
     assert_true(sm_emit(SM_CLIENT_TEST, 0, NULL, "x", (char *)NULL) < 0);
     sm_set_identity(NULL, NULL, NULL);
 
-    rm_tree(root);
-    free(root);
+    tu_tmpdir_free(root);
 }
 
 static void test_write_client_box(void **state)
 {
     /* A client that does not know its site writes under its machine name. */
-    char *root = make_root();
     char dir[SS_PATH_MAX], name[SS_NAME_MAX + 1];
+    char *root = make_root("cap/statmsgs.box", dir, sizeof dir);
     struct statmsg m, p;
 
-    assert_int_equal(ss_path(dir, sizeof dir, "%s/inboxes/cap/statmsgs.box", root), 0);
     sm_set_identity(NULL, NULL, NULL);
     assert_int_equal(sm_init(&m, SM_CLIENT_TEST, "client", ""), 0);
     strcpy(m.machine, "pc-17.example");
@@ -614,8 +587,7 @@ static void test_write_client_box(void **state)
     assert_string_equal(p.istr[0], "hello");
     assert_string_equal(p.site, "");
 
-    rm_tree(root);
-    free(root);
+    tu_tmpdir_free(root);
 }
 
 int main(void)

@@ -6,21 +6,10 @@
  * uniq_create() and uniq_move() must meet EEXIST, draw again, and leave
  * the file already there untouched.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <cmocka.h>
+#include "testutil.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <sys/random.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "fsutil.h"
 #include "uniqname.h"
 #include "util.h"
 
@@ -82,71 +71,16 @@ static void set_mode(enum rmode m, int rep)
 
 /* ---- fixture --------------------------------------------------------- */
 
-struct fx {
-    char dir[SS_PATH_MAX];
-    int  dfd;
-};
-
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    const char *t = getenv("TMPDIR");
-
-    if (f == NULL)
-        return -1;
-    if (ss_path(f->dir, sizeof f->dir, "%s/test_uniq.XXXXXX", t && *t ? t : "/tmp") < 0 ||
-        mkdtemp(f->dir) == NULL)
-        return -1;
-    f->dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (f->dfd < 0)
-        return -1;
     set_mode(R_REAL, 0);
-    *state = f;
-    return 0;
+    return (*state = tu_dir_new("test_uniq", NULL)) != NULL ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-    struct fx *f = *state;
-
     set_mode(R_REAL, 0);
-    close(f->dfd);
-    int r = ss_rm_rf(f->dir);
-    free(f);
-    return r;
-}
-
-static void put(int dfd, const char *name, const char *text)
-{
-    int fd = openat(dfd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
-    assert_true(fd >= 0);
-    assert_int_equal(ss_write_all(fd, text, strlen(text)), 0);
-    assert_int_equal(close(fd), 0);
-}
-
-static void assert_content(int dfd, const char *name, const char *want)
-{
-    char *buf = NULL;
-    size_t len = 0;
-
-    assert_int_equal(ss_read_file(dfd, name, 1 << 20, &buf, &len), 0);
-    assert_string_equal(buf, want);
-    free(buf);
-}
-
-static size_t count_entries(int dfd)
-{
-    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = fdopendir(fd);
-    struct dirent *de;
-    size_t n = 0;
-
-    assert_non_null(d);
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            n++;
-    closedir(d);
-    return n;
+    return tu_dir_teardown(state);
 }
 
 /* The name the R_REPEAT mode produces while it repeats (byte 0xaa). */
@@ -319,14 +253,14 @@ static void test_random_sources(void **state)
 
 static void test_create_forced_collision(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     char taken[UNIQ_NAME_MAX], name[UNIQ_NAME_MAX];
     struct stat st;
     int fd = -1;
 
     /* The name the first three draws produce already exists. */
     repeated_name(taken, sizeof taken, "CEN", ".svf");
-    put(f->dfd, taken, "the first client's status message");
+    tu_put(f->dfd, taken, "the first client's status message");
 
     set_mode(R_REPEAT, 3);
     assert_int_equal(uniq_create(f->dfd, "CEN", ".svf", name, sizeof name, &fd), 0);
@@ -339,24 +273,24 @@ static void test_create_forced_collision(void **state)
     assert_int_equal(close(fd), 0);
 
     /* Nothing overwritten: both files, each with its own content. */
-    assert_content(f->dfd, taken, "the first client's status message");
-    assert_content(f->dfd, name, "second");
-    assert_int_equal(count_entries(f->dfd), 2);
+    tu_assert_content(f->dfd, taken, "the first client's status message");
+    tu_assert_content(f->dfd, name, "second");
+    assert_int_equal(tu_count_at(f->dfd), 2);
     assert_int_equal(fstatat(f->dfd, name, &st, 0), 0);
     assert_int_equal(st.st_mode & 0777, 0640);
 }
 
 static void test_move_forced_collision(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     char taken[UNIQ_NAME_MAX], name[UNIQ_NAME_MAX];
 
     assert_int_equal(mkdirat(f->dfd, "inbox", 0750), 0);
     int ifd = openat(f->dfd, "inbox", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     assert_true(ifd >= 0);
     repeated_name(taken, sizeof taken, "CLI", ".svf");
-    put(ifd, taken, "already delivered");
-    put(f->dfd, "outgoing", "new message");
+    tu_put(ifd, taken, "already delivered");
+    tu_put(f->dfd, "outgoing", "new message");
 
     set_mode(R_REPEAT, 1);
     assert_int_equal(uniq_move(f->dfd, "outgoing", ifd, "CLI", ".svf",
@@ -364,9 +298,9 @@ static void test_move_forced_collision(void **state)
     assert_int_equal(calls, 2);
     assert_string_not_equal(name, taken);
     assert_true(uniq_name_ok(name, ".svf"));
-    assert_content(ifd, taken, "already delivered");
-    assert_content(ifd, name, "new message");
-    assert_int_equal(count_entries(ifd), 2);
+    tu_assert_content(ifd, taken, "already delivered");
+    tu_assert_content(ifd, name, "new message");
+    assert_int_equal(tu_count_at(ifd), 2);
     /* The source is gone: a move, not a copy. */
     assert_int_equal(faccessat(f->dfd, "outgoing", F_OK, AT_SYMLINK_NOFOLLOW), -1);
 
@@ -379,14 +313,14 @@ static void test_move_forced_collision(void **state)
 
 static void test_create_errors(void **state)
 {
-    struct fx *f = *state;
+    struct tu_dir *f = *state;
     char name[UNIQ_NAME_MAX];
     int fd = -1;
 
     assert_int_equal(uniq_create(f->dfd, "a-b", ".svf", name, sizeof name, &fd), -EINVAL);
     assert_int_equal(uniq_create(-1, "CEN", ".svf", name, sizeof name, &fd), -EBADF);
     assert_int_equal(fd, -1);
-    assert_int_equal(count_entries(f->dfd), 0);
+    assert_int_equal(tu_count_at(f->dfd), 0);
 }
 
 int main(void)

@@ -3,13 +3,9 @@
  * (durations, sizes, integers, ISO times), site codes, hex, sbuf and JSON
  * string escaping.  Table driven: {label, input, want}.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
+#include "testutil.h"
+
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <cmocka.h>
 
 #include "util.h"
 
