@@ -26,9 +26,18 @@ say "db/ is full: $(df -h "$ROOT/db" | tail -n 1)"
 BOX=$ROOT/inboxes/statmgr.box/statmsgs
 N=300
 "$TOOLS/smgen" --box "$BOX" --count "$N" --istr-prefix full >/dev/null || fail "smgen failed"
-# Several failed passes (the rescan retries every second), not just one.
-failing() { [ "$(grep -c 'database error' "$ROOT/logs/statmgr.log")" -ge 3 ]; }
-wait_for 20 failing || fail "statmgr did not log three database errors with a full db/"
+# Several refused passes (retried after 1 s, 1 s, 2 s...), not just one.
+refusals() { grep -c 'refused a pass' "$ROOT/logs/statmgr.log"; }
+failing() { [ "$(refusals)" -ge 3 ]; }
+wait_for 20 failing || fail "statmgr did not log three refused passes with a full db/"
+# Backing off, not spinning: a statmgr that retried at once logged
+# thousands of refusals a second.  Wait for the next one and count.
+n0=$(refusals)
+one_more() { [ "$(refusals)" -gt "$n0" ]; }
+wait_for 40 one_more || fail "statmgr stopped retrying the database"
+n1=$(refusals)
+check '[ $((n1 - n0)) -le 3 ]' "statmgr retried $((n1 - n0)) times at once: it spins instead of backing off"
+say "ok: refused passes are retried with backoff ($n0, then $n1)"
 left=$(inbox_files "$BOX")
 check '[ "$left" -ge "$N" ]' "with the database full, $((N - left)) message files left the inbox (nothing may go unrecorded)"
 check 'daemon_running statmgr && [ "$(daemon_pid statmgr)" = "$pid" ]' "statmgr did not keep running through the full disk"
