@@ -8,6 +8,9 @@
  *   void conf_defaults(struct ss_conf *c, const char *root);
  *   int  conf_load(struct ss_conf *c, const char *root, int *nwarn,
  *                  char *err, size_t errlen);
+ *   int  conf_load_buf(struct ss_conf *c, const char *root, const char *name,
+ *                      const char *buf, size_t len, int *nwarn,
+ *                      char *err, size_t errlen);
  *   int  conf_check(const char *dotted, const char *value,
  *                   char *err, size_t errlen);
  *   int  conf_set_file(const char *path, const char *dotted,
@@ -33,7 +36,10 @@
  *   conf_set_file edits the file as text and leaves every other byte as
  *   it was, comments and layout included, then replaces the file
  *   atomically: an operator's notes in site.conf survive `sitectl config
- *   set`.
+ *   set`.  Before it replaces anything it loads the new text with
+ *   conf_load_buf, the very code a daemon runs at start and on SIGHUP, so
+ *   an edit that no daemon could load (a retry_max_delay below its
+ *   retry_delay, say) is refused while the file is still good.
  *
  * DIAGNOSTICS
  *   conf_load logs "PATH:LINE: unknown key X (ignored)" warnings.  Errors
@@ -100,7 +106,7 @@ const struct conf_key conf_keys[] = {
     KEY("statmgr", "rescan", CONF_DURATION, statmgr_rescan, SEC, 0, "30s", 0,
         "periodic rescan of the inboxes (watch events are only hints)"),
     KEY("statmgr", "batch", CONF_INT, statmgr_batch, 1, 100000, "1000", 0,
-        "status messages stored per database transaction"),
+        "status messages read from each inbox in one pass, one database transaction"),
 
     KEY("backup", "destination", CONF_PATH, backup_destination, 0, 0, "", CONF_COMPUTED,
         "where backups are written, an absolute path (default: <root>/backup)"),
@@ -165,34 +171,8 @@ static int parse_time_of_day(const char *s, int *out)
     return 0;
 }
 
-/* Sizes back as text: the largest exact unit, as site.conf writes them. */
-static void fmt_size(uint64_t v, char *buf, size_t len)
-{
-    static const struct { uint64_t mult; const char *name; } u[] = {
-        {1024ULL * 1024 * 1024, "GB"}, {1024 * 1024, "MB"}, {1024, "KB"},
-    };
-    for (size_t i = 0; i < SS_ARRAY_LEN(u); i++)
-        if (v != 0 && v % u[i].mult == 0) {
-            snprintf(buf, len, "%llu%s", (unsigned long long)(v / u[i].mult), u[i].name);
-            return;
-        }
-    snprintf(buf, len, "%llu", (unsigned long long)v);
-}
-
-/* The computed defaults: the short host name, and <root>/backup. */
-static void compute_machine(struct ss_conf *c)
-{
-    char host[256];
-
-    if (gethostname(host, sizeof host) < 0 || host[0] == '\0')
-        snprintf(host, sizeof host, "localhost");
-    host[sizeof host - 1] = '\0';
-    host[strcspn(host, ".")] = '\0';
-    /* A host name longer than the field is cut: it is a label for
-     * people, not an address. */
-    (void)ss_strcpy(c->site_machine, sizeof c->site_machine, host);
-}
-
+/* The computed defaults: the short host name (ss_host_short), and
+ * <root>/backup. */
 static int compute_destination(struct ss_conf *c)
 {
     return ss_path(c->backup_destination, sizeof c->backup_destination,
@@ -229,7 +209,7 @@ static int set_value(struct ss_conf *c, const struct conf_key *k, const char *va
     }
     if (vl == 0 && (k->flags & CONF_COMPUTED)) {
         if (k->offset == offsetof(struct ss_conf, site_machine)) {
-            compute_machine(c);
+            ss_host_short(c->site_machine, sizeof c->site_machine);
             return 0;
         }
         if (k->offset == offsetof(struct ss_conf, backup_destination)) {
@@ -318,8 +298,8 @@ static int set_value(struct ss_conf *c, const struct conf_key *k, const char *va
             return -EINVAL;
         }
         if (v < (uint64_t)k->min || (k->max > 0 && v > (uint64_t)k->max)) {
-            fmt_size((uint64_t)k->min, lo, sizeof lo);
-            fmt_size((uint64_t)k->max, hi, sizeof hi);
+            ss_fmt_size((uint64_t)k->min, lo, sizeof lo);
+            ss_fmt_size((uint64_t)k->max, hi, sizeof hi);
             if (k->max > 0)
                 ss_fmt(err, errlen, "bad size \"%s\" for %s (from %s to %s)",
                        value, name, lo, hi);
@@ -434,43 +414,43 @@ static int check_pair(const struct load_ctx *ctx, const char *first, const char 
     return -EINVAL;
 }
 
-int conf_load(struct ss_conf *c, const char *root, int *nwarn, char *err, size_t errlen)
+int conf_load_buf(struct ss_conf *c, const char *root, const char *name, const char *buf,
+                  size_t len, int *nwarn, char *err, size_t errlen)
 {
     struct load_ctx ctx;
     struct ss_conf *tmp;
-    char path[SS_PATH_MAX];
     int r;
 
     if (nwarn != NULL)
         *nwarn = 0;
-    if (ss_path(path, sizeof path, "%s/site.conf", root) < 0) {
+    if (name == NULL)
+        name = "site.conf";
+    if (strlen(root) >= sizeof tmp->root) {
         ss_fmt(err, errlen, "site root too long: %.60s...", root);
         return -ENAMETOOLONG;
     }
     /* struct ss_conf holds two paths: keep it off the stack of threads. */
     tmp = malloc(sizeof *tmp);
     if (tmp == NULL) {
-        ss_fmt(err, errlen, "%s: %s", path, strerror(ENOMEM));
+        ss_fmt(err, errlen, "%s: %s", name, strerror(ENOMEM));
         return -ENOMEM;
     }
     conf_defaults(tmp, root);
     memset(&ctx, 0, sizeof ctx);
     ctx.c = tmp;
-    ctx.path = path;
+    ctx.path = name;
 
-    r = ini_parse_file(path, load_cb, &ctx, err, errlen);
+    r = ini_parse_named(buf, len, name, load_cb, &ctx, err, errlen);
     if (nwarn != NULL)
         *nwarn = ctx.nwarn;
     if (r == -EBADMSG)
         r = -EINVAL;
-    if (r == -ENOENT)
-        ss_fmt(err, errlen, "%s: no such file (sitectl init writes it)", path);
     if (r < 0)
         goto out;
 
     const struct conf_key *kcode = conf_find("site.code");
     if (ctx.lines[kcode - conf_keys] == 0) {
-        ss_fmt(err, errlen, "%s: site.code is missing (sitectl init writes it)", path);
+        ss_fmt(err, errlen, "%s: site.code is missing (sitectl init writes it)", name);
         r = -EINVAL;
         goto out;
     }
@@ -480,6 +460,28 @@ int conf_load(struct ss_conf *c, const char *root, int *nwarn, char *err, size_t
     *c = *tmp;
 out:
     free(tmp);
+    return r;
+}
+
+int conf_load(struct ss_conf *c, const char *root, int *nwarn, char *err, size_t errlen)
+{
+    char path[SS_PATH_MAX], *buf = NULL;
+    size_t len = 0;
+    int r;
+
+    if (nwarn != NULL)
+        *nwarn = 0;
+    if (ss_path(path, sizeof path, "%s/site.conf", root) < 0) {
+        ss_fmt(err, errlen, "site root too long: %.60s...", root);
+        return -ENAMETOOLONG;
+    }
+    r = ini_read_file(path, &buf, &len, err, errlen);
+    if (r == -ENOENT)
+        ss_fmt(err, errlen, "%s: no such file (sitectl init writes it)", path);
+    if (r < 0)
+        return r;
+    r = conf_load_buf(c, root, path, buf, len, nwarn, err, errlen);
+    free(buf);
     return r;
 }
 
@@ -523,7 +525,7 @@ int conf_value_str(const struct ss_conf *c, const struct conf_key *k, char *buf,
         ss_fmt_duration(*(const int64_t *)(const void *)field, tmp, sizeof tmp);
         return ss_strcpy(buf, len, tmp);
     case CONF_SIZE:
-        fmt_size(*(const uint64_t *)(const void *)field, tmp, sizeof tmp);
+        ss_fmt_size(*(const uint64_t *)(const void *)field, tmp, sizeof tmp);
         return ss_strcpy(buf, len, tmp);
     case CONF_INT:
         return ss_fmt(buf, len, "%lld", *(const long long *)(const void *)field);
@@ -657,6 +659,41 @@ static int insert_after(const char *buf, const struct line *lines, int n, int h)
     return q;
 }
 
+/*
+ * Would a daemon load the edited text?  It is loaded by conf_load_buf, the
+ * code of conf_load itself, so no rule (two keys together, site.code
+ * present, every line well formed) can be missed here and met at start.
+ * The site root only places a computed default (<root>/backup): the
+ * directory of the file stands in for it, any absolute path would do.
+ */
+static int check_new_text(const char *path, const struct sbuf *text, char *err, size_t errlen)
+{
+    char root[SS_PATH_MAX], why[SS_ERR_MAX] = "";
+    struct ss_conf *c = malloc(sizeof *c);
+    const char *slash = strrchr(path, '/');
+    int r;
+
+    if (c == NULL) {
+        ss_fmt(err, errlen, "%s: %s", path, strerror(ENOMEM));
+        return -ENOMEM;
+    }
+    if (slash == NULL)
+        r = ss_strcpy(root, sizeof root, ".");
+    else if (slash == path)
+        r = ss_strcpy(root, sizeof root, "/");
+    else
+        r = ss_fmt(root, sizeof root, "%.*s", (int)(slash - path), path);
+    if (r == 0)
+        r = conf_load_buf(c, root, path, text->data, text->len, NULL, why, sizeof why);
+    free(c);
+    if (r < 0) {
+        ss_fmt(err, errlen, "%s (the change is refused, the file left unchanged)",
+               why[0] ? why : strerror(-r));
+        return r == -ENAMETOOLONG || r == -ENOMEM ? r : -EINVAL;
+    }
+    return 0;
+}
+
 int conf_set_file(const char *path, const char *dotted, const char *value,
                   char *err, size_t errlen)
 {
@@ -742,6 +779,8 @@ int conf_set_file(const char *path, const char *dotted, const char *value,
     if (r != 0) {
         r = -ENOMEM;
         ss_fmt(err, errlen, "%s: %s", path, strerror(ENOMEM));
+    } else if ((r = check_new_text(path, &out, err, errlen)) < 0) {
+        ;   /* err says why; the file is untouched */
     } else if ((r = ss_write_file_atomic(path, out.data, out.len, st.st_mode & 07777)) < 0) {
         ss_fmt(err, errlen, "%s: cannot replace: %s", path, strerror(-r));
     }

@@ -16,7 +16,9 @@ struct ss_conf {
     /* [site] */
     char     site_code[SS_SITE_LEN + 1];
     char     site_parent[SS_SITE_LEN + 1]; /* "" when none */
-    char     site_machine[64];             /* default: hostname */
+    char     site_machine[64];             /* the name status messages carry
+                                            * (sm_set_identity2); default:
+                                            * the short host name */
     /* [distmgr] */
     int64_t  distmgr_retry_delay;          /* ms */
     int64_t  distmgr_retry_max_delay;
@@ -33,7 +35,9 @@ struct ss_conf {
     /* [statmgr] */
     int64_t  statmgr_future_skew;
     int64_t  statmgr_rescan;               /* periodic inbox rescan */
-    long long statmgr_batch;               /* messages per transaction */
+    long long statmgr_batch;               /* status message files read from
+                                            * each inbox in one pass; a pass
+                                            * is one transaction */
     /* [backup] */
     char     backup_destination[SS_PATH_MAX];
     long long backup_keep;
@@ -84,16 +88,27 @@ void conf_defaults(struct ss_conf *c, const char *root);
  * old configuration. */
 int conf_load(struct ss_conf *c, const char *root, int *nwarn, char *err, size_t errlen);
 
+/* conf_load on text already read: buf[0..len) as the content of site.conf,
+ * errors and warnings placed as "NAME:LINE: ..." (name NULL: "site.conf").
+ * Every rule of conf_load applies, cross-key rules included: conf_load is
+ * this function after reading the file. */
+int conf_load_buf(struct ss_conf *c, const char *root, const char *name, const char *buf,
+                  size_t len, int *nwarn, char *err, size_t errlen);
+
 /* Check value against the key's type.  -ENOENT unknown key, -EINVAL bad. */
 int conf_check(const char *dotted, const char *value, char *err, size_t errlen);
 
 /* Set section.key = value in the file at path, keeping every other line
  * and comment; replaces the key's line in its section, or adds it to the
  * section (created at the end if missing).  Atomic replace of the file,
- * keeping its mode.  The value is checked first (conf_check); the file
- * must exist and parse, and a key given twice is refused (-EINVAL) rather
- * than guessed at.  Values are checked one by one: conf_load afterwards
- * catches what involves two keys (retry_max_delay below retry_delay). */
+ * keeping its mode.  The value is checked first (conf_check: -ENOENT
+ * unknown key, -EINVAL bad value); the file must exist and parse, and a
+ * key given twice is refused (-EINVAL) rather than guessed at.  Then the
+ * whole new text is loaded by conf_load_buf, and if a daemon could not
+ * load it (retry_max_delay below retry_delay, site.code missing, ...) the
+ * call fails with -EINVAL, err naming the rule and the line, and the file
+ * is left as it was.  Unknown keys of the file are logged as conf_load
+ * logs them. */
 int conf_set_file(const char *path, const char *dotted, const char *value,
                   char *err, size_t errlen);
 

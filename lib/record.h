@@ -71,7 +71,8 @@ int rec_addn(struct sbuf *b, const char *name, const void *value, size_t vlen);
 int rec_addf(struct sbuf *b, const char *name, const char *fmt, ...) SS_PRINTF(3, 4);
 int rec_end(struct sbuf *b);
 
-/* SHA-256 helper shared with other parts (OpenSSL EVP). out is 32 bytes. */
+/* SHA-256 helper shared with other parts (OpenSSL SHA256_Init/Update/Final,
+ * not EVP: see record.c).  Thread safe.  out is 32 bytes. */
 int ss_sha256(const void *data, size_t len, unsigned char out[32]);
 
 #endif

@@ -9,7 +9,10 @@
  *   sm_render                               catalogue text with %1..%10 filled in
  *   sm_render_text                          the same for any text
  *   sm_type_name sm_type_parse
- *   sm_set_identity sm_write sm_emit        hand a message to statmgr
+ *   sm_component_ok sm_machine_ok sm_attr_name_ok
+ *                                           field syntax, for checking input
+ *   sm_set_identity sm_set_identity2 sm_write sm_emit
+ *                                           hand a message to statmgr
  *
  * DESCRIPTION
  *   A status message (SPEC 5) is a small record that daemons and clients
@@ -18,12 +21,16 @@
  *   docs/statmsg.md the catalogue.  sm_parse() is strict: every field is
  *   checked against its syntax, an unknown field or a repeated one refuses
  *   the file, because a reader that guessed would store a wrong message
- *   exactly once and forever.
+ *   exactly once and forever.  Text fields must be valid UTF-8: a message
+ *   is shown as JSON and stored in SQLite as TEXT, and neither can carry
+ *   arbitrary bytes faithfully.
  *
- *   sm_set_identity() keeps the site root, site code, component and
- *   machine name in static buffers.  A daemon calls it once at start,
- *   before it starts threads; afterwards they are only read, which is why
- *   sm_init() and sm_emit() may run on any thread.
+ *   sm_set_identity2() keeps the site root, site code, component and
+ *   machine name in one record.  A daemon sets it at start and again on
+ *   every SIGHUP while its worker threads may be emitting, so the new
+ *   record is built aside and published under a mutex, and sm_init() and
+ *   sm_emit() copy it under the same mutex: a reader sees the old record
+ *   or the new one, never a half-written mix.
  *
  *   sm_emit() is the one-line way for a daemon to report: it never fails
  *   the caller's work, it logs instead.
@@ -33,9 +40,13 @@
  *   the error (-ENOENT when no site root is set).  sm_parse() returns
  *   -EBADMSG (or -EFBIG) with err[] naming the field and the fault.  The
  *   builders return -EINVAL for a bad value, -E2BIG past 10 insertion
- *   strings or 16 attributes, -EEXIST for a repeated attribute name.
+ *   strings or 16 attributes, -EEXIST for a repeated attribute name;
+ *   sm_format() -EINVAL for a message sm_parse() would refuse.
+ *   sm_set_identity2() logs a warning for a value it ignores (an invalid
+ *   site code, component or machine name, a root path too long).
  *   Nothing else is logged.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,8 +102,8 @@ const struct sm_catalog sm_catalog[] = {
       "Distribution Manager gave up copying package %1 version %2 to distribution point %3 "
       "after %4 attempts; it will try again when the package is updated or on `sitectl retry now`." },
     { SM_STAT_FUTURE_HELD, 'W', SM_DETAIL, "statmgr",
-      "Status Manager is holding a status message from %1 dated %2, more than %3 in the future; "
-      "it will be processed when it is due." },
+      "Status Manager is holding %1 status message(s) dated more than %2 in the future "
+      "in futureq; the first becomes due at %3." },
     { SM_STAT_FUTURE_RELEASED, 'I', SM_DETAIL, "statmgr",
       "Status Manager released %1 held status message(s) that are now due." },
     { SM_STAT_INGEST_ERROR, 'E', SM_MILESTONE, "statmgr",
@@ -141,9 +152,9 @@ int sm_type_parse(const char *s, enum sm_type *t)
 
 /* ---- field syntax ----------------------------------------------------- */
 
-static int component_ok(const char *s)
+int sm_component_ok(const char *s)
 {
-    size_t n = strlen(s);
+    size_t n = s ? strlen(s) : 0;
     if (n == 0 || n >= SM_COMPONENT)
         return 0;
     for (size_t i = 0; i < n; i++) {
@@ -155,7 +166,7 @@ static int component_ok(const char *s)
     return 1;
 }
 
-static int attr_name_ok(const char *s, size_t n)
+static int attr_name_okn(const char *s, size_t n)
 {
     if (n == 0 || n >= SM_ATTR_NAME)
         return 0;
@@ -168,11 +179,16 @@ static int attr_name_ok(const char *s, size_t n)
     return 1;
 }
 
+int sm_attr_name_ok(const char *s)
+{
+    return s != NULL && attr_name_okn(s, strlen(s));
+}
+
 /* Printable ASCII, 1..63 bytes: what a host name can be, and nothing
  * that could break a log line or a listing. */
-static int machine_ok(const char *s)
+int sm_machine_ok(const char *s)
 {
-    size_t n = strlen(s);
+    size_t n = s ? strlen(s) : 0;
     if (n == 0 || n >= SM_MACHINE)
         return 0;
     for (size_t i = 0; i < n; i++)
@@ -186,73 +202,118 @@ static int severity_ok(char c)
     return c == 'I' || c == 'W' || c == 'E';
 }
 
-/* Copy at most dstlen-1 bytes, backing off so that a UTF-8 sequence is
- * never cut in half (a cut string must still be valid text). */
-static void copy_cut(char *dst, size_t dstlen, const char *src)
+/* A text field of a builder: cut between characters to fit, and any byte
+ * that is not valid UTF-8 replaced, so that sm_format() accepts it. */
+static void copy_text(char *dst, size_t dstlen, const char *src)
 {
-    size_t n = strlen(src);
-    if (n >= dstlen) {
-        n = dstlen - 1;
-        /* Back off over continuation bytes, then drop the lead byte of
-         * the sequence they belong to if it no longer fits whole. */
-        size_t k = n;
-        while (k > 0 && ((unsigned char)src[k] & 0xc0) == 0x80)
-            k--;
-        n = k;
-    }
-    memcpy(dst, src, n);
-    dst[n] = '\0';
+    (void)ss_strcpy_utf8(dst, dstlen, src);
+    ss_utf8_sanitize(dst);
 }
 
 /* ---- identity --------------------------------------------------------- */
 
-static char id_root[SS_PATH_MAX];
-static char id_site[SS_SITE_LEN + 1];
-static char id_component[SM_COMPONENT];
-static char id_machine[SM_MACHINE];
+/* The whole identity, published at once (see DESCRIPTION).  Built zeroed
+ * then filled in, so that two equal identities are equal bytes. */
+struct identity {
+    char root[SS_PATH_MAX];
+    char site[SS_SITE_LEN + 1];
+    char component[SM_COMPONENT];
+    char machine[SM_MACHINE];
+};
 
-/* The short host name (up to the first dot), or "unknown". */
+/* What sm_init() needs of it: small enough for any thread's stack. */
+struct names {
+    char site[SS_SITE_LEN + 1];
+    char component[SM_COMPONENT];
+    char machine[SM_MACHINE];
+};
+
+static struct identity ident;
+static pthread_mutex_t ident_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The short host name, if it is a valid machine field, else "unknown". */
 static void host_short(char *buf, size_t len)
 {
-    char h[256];
-    if (gethostname(h, sizeof h) < 0) {
-        ss_strcpy(buf, len, "unknown");
-        return;
-    }
-    h[sizeof h - 1] = '\0';
-    char *dot = strchr(h, '.');
-    if (dot)
-        *dot = '\0';
-    copy_cut(buf, len, h);
-    if (!machine_ok(buf))
+    ss_host_short(buf, len);
+    if (!sm_machine_ok(buf))
         ss_strcpy(buf, len, "unknown");
 }
 
-void sm_set_identity(const char *root, const char *site, const char *component)
+void sm_set_identity2(const char *root, const char *site, const char *component,
+                      const char *machine)
 {
-    id_root[0] = id_site[0] = id_component[0] = '\0';
-    if (root && ss_strcpy(id_root, sizeof id_root, root) < 0) {
+    /* 4 KiB of path: built on the heap, like the statmsg of sm_emit(),
+     * since a reload may run on a small thread stack. */
+    struct identity *next = calloc(1, sizeof *next);
+
+    if (next == NULL) {
+        log_warn("status messages: out of memory, identity not changed");
+        return;
+    }
+    if (root && ss_strcpy(next->root, sizeof next->root, root) < 0) {
         log_warn("status messages: site root path too long, messages will not be written");
-        id_root[0] = '\0';
+        next->root[0] = '\0';
     }
     if (site && *site) {
         if (ss_site_code_ok(site))
-            ss_strcpy(id_site, sizeof id_site, site);
+            ss_strcpy(next->site, sizeof next->site, site);
         else
             log_warn("status messages: ignoring invalid site code \"%.8s\"", site);
     }
     if (component) {
-        if (component_ok(component))
-            ss_strcpy(id_component, sizeof id_component, component);
+        if (sm_component_ok(component))
+            ss_strcpy(next->component, sizeof next->component, component);
         else
             log_warn("status messages: ignoring invalid component name \"%.40s\"", component);
     }
-    host_short(id_machine, sizeof id_machine);
+    if (machine && *machine && !sm_machine_ok(machine)) {
+        log_warn("status messages: invalid machine name \"%.70s\" (%s), using the host name",
+                 machine, SM_MACHINE_RULE);
+        machine = NULL;
+    }
+    if (machine && *machine)
+        ss_strcpy(next->machine, sizeof next->machine, machine);
+    else
+        host_short(next->machine, sizeof next->machine);
+
+    pthread_mutex_lock(&ident_lock);
+    if (memcmp(&ident, next, sizeof ident) != 0)
+        ident = *next;
+    pthread_mutex_unlock(&ident_lock);
+    free(next);
+}
+
+void sm_set_identity(const char *root, const char *site, const char *component)
+{
+    sm_set_identity2(root, site, component, NULL);
+}
+
+/* Copy the names of the identity, and the status message inbox of its
+ * root into box when box is not NULL (-ENOENT: no root set). */
+static int ident_get(struct names *n, char *box, size_t boxlen)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&ident_lock);
+    memcpy(n->site, ident.site, sizeof n->site);
+    memcpy(n->component, ident.component, sizeof n->component);
+    memcpy(n->machine, ident.machine, sizeof n->machine);
+    if (box != NULL) {
+        if (ident.root[0] == '\0')
+            rc = -ENOENT;
+        else
+            rc = ss_path(box, boxlen, "%s/inboxes/%s", ident.root,
+                         inbox_defs[IB_STATMSGS].path);
+    }
+    pthread_mutex_unlock(&ident_lock);
+    return rc;
 }
 
 /* ---- building --------------------------------------------------------- */
 
-int sm_init(struct statmsg *m, unsigned id, const char *component, const char *site)
+/* sm_init() with the identity's names already copied into idn. */
+static int init_from(struct statmsg *m, unsigned id, const char *component, const char *site,
+                     const struct names *idn)
 {
     const struct sm_catalog *c = sm_lookup(id);
     int rc;
@@ -269,20 +330,20 @@ int sm_init(struct statmsg *m, unsigned id, const char *component, const char *s
     /* component: the caller's, else this process's, else the one the
      * catalogue names (unless it is the generic "any"). */
     if (component == NULL || *component == '\0')
-        component = id_component[0] ? id_component
+        component = idn->component[0] ? idn->component
                   : (c && strcmp(c->component, "any") != 0) ? c->component : "unknown";
-    if (!component_ok(component))
+    if (!sm_component_ok(component))
         return -EINVAL;
     ss_strcpy(m->component, sizeof m->component, component);
 
     if (site == NULL)
-        site = id_site;
+        site = idn->site;
     if (*site && !ss_site_code_ok(site))
         return -EINVAL;
     ss_strcpy(m->site, sizeof m->site, site);
 
-    if (id_machine[0])
-        ss_strcpy(m->machine, sizeof m->machine, id_machine);
+    if (idn->machine[0])
+        ss_strcpy(m->machine, sizeof m->machine, idn->machine);
     else
         host_short(m->machine, sizeof m->machine);
     m->pid = (long)getpid();
@@ -291,11 +352,19 @@ int sm_init(struct statmsg *m, unsigned id, const char *component, const char *s
     return 0;
 }
 
+int sm_init(struct statmsg *m, unsigned id, const char *component, const char *site)
+{
+    struct names idn;
+
+    ident_get(&idn, NULL, 0);
+    return init_from(m, id, component, site, &idn);
+}
+
 int sm_add_istr(struct statmsg *m, const char *s)
 {
     if (m->nistr >= SM_MAX_ISTR)
         return -E2BIG;
-    copy_cut(m->istr[m->nistr++], SM_ISTR_LEN, s ? s : "");
+    copy_text(m->istr[m->nistr++], SM_ISTR_LEN, s);
     return 0;
 }
 
@@ -303,7 +372,7 @@ int sm_add_istr(struct statmsg *m, const char *s)
  * strings: a status message must not fail over a long path. */
 int sm_add_attr(struct statmsg *m, const char *name, const char *value)
 {
-    if (name == NULL || !attr_name_ok(name, strlen(name)))
+    if (!sm_attr_name_ok(name))
         return -EINVAL;
     if (sm_attr_get(m, name))
         return -EEXIST;
@@ -311,7 +380,7 @@ int sm_add_attr(struct statmsg *m, const char *name, const char *value)
         return -E2BIG;
     struct sm_attr *a = &m->attr[m->nattr++];
     ss_strcpy(a->name, sizeof a->name, name);
-    copy_cut(a->value, sizeof a->value, value ? value : "");
+    copy_text(a->value, sizeof a->value, value);
     return 0;
 }
 
@@ -325,6 +394,13 @@ const char *sm_attr_get(const struct statmsg *m, const char *name)
 
 /* ---- file form -------------------------------------------------------- */
 
+/* A text field of a message: NUL terminated within its field, valid UTF-8. */
+static int text_ok(const char *s, size_t size)
+{
+    size_t n = strnlen(s, size);
+    return n < size && ss_utf8_valid(s, n);
+}
+
 /* out must be empty (new or ss_sbuf_reset): the record is its content. */
 int sm_format(const struct statmsg *m, struct sbuf *out)
 {
@@ -333,13 +409,31 @@ int sm_format(const struct statmsg *m, struct sbuf *out)
 
     /* Refuse here what sm_parse() would refuse, so that no writer ever
      * produces a file that statmgr has to quarantine. */
-    if (m->id > 65535 || !severity_ok(m->severity) || !component_ok(m->component) ||
-        (m->site[0] && !ss_site_code_ok(m->site)) || !machine_ok(m->machine) ||
-        m->pid < 0 || m->tid < 0 || m->nistr < 0 || m->nistr > SM_MAX_ISTR || m->nattr < 0 || m->nattr > SM_MAX_ATTR)
+    if (m->id > 65535 || !severity_ok(m->severity) ||
+        !text_ok(m->component, sizeof m->component) || !sm_component_ok(m->component) ||
+        !text_ok(m->site, sizeof m->site) || (m->site[0] && !ss_site_code_ok(m->site)) ||
+        !text_ok(m->machine, sizeof m->machine) || !sm_machine_ok(m->machine) ||
+        m->pid < 0 || m->tid < 0 || m->nistr < 0 || m->nistr > SM_MAX_ISTR ||
+        m->nattr < 0 || m->nattr > SM_MAX_ATTR || strcmp(sm_type_name(m->type), "unknown") == 0)
+        return -EINVAL;
+    for (int i = 0; i < m->nistr; i++)
+        if (!text_ok(m->istr[i], sizeof m->istr[i]))
+            return -EINVAL;
+    for (int i = 0; i < m->nattr; i++) {
+        if (!text_ok(m->attr[i].name, sizeof m->attr[i].name) ||
+            !sm_attr_name_ok(m->attr[i].name) ||
+            !text_ok(m->attr[i].value, sizeof m->attr[i].value))
+            return -EINVAL;
+        for (int j = 0; j < i; j++)
+            if (strcmp(m->attr[j].name, m->attr[i].name) == 0)
+                return -EINVAL;
+    }
+    /* A time outside the years 0000..9999 has no form the parser takes. */
+    int64_t back;
+    if (ss_fmt_time_iso(m->time_ms, when, sizeof when) < 0 ||
+        ss_parse_time_iso(when, &back) < 0 || back != m->time_ms)
         return -EINVAL;
     ss_hex(m->uid, sizeof m->uid, uid);
-    if ((rc = ss_fmt_time_iso(m->time_ms, when, sizeof when)) < 0)
-        return rc;
     if ((rc = rec_begin(out, SM_KIND, SM_VERSION)) < 0 ||
         (rc = rec_add(out, "uid", uid)) < 0 ||
         (rc = rec_addf(out, "id", "%u", m->id)) < 0 ||
@@ -464,8 +558,9 @@ int sm_parse(struct statmsg *m, char *buf, size_t len, char *err, size_t errlen)
             }
             break;
         case F_COMPONENT:
-            if (!component_ok(val)) {
-                badf(err, errlen, name, "not [A-Za-z0-9_ .-]{1,31}");
+            /* ASCII by its syntax, so also valid UTF-8. */
+            if (!sm_component_ok(val)) {
+                badf(err, errlen, name, "not " SM_COMPONENT_RULE);
                 goto out;
             }
             ss_strcpy(m->component, sizeof m->component, val);
@@ -478,8 +573,9 @@ int sm_parse(struct statmsg *m, char *buf, size_t len, char *err, size_t errlen)
             ss_strcpy(m->site, sizeof m->site, val);
             break;
         case F_MACHINE:
-            if (!machine_ok(val)) {
-                badf(err, errlen, name, "not 1..63 printable characters");
+            /* Printable ASCII, so also valid UTF-8. */
+            if (!sm_machine_ok(val)) {
+                badf(err, errlen, name, "not " SM_MACHINE_RULE);
                 goto out;
             }
             ss_strcpy(m->machine, sizeof m->machine, val);
@@ -517,6 +613,12 @@ int sm_parse(struct statmsg *m, char *buf, size_t len, char *err, size_t errlen)
                 badf(err, errlen, name, "longer than 511 bytes");
                 goto out;
             }
+            if (!ss_utf8_valid(val, r.fields[i].vlen)) {
+                if (err && errlen)
+                    snprintf(err, errlen, "field istr: insertion string %d is not valid UTF-8",
+                             m->nistr + 1);
+                goto out;
+            }
             memcpy(m->istr[m->nistr++], val, r.fields[i].vlen + 1);
             break;
         case F_ATTR: {
@@ -525,8 +627,8 @@ int sm_parse(struct statmsg *m, char *buf, size_t len, char *err, size_t errlen)
                 badf(err, errlen, name, "more than 16 attributes");
                 goto out;
             }
-            if (eq == NULL || !attr_name_ok(val, (size_t)(eq - val))) {
-                badf(err, errlen, name, "not <name>=<value> with a name [A-Za-z0-9_.-]{1,31}");
+            if (eq == NULL || !attr_name_okn(val, (size_t)(eq - val))) {
+                badf(err, errlen, name, "not <name>=<value> with a name of " SM_ATTR_NAME_RULE);
                 goto out;
             }
             if (strlen(eq + 1) >= SM_ATTR_VALUE) {
@@ -536,6 +638,12 @@ int sm_parse(struct statmsg *m, char *buf, size_t len, char *err, size_t errlen)
             struct sm_attr *a = &m->attr[m->nattr];
             memcpy(a->name, val, (size_t)(eq - val));
             a->name[eq - val] = '\0';
+            if (!ss_utf8_valid(eq + 1, strlen(eq + 1))) {
+                if (err && errlen)
+                    snprintf(err, errlen, "field attr: the value of %s is not valid UTF-8",
+                             a->name);
+                goto out;
+            }
             if (sm_attr_get(m, a->name)) {
                 if (err && errlen)
                     snprintf(err, errlen, "field attr: attribute %s appears twice", a->name);
@@ -580,8 +688,9 @@ static void put(struct out *o, const char *s, size_t n)
     o->buf[o->pos] = '\0';
 }
 
-/* Substitute m's insertion strings into text.  Not in statmsg.h (yet):
- * the unit test uses it to check %10, which no catalogue text has. */
+/* Substitute m's insertion strings into text.  sm_render() uses it with
+ * the catalogue's text; the unit test checks %10 with it, which no
+ * catalogue text has. */
 void sm_render_text(const char *text, const struct statmsg *m, char *buf, size_t len)
 {
     struct out o = { buf, len, 0 };
@@ -665,21 +774,28 @@ out:
 int sm_emit(unsigned id, int oserr, const char *const *attrs, ...)
 {
     struct statmsg *m;
+    struct names idn;
     char box[SS_PATH_MAX];
     const char *s;
     va_list ap;
     int rc;
 
-    if (id_root[0] == '\0') {
+    /* One copy of the identity for the message and its inbox, so that a
+     * reload meanwhile cannot send the message of one to the other. */
+    if ((rc = ident_get(&idn, box, sizeof box)) == -ENOENT) {
         log_warn("status message %u not written: no site root set (sm_set_identity)", id);
         return -ENOENT;
+    }
+    if (rc < 0) {
+        log_warn("status message %u not written: inbox path too long", id);
+        return rc;
     }
     /* A statmsg is about 8 KiB: keep it off small thread stacks. */
     if ((m = malloc(sizeof *m)) == NULL) {
         log_warn("status message %u not written: out of memory", id);
         return -ENOMEM;
     }
-    if ((rc = sm_init(m, id, NULL, NULL)) < 0) {
+    if ((rc = init_from(m, id, NULL, NULL, &idn)) < 0) {
         log_warn("status message %u not written: %s", id, strerror(-rc));
         goto out;
     }
@@ -702,11 +818,6 @@ int sm_emit(unsigned id, int oserr, const char *const *attrs, ...)
     }
     va_end(ap);
 
-    if ((rc = ss_path(box, sizeof box, "%s/inboxes/%s", id_root,
-                      inbox_defs[IB_STATMSGS].path)) < 0) {
-        log_warn("status message %u not written: inbox path too long", id);
-        goto out;
-    }
     if ((rc = sm_write(m, box)) < 0)
         log_warn("status message %u not written to %s: %s", id, box, strerror(-rc));
 out:

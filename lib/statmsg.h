@@ -95,14 +95,23 @@ struct statmsg {
  * severity and type from the catalogue (I/milestone if id is not in it).
  * component and site may be NULL (then the sm_set_identity() values). */
 int sm_init(struct statmsg *m, unsigned id, const char *component, const char *site);
-int sm_add_istr(struct statmsg *m, const char *s);    /* -E2BIG past 10; long strings are cut */
+/* Insertion strings and attribute values are text: one longer than its
+ * field is cut between characters, and a byte that is not valid UTF-8
+ * becomes '?', because a status message must not fail over a long or odd
+ * path.  -E2BIG past 10 insertion strings; sm_add_attr: -EINVAL bad name,
+ * -EEXIST repeated name, -E2BIG past 16. */
+int sm_add_istr(struct statmsg *m, const char *s);
 int sm_add_attr(struct statmsg *m, const char *name, const char *value);
 const char *sm_attr_get(const struct statmsg *m, const char *name);
 
-/* The file form (record kind "statmsg" v1). */
+/* The file form (record kind "statmsg" v1).  -EINVAL for a message that
+ * sm_parse() would refuse (a field filled in by hand with a bad value,
+ * text that is not valid UTF-8): no writer produces a file that statmgr
+ * has to quarantine. */
 int sm_format(const struct statmsg *m, struct sbuf *out);
 /* Parse and validate a file's bytes (modified in place).  -EBADMSG with
- * err[] on anything malformed. */
+ * err[] on anything malformed, including component, machine, insertion
+ * strings or attribute values that are not valid UTF-8. */
 int sm_parse(struct statmsg *m, char *buf, size_t len, char *err, size_t errlen);
 
 /* The catalogue text with insertion strings substituted. */
@@ -115,8 +124,33 @@ const char *sm_type_name(enum sm_type t);
 int sm_type_parse(const char *s, enum sm_type *t);
 
 /* Identity used by sm_init() and sm_emit(): the site root (for the inbox),
- * site code, component and machine name.  Daemons set it at start. */
+ * site code, component and machine name.  Daemons set it at start and
+ * again on every reload (SIGHUP).
+ *
+ * Thread safety: the identity is one record published under a mutex; the
+ * setters build the new record first and swap it in whole, and sm_init()
+ * and sm_emit() copy it under the same mutex.  So the setters may be
+ * called while other threads emit, and a message never mixes two
+ * identities.  A call that changes nothing changes nothing (no write).
+ *
+ * machine is the name messages carry (site.machine of site.conf); NULL or
+ * "" means this machine's short host name (ss_host_short), which is also
+ * what sm_set_identity() uses.  An invalid value (see sm_machine_ok) is
+ * logged and replaced by the host name; an invalid site code or component
+ * is logged and left empty (then sm_init() falls back as it says). */
 void sm_set_identity(const char *root, const char *site, const char *component);
+void sm_set_identity2(const char *root, const char *site, const char *component,
+                      const char *machine);
+
+/* Field syntax, for callers that check input before building a message
+ * (sitectl's options): 1 valid, 0 not.  The rules are spelled out in
+ * SM_*_RULE for messages. */
+int sm_component_ok(const char *s);   /* [A-Za-z0-9_ .-], 1..31 bytes */
+int sm_machine_ok(const char *s);     /* printable ASCII, 1..63 bytes */
+int sm_attr_name_ok(const char *s);   /* [A-Za-z0-9_.-], 1..31 bytes */
+#define SM_COMPONENT_RULE "1 to 31 characters, each a letter, digit, space, '_', '.' or '-'"
+#define SM_MACHINE_RULE   "1 to 63 printable ASCII characters"
+#define SM_ATTR_NAME_RULE "1 to 31 characters, each a letter, digit, '_', '.' or '-'"
 
 /* Write a message into a status message inbox directory (statmgr.box/
  * statmsgs or a client access point's statmsgs.box) by the drop protocol. */

@@ -3,11 +3,23 @@
  *
  * SYNOPSIS
  *   ss_path ss_fmt ss_strcpy            checked formatting (never a cut path)
+ *   ss_strcpy_utf8                      a copy cut between characters
+ *   ss_utf8_seqlen ss_utf8_valid ss_utf8_sanitize
+ *                                       UTF-8 checks for untrusted text
+ *   ss_host_short                       the short host name
  *   ss_now_ms ss_mono_ms                clocks
- *   ss_parse_duration_ms ss_parse_size ss_parse_int ss_fmt_duration
+ *   ss_parse_duration_ms ss_parse_size ss_parse_int ss_fmt_duration ss_fmt_size
  *   ss_fmt_time_iso ss_parse_time_iso   ISO 8601 UTC times
  *   ss_site_code_ok ss_hex ss_unhex ss_hexval
  *   ss_sbuf_*                           growable string buffer, JSON strings
+ *
+ * DESCRIPTION
+ *   Text that crosses a process boundary (status message fields, names
+ *   of files, the database) is checked as UTF-8 with one decoder,
+ *   ss_utf8_seqlen(), so that the writer of a status message, its parser
+ *   and the JSON writer agree on what valid text is.  The JSON writer
+ *   never refuses: it writes U+FFFD for a byte that is not valid UTF-8,
+ *   because a listing must stay readable whatever an old row holds.
  *
  * DIAGNOSTICS
  *   Nothing is logged.  Functions return 0 or a negative errno:
@@ -19,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -62,6 +75,110 @@ int ss_strcpy(char *dst, size_t len, const char *src)
     }
     memcpy(dst, src, n + 1);
     return 0;
+}
+
+int ss_strcpy_utf8(char *dst, size_t len, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+
+    if (len == 0)
+        return -ENOSPC;
+    if (n < len) {
+        memcpy(dst, src ? src : "", n + 1);
+        return 0;
+    }
+    /* src[n] is the first byte left out.  When it continues a sequence,
+     * the start of that sequence (at most 3 bytes back in valid text) is
+     * left out too; more continuation bytes than that are not UTF-8, and
+     * then the cut stays where it was. */
+    n = len - 1;
+    for (size_t back = 0; back < 4 && back <= n; back++) {
+        if (((unsigned char)src[n - back] & 0xc0) != 0x80) {
+            n -= back;
+            break;
+        }
+    }
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return -ENOSPC;
+}
+
+size_t ss_utf8_seqlen(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t need;
+    unsigned cp;
+
+    if (n == 0)
+        return 0;
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        need = 2;
+        cp = s[0] & 0x1f;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        need = 3;
+        cp = s[0] & 0x0f;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        need = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;           /* continuation byte, C0/C1 overlong lead, F5..FF */
+    }
+    if (n < need)
+        return 0;
+    for (size_t i = 1; i < need; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    /* Overlong three and four byte forms, surrogates, past U+10FFFF. */
+    if ((need == 3 && cp < 0x800) || (need == 4 && cp < 0x10000) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+        return 0;
+    return need;
+}
+
+int ss_utf8_valid(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; ) {
+        size_t k = ss_utf8_seqlen(s + i, n - i);
+        if (k == 0)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+size_t ss_utf8_sanitize(char *s)
+{
+    size_t n = strlen(s), bad = 0;
+
+    for (size_t i = 0; i < n; ) {
+        size_t k = ss_utf8_seqlen(s + i, n - i);
+        if (k == 0) {
+            s[i] = '?';
+            bad++;
+            k = 1;
+        }
+        i += k;
+    }
+    return bad;
+}
+
+void ss_host_short(char *buf, size_t len)
+{
+    char h[256];
+
+    if (len == 0)
+        return;
+    if (gethostname(h, sizeof h) < 0)
+        h[0] = '\0';
+    h[sizeof h - 1] = '\0';
+    h[strcspn(h, ".")] = '\0';
+    /* A name longer than the field is cut: it is a label for people, not
+     * an address. */
+    ss_strcpy_utf8(buf, len, h[0] != '\0' ? h : "unknown");
 }
 
 int64_t ss_now_ms(void)
@@ -154,17 +271,37 @@ int ss_parse_size(const char *s, uint64_t *out)
     return parse_units(s, u, SS_ARRAY_LEN(u), 1, out);
 }
 
-void ss_fmt_duration(int64_t ms, char *buf, size_t len)
+/* v (negative if neg) in the largest unit of u[] (largest first) that
+ * divides it exactly, else as it is followed by bare: the form the
+ * parsers read back. */
+static void fmt_units(uint64_t v, int neg, const struct unit *u, size_t nu, const char *bare,
+                      char *buf, size_t len)
 {
-    static const struct { int64_t mult; const char *name; } u[] = {
-        {86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"},
-    };
-    for (size_t i = 0; i < SS_ARRAY_LEN(u); i++)
-        if (ms != 0 && ms % u[i].mult == 0) {
-            snprintf(buf, len, "%lld%s", (long long)(ms / u[i].mult), u[i].name);
+    const char *sign = neg ? "-" : "";
+    for (size_t i = 0; i < nu; i++)
+        if (v != 0 && v % u[i].mult == 0) {
+            snprintf(buf, len, "%s%llu%s", sign, (unsigned long long)(v / u[i].mult), u[i].name);
             return;
         }
-    snprintf(buf, len, "%lldms", (long long)ms);
+    snprintf(buf, len, "%s%llu%s", sign, (unsigned long long)v, bare);
+}
+
+void ss_fmt_duration(int64_t ms, char *buf, size_t len)
+{
+    static const struct unit u[] = {
+        {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000},
+    };
+    /* The magnitude in unsigned arithmetic: -INT64_MIN does not fit. */
+    uint64_t v = ms < 0 ? 0 - (uint64_t)ms : (uint64_t)ms;
+    fmt_units(v, ms < 0, u, SS_ARRAY_LEN(u), "ms", buf, len);
+}
+
+void ss_fmt_size(uint64_t bytes, char *buf, size_t len)
+{
+    static const struct unit u[] = {
+        {"GB", 1024ULL * 1024 * 1024}, {"MB", 1024 * 1024}, {"KB", 1024},
+    };
+    fmt_units(bytes, 0, u, SS_ARRAY_LEN(u), "", buf, len);
 }
 
 int ss_fmt_time_iso(int64_t ms, char *buf, size_t len)
@@ -391,7 +528,18 @@ int ss_sbuf_addf(struct sbuf *b, const char *fmt, ...)
 int ss_sbuf_add_json_str(struct sbuf *b, const char *s)
 {
     int r = ss_sbuf_add(b, "\"", 1);
+    size_t n = strlen(s);
     for (const unsigned char *p = (const unsigned char *)s; r == 0 && *p; p++) {
+        if (*p >= 0x80) {
+            size_t k = ss_utf8_seqlen((const char *)p, n - (size_t)(p - (const unsigned char *)s));
+            if (k == 0) {
+                r = ss_sbuf_add(b, "\\ufffd", 6);
+            } else {
+                r = ss_sbuf_add(b, p, k);
+                p += k - 1;
+            }
+            continue;
+        }
         switch (*p) {
         case '"':  r = ss_sbuf_add(b, "\\\"", 2); break;
         case '\\': r = ss_sbuf_add(b, "\\\\", 2); break;

@@ -28,10 +28,24 @@
  *   ingests by the message uid, exactly once.  A queued file that is not
  *   a status message is quarantined in the queue's corrupt/.
  *
+ *   A queued file that cannot be read (another user's, mode 0600) is
+ *   left in the queue for a later call or for its owner, and this call
+ *   skips it from then on: the queue is read in pages by a cursor, which
+ *   never returns to the first page, and the names left are remembered,
+ *   since a file put back may be listed again by the same cursor.  A
+ *   pass over the queue is repeated only while it delivers something
+ *   (files queued meanwhile may have been missed by the cursor), so the
+ *   flush always ends and the new message is always sent or queued.
+ *
+ *   The options are checked with the rules sm_parse() applies (the
+ *   exported sm_*_ok checks): a bad --component, --machine, --attr or
+ *   --istr is a usage error that names the rule, before anything is sent.
+ *
  * DIAGNOSTICS
  *   "queued locally in PATH (drop box unreachable: reason)" on stderr and
- *   exit 0: the message is safe.  Exit 1 only if the message could be
- *   neither delivered nor queued; 2 for a usage error.
+ *   exit 0: the message is safe.  A warning names each queued file that
+ *   cannot be read, and how many stay queued.  Exit 1 only if the message
+ *   could be neither delivered nor queued; 2 for a usage error.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -99,8 +113,72 @@ static void return_stale_claims(struct inbox *q)
     closedir(d);
 }
 
-/* Deliver one claimed file (in work/).  0 delivered (or quarantined: not
- * the box's fault), or the negative errno of the drop into the box. */
+/* What became of a queued file; a negative errno is a failure of the box. */
+enum delivery {
+    DELIVERED,      /* in the box, gone from the queue */
+    QUARANTINED,    /* not a status message: in the queue's corrupt/ */
+    LEFT,           /* still in the queue (it could not be read) */
+};
+
+/* Claims put back into a queue, by name, so that a flush tries each once.
+ * Sorted, for bsearch: a queue can hold many files nobody can read. */
+struct nameset {
+    char  **v;
+    size_t  n, cap;
+};
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int nameset_has(const struct nameset *s, const char *name)
+{
+    return s->n > 0 && bsearch(&name, s->v, s->n, sizeof *s->v, name_cmp) != NULL;
+}
+
+static int nameset_add(struct nameset *s, const char *name)
+{
+    size_t lo = 0, hi = s->n;
+    char *copy;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(s->v[mid], name);
+        if (c == 0)
+            return 0;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 64;
+        char **v = realloc(s->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        s->v = v;
+        s->cap = cap;
+    }
+    if (!(copy = strdup(name)))
+        return -ENOMEM;
+    memmove(s->v + lo + 1, s->v + lo, (s->n - lo) * sizeof *s->v);
+    s->v[lo] = copy;
+    s->n++;
+    return 0;
+}
+
+static void nameset_free(struct nameset *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
+/* Deliver one claimed file (in work/): an enum delivery, or the negative
+ * errno of the drop into the box (the file is back in the queue then). */
 static int deliver_claimed(struct inbox *q, struct inbox *cap, const char *name)
 {
     char *buf = NULL, err[SS_ERR_MAX] = "";
@@ -109,12 +187,19 @@ static int deliver_claimed(struct inbox *q, struct inbox *cap, const char *name)
     if (r == -EFBIG || r == -EINVAL || r == -EISDIR) {
         inbox_quarantine(q, 1, name, r == -EFBIG ? "larger than a status message may be"
                                                   : "not a regular file");
-        return 0;
+        return QUARANTINED;
     }
     if (r < 0) {
-        ctl_err("warning: cannot read %s/work/%s: %s", q->path, name, strerror(-r));
-        inbox_return(q, name);
-        return 0;
+        /* Not the box's fault, and not proof of damage either (another
+         * user's file, a read error): it stays queued, for a later call
+         * or its owner. */
+        ctl_err("warning: cannot read %s/work/%s: %s (left in the queue)", q->path, name,
+                strerror(-r));
+        int rr = inbox_return(q, name);
+        if (rr < 0)
+            ctl_err("warning: cannot return %s/work/%s to the queue: %s", q->path,
+                    name, strerror(-rr));
+        return LEFT;
     }
     /* sm_parse works in place: check a copy, send the original bytes. */
     char *copy = malloc(len + 1);
@@ -133,7 +218,7 @@ static int deliver_claimed(struct inbox *q, struct inbox *cap, const char *name)
     if (r < 0) {
         inbox_quarantine(q, 1, name, err[0] ? err : "not a status message");
         free(buf);
-        return 0;
+        return QUARANTINED;
     }
     r = inbox_drop(cap, ".svf", buf, len, NULL, 0);
     free(buf);
@@ -149,7 +234,67 @@ static int deliver_claimed(struct inbox *q, struct inbox *cap, const char *name)
         ctl_err("warning: delivered %s but cannot remove it from %s/work: %s "
                 "(it may be delivered again, which is harmless)", name, q->path,
                 strerror(-r));
-    return 0;
+    return DELIVERED;
+}
+
+/*
+ * One pass over the queue with a cursor: each file is tried at most once
+ * (names in *left are skipped).  Returns how many were delivered; *stop
+ * is set when the flush must end now (the box failed: *box_err; or the
+ * queue cannot be listed, or memory ran out).
+ */
+static size_t flush_pass(struct inbox *q, struct inbox *cap, struct nameset *left,
+                         int *box_err, int *stop)
+{
+    struct inbox_entry ents[64];
+    struct inbox_cursor cur;
+    size_t delivered = 0;
+    int r;
+
+    if ((r = inbox_cursor_open(q, &cur)) < 0) {
+        ctl_err("warning: cannot list the local queue %s: %s", q->path, strerror(-r));
+        *stop = 1;
+        return 0;
+    }
+    while (!*stop) {
+        size_t n = 0;
+        if ((r = inbox_cursor_next(&cur, ents, SS_ARRAY_LEN(ents), &n)) < 0) {
+            ctl_err("warning: cannot list the local queue %s: %s", q->path, strerror(-r));
+            *stop = 1;
+        }
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n && !*stop; i++) {
+            const char *name = ents[i].name;
+            if (nameset_has(left, name))
+                continue;
+            if (ents[i].odd) {
+                if (inbox_quarantine(q, 0, name, "not a status message file name") == 0)
+                    continue;
+            } else if ((r = inbox_claim(q, name)) == -ENOENT) {
+                continue;                  /* another client is delivering it */
+            } else if (r < 0) {
+                ctl_err("warning: cannot claim %s/%s: %s", q->path, name, strerror(-r));
+            } else if ((r = deliver_claimed(q, cap, name)) < 0) {
+                *box_err = r;
+                *stop = 1;
+                break;
+            } else if (r == DELIVERED) {
+                delivered++;
+                continue;
+            } else if (r == QUARANTINED) {
+                continue;
+            }
+            /* Left where it was (unreadable, or it could not be moved):
+             * not again in this flush. */
+            if (nameset_add(left, name) < 0) {
+                ctl_err("warning: out of memory while flushing the local queue %s", q->path);
+                *stop = 1;
+            }
+        }
+    }
+    inbox_cursor_close(&cur);
+    return delivered;
 }
 
 /* Deliver what the local queue holds.  Returns how many were delivered;
@@ -168,39 +313,22 @@ static size_t flush_queue(const char *qpath, const char *prefix, struct inbox *c
     }
     return_stale_claims(&q);
 
+    struct nameset left = {0};
     size_t sent = 0;
-    struct inbox_entry ents[64];
+    int stop = 0;
+    /* Another pass only after one that delivered something: the cursor
+     * may have missed files queued meanwhile, and a pass that delivered
+     * nothing shows that nothing more can go now. */
     for (;;) {
-        size_t n = 0, progress = 0;
-        if ((r = inbox_scan(&q, ents, SS_ARRAY_LEN(ents), &n)) < 0) {
-            ctl_err("warning: cannot list the local queue %s: %s", qpath, strerror(-r));
-            break;
-        }
-        for (size_t i = 0; i < n && !*box_err; i++) {
-            if (ents[i].odd) {
-                if (inbox_quarantine(&q, 0, ents[i].name, "not a status message file name") == 0)
-                    progress++;
-                continue;
-            }
-            r = inbox_claim(&q, ents[i].name);
-            if (r == -ENOENT)          /* another client is delivering it */
-                continue;
-            if (r < 0) {
-                ctl_err("warning: cannot claim %s/%s: %s", qpath, ents[i].name, strerror(-r));
-                continue;
-            }
-            r = deliver_claimed(&q, cap, ents[i].name);
-            if (r < 0) {
-                *box_err = r;
-                break;
-            }
-            progress++;
-            sent++;
-        }
-        /* A full batch may mean more; stop when a pass changed nothing. */
-        if (*box_err || n < SS_ARRAY_LEN(ents) || !progress)
+        size_t n = flush_pass(&q, cap, &left, box_err, &stop);
+        sent += n;
+        if (stop || n == 0)
             break;
     }
+    if (left.n > 0)
+        ctl_err("warning: %zu queued message%s could not be delivered (see above) and "
+                "stay%s in %s", left.n, left.n == 1 ? "" : "s", left.n == 1 ? "s" : "", qpath);
+    nameset_free(&left);
     inbox_close(&q);
     return sent;
 }
@@ -230,12 +358,22 @@ int cmd_client(struct ctl *c, int argc, char **argv)
         } else if (ctl_opt(c, argc, argv, &i, "--istr", &v)) {
             if (nistr >= SM_MAX_ISTR)
                 ctl_usage_error(c, "at most %d --istr", SM_MAX_ISTR);
+            if (!ss_utf8_valid(v, strlen(v)))
+                ctl_usage_error(c, "bad --istr number %d (not valid UTF-8 text)", nistr + 1);
             istr[nistr++] = v;
         } else if (ctl_opt(c, argc, argv, &i, "--attr", &v)) {
+            char an[SM_ATTR_NAME];
+            const char *eq = strchr(v, '=');
             if (nattr >= SM_MAX_ATTR)
                 ctl_usage_error(c, "at most %d --attr", SM_MAX_ATTR);
-            if (!strchr(v, '=') || v[0] == '=')
+            if (!eq)
                 ctl_usage_error(c, "bad --attr '%s' (NAME=VALUE)", v);
+            if ((size_t)(eq - v) >= sizeof an ||
+                ss_fmt(an, sizeof an, "%.*s", (int)(eq - v), v) < 0 || !sm_attr_name_ok(an))
+                ctl_usage_error(c, "bad --attr '%s' (NAME=VALUE, the name %s)", v,
+                                SM_ATTR_NAME_RULE);
+            if (!ss_utf8_valid(eq + 1, strlen(eq + 1)))
+                ctl_usage_error(c, "bad --attr %s (the value is not valid UTF-8 text)", an);
             attr[nattr++] = v;
         } else if (argv[i][0] != '-' && !sub) {
             sub = argv[i];
@@ -255,11 +393,10 @@ int cmd_client(struct ctl *c, int argc, char **argv)
         ctl_usage_error(c, "bad --severity '%s' (I, W or E)", severity);
     if (site[0] && !ss_site_code_ok(site))
         ctl_usage_error(c, "bad --site '%s' (three of A-Z 0-9)", site);
-    if (!*component || strlen(component) >= SM_COMPONENT)
-        ctl_usage_error(c, "bad --component '%s' (1 to %d characters)", component,
-                        SM_COMPONENT - 1);
-    if (machine && (!*machine || strlen(machine) >= SM_MACHINE))
-        ctl_usage_error(c, "bad --machine '%s' (1 to %d characters)", machine, SM_MACHINE - 1);
+    if (!sm_component_ok(component))
+        ctl_usage_error(c, "bad --component '%s' (%s)", component, SM_COMPONENT_RULE);
+    if (machine && !sm_machine_ok(machine))
+        ctl_usage_error(c, "bad --machine '%s' (%s)", machine, SM_MACHINE_RULE);
     enum sm_type ty = SM_MILESTONE;
     if (type && sm_type_parse(type, &ty) < 0)
         ctl_usage_error(c, "bad --type '%s' (milestone, detail or audit)", type);
@@ -279,7 +416,7 @@ int cmd_client(struct ctl *c, int argc, char **argv)
         goto out;
     }
     if (machine)
-        snprintf(m->machine, sizeof m->machine, "%s", machine);
+        ss_strcpy(m->machine, sizeof m->machine, machine);     /* checked above */
     if (severity)
         m->severity = severity[0];
     if (type)
@@ -292,11 +429,8 @@ int cmd_client(struct ctl *c, int argc, char **argv)
     for (int i = 0; i < nattr; i++) {
         char name[SM_ATTR_NAME];
         const char *eq = strchr(attr[i], '=');
-        if ((size_t)(eq - attr[i]) >= sizeof name) {
-            ctl_err("attribute name too long in '%s'", attr[i]);
-            goto out;
-        }
-        snprintf(name, sizeof name, "%.*s", (int)(eq - attr[i]), attr[i]);
+        /* The name fits: checked with the options. */
+        ss_fmt(name, sizeof name, "%.*s", (int)(eq - attr[i]), attr[i]);
         if ((r = sm_add_attr(m, name, eq + 1)) < 0) {
             ctl_err("cannot add attribute '%s': %s", attr[i], strerror(-r));
             goto out;

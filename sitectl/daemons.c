@@ -101,6 +101,21 @@ pid_t ctl_daemon_pid(const char *root, const char *name)
     return pidfile_owner(p);
 }
 
+/* The integer value of "key=N" on a line of lines (a ready file), or -1. */
+static long long kv_int(const char *lines, const char *key)
+{
+    size_t kl = strlen(key);
+    for (const char *l = lines; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+        if (strncmp(l, key, kl) == 0 && l[kl] == '=') {
+            char *end;
+            long long v = strtoll(l + kl + 1, &end, 10);
+            if (end != l + kl + 1 && (*end == '\n' || *end == '\0'))
+                return v;
+        }
+    }
+    return -1;
+}
+
 /* The ready file: "pid=N" and the daemon's status lines ("queued=3"...).
  * Reads it into buf; returns the pid it names, 0 if none or no file. */
 static pid_t ready_read(const char *path, char *buf, size_t len)
@@ -114,15 +129,8 @@ static pid_t ready_read(const char *path, char *buf, size_t len)
     if (n <= 0)
         return (buf[0] = '\0'), 0;
     buf[n] = '\0';
-    for (const char *l = buf; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
-        if (strncmp(l, "pid=", 4) == 0) {
-            char *end;
-            long v = strtol(l + 4, &end, 10);
-            if (end != l + 4 && (*end == '\n' || *end == '\0') && v > 0)
-                return (pid_t)v;
-        }
-    }
-    return 0;
+    long long v = kv_int(buf, "pid");
+    return v > 0 && v <= INT_MAX ? (pid_t)v : 0;
 }
 
 static pid_t ready_pid(const char *path)
@@ -542,20 +550,6 @@ struct dstate {
     long long queued, running;       /* -1: not reported */
     char  lines[4096];               /* the ready file */
 };
-
-static long long kv_int(const char *lines, const char *key)
-{
-    size_t kl = strlen(key);
-    for (const char *l = lines; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
-        if (strncmp(l, key, kl) == 0 && l[kl] == '=') {
-            char *end;
-            long long v = strtoll(l + kl + 1, &end, 10);
-            if (end != l + kl + 1 && (*end == '\n' || *end == '\0'))
-                return v;
-        }
-    }
-    return -1;
-}
 
 static void daemon_state(const char *root, const char *name, struct dstate *s)
 {

@@ -54,13 +54,19 @@ static const char *const coming[] = {
     "dp", "site", "package", "retry", "send", "backup", "restore",
 };
 
+static void vctl_err(const char *fmt, va_list ap) SS_PRINTF(1, 0);
+static void vctl_err(const char *fmt, va_list ap)
+{
+    fputs("sitectl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void ctl_err(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("sitectl: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vctl_err(fmt, ap);
     va_end(ap);
 }
 
@@ -76,9 +82,7 @@ void ctl_usage_error(const struct ctl *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("sitectl: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vctl_err(fmt, ap);
     va_end(ap);
     const char *u = ctl_cmd_usage(c ? c->cmd : NULL);
     if (u)

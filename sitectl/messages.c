@@ -18,14 +18,19 @@
  *
  *   Each row becomes a struct statmsg again so that the text is rendered
  *   by the catalogue (sm_render), exactly as the component meant it.  The
- *   insertion strings are stored as a JSON array of strings; the small
- *   strict parser below reads them back.
+ *   insertion strings are stored as a JSON array of strings and the
+ *   attributes as a JSON object of strings; the small strict parser below
+ *   reads them back.  --json writes every string anew through
+ *   ss_sbuf_add_json_str, never text from the database as it is, so the
+ *   output is valid JSON in valid UTF-8 whatever a row holds (a byte that
+ *   is not UTF-8, from a row older than sm_parse's check, is written as
+ *   U+FFFD).
  *
  * DIAGNOSTICS
  *   A site without a database yet has no messages: an empty list, exit 0.
  *   A database that cannot be read: exit 1 with the reason.  A row whose
- *   istr is not a JSON array of strings is shown with no insertion
- *   strings and a warning on stderr.
+ *   istr is not a JSON array of strings, or whose attrs is not a JSON
+ *   object of strings, is shown without them and a warning on stderr.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,15 +50,14 @@ static const char *ws(const char *p)
     return p;
 }
 
+/* Four hex digits of a \uXXXX escape. */
 static int hex4(const char *p, unsigned *out)
 {
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
-        int c = p[i], d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else return -1;
+        int d = ss_hexval((unsigned char)p[i]);
+        if (d < 0)
+            return -1;
         v = v << 4 | (unsigned)d;
     }
     *out = v;
@@ -143,24 +147,25 @@ static int json_str(const char **pp, char *out, size_t len)
     return 0;
 }
 
-/* Parse text, a JSON array of strings, into up to max strings of len
- * bytes each (out[i * len]); *count is how many were in the array (those
- * past max are checked and dropped).  0 or -EBADMSG. */
-int ctl_json_str_array(const char *text, char *out, size_t len, int max, int *count)
+/* A JSON array ('[') or object ('{') at text, alone but for blanks: each
+ * member is read by item(&p, arg, index), which must consume it (for an
+ * object, "key": value).  *count is how many members there were.
+ * Strict: 0 or -EBADMSG. */
+static int json_members(const char *text, char open,
+                        int (*item)(const char **pp, void *arg, int idx), void *arg,
+                        int *count)
 {
     const char *p = ws(text);
-    char scratch[8];
+    char close = open == '[' ? ']' : '}';
     int k = 0;
-    *count = 0;
-    if (*p++ != '[')
+    if (*p++ != open)
         return -EBADMSG;
     p = ws(p);
-    if (*p == ']') {
+    if (*p == close) {
         p++;
     } else {
         for (;;) {
-            int r = k < max ? json_str(&p, out + (size_t)k * len, len)
-                            : json_str(&p, scratch, sizeof scratch);
+            int r = item(&p, arg, k);
             if (r < 0)
                 return r;
             k++;
@@ -169,7 +174,7 @@ int ctl_json_str_array(const char *text, char *out, size_t len, int max, int *co
                 p = ws(p + 1);
                 continue;
             }
-            if (*p++ != ']')
+            if (*p++ != close)
                 return -EBADMSG;
             break;
         }
@@ -178,6 +183,57 @@ int ctl_json_str_array(const char *text, char *out, size_t len, int max, int *co
         return -EBADMSG;
     *count = k;
     return 0;
+}
+
+struct str_array {
+    char  *out;
+    size_t len;
+    int    max;
+};
+
+/* One string of an array: into out[idx * len], or checked and dropped
+ * past max. */
+static int array_item(const char **pp, void *arg, int idx)
+{
+    struct str_array *a = arg;
+    char scratch[8];
+    return idx < a->max ? json_str(pp, a->out + (size_t)idx * a->len, a->len)
+                        : json_str(pp, scratch, sizeof scratch);
+}
+
+/* Parse text, a JSON array of strings, into up to max strings of len
+ * bytes each (out[i * len]); *count is how many were in the array (those
+ * past max are checked and dropped).  0 or -EBADMSG. */
+int ctl_json_str_array(const char *text, char *out, size_t len, int max, int *count)
+{
+    struct str_array a = { out, len, max };
+    *count = 0;
+    return json_members(text, '[', array_item, &a, count);
+}
+
+/* One "name": "value" member of an attrs object into m's next attribute
+ * (cut to the fields), or checked and dropped past SM_MAX_ATTR. */
+static int attr_item(const char **pp, void *arg, int idx)
+{
+    struct statmsg *m = arg;
+    struct sm_attr scratch, *a = idx < SM_MAX_ATTR ? &m->attr[idx] : &scratch;
+    if (json_str(pp, a->name, sizeof a->name) < 0)
+        return -EBADMSG;
+    *pp = ws(*pp);
+    if (*(*pp)++ != ':')
+        return -EBADMSG;
+    *pp = ws(*pp);
+    return json_str(pp, a->value, sizeof a->value);
+}
+
+/* Parse text, a JSON object whose values are strings, into m's attributes.
+ * 0 or -EBADMSG (then m has none). */
+static int json_attr_object(const char *text, struct statmsg *m)
+{
+    int n = 0;
+    int r = json_members(text, '{', attr_item, m, &n);
+    m->nattr = r < 0 ? 0 : n > SM_MAX_ATTR ? SM_MAX_ATTR : n;
+    return r;
 }
 
 static const char *col_text(sqlite3_stmt *st, int i)
@@ -214,6 +270,11 @@ static void row_to_msg(sqlite3_stmt *st, struct statmsg *m, long long seq)
         n = 0;
     }
     m->nistr = n > SM_MAX_ISTR ? SM_MAX_ISTR : n;
+    if (sqlite3_column_type(st, 13) != SQLITE_NULL &&
+        json_attr_object(col_text(st, 13), m) < 0) {
+        ctl_err("warning: message seq %lld: attributes are not a JSON object of strings", seq);
+        m->nattr = 0;
+    }
 }
 
 /* "2026-11-21 23:50:00.123Z" */
@@ -228,22 +289,15 @@ static void fmt_time(int64_t ms, char *buf, size_t len)
         *t = ' ';
 }
 
-static int looks_like_object(const char *s)
-{
-    s = ws(s);
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\n' || s[n - 1] == '\t' || s[n - 1] == '\r'))
-        n--;
-    return n >= 2 && s[0] == '{' && s[n - 1] == '}';
-}
-
 static void add_json_msg(struct sbuf *b, sqlite3_stmt *st, const struct statmsg *m,
                          long long seq, const char *text)
 {
-    char uid[33], iso[64];
+    char uid[33], iso[64], sev[2] = { m->severity, '\0' };
     ss_hex(m->uid, sizeof m->uid, uid);
-    ss_sbuf_addf(b, "{\"seq\": %lld, \"uid\": \"%s\", \"id\": %u, \"severity\": \"%c\", "
-                 "\"type\": ", seq, uid, m->id, m->severity);
+    ss_sbuf_addf(b, "{\"seq\": %lld, \"uid\": \"%s\", \"id\": %u, \"severity\": ",
+                 seq, uid, m->id);
+    ss_sbuf_add_json_str(b, sev);
+    ss_sbuf_adds(b, ", \"type\": ");
     ss_sbuf_add_json_str(b, sm_type_name(m->type) ? sm_type_name(m->type) : "");
     ss_sbuf_adds(b, ", \"component\": ");
     ss_sbuf_add_json_str(b, m->component);
@@ -261,10 +315,15 @@ static void add_json_msg(struct sbuf *b, sqlite3_stmt *st, const struct statmsg 
             ss_sbuf_adds(b, ", ");
         ss_sbuf_add_json_str(b, m->istr[i]);
     }
-    const char *attrs = col_text(st, 13);
-    ss_sbuf_adds(b, "], \"attrs\": ");
-    ss_sbuf_adds(b, looks_like_object(attrs) ? attrs : "{}");
-    ss_sbuf_adds(b, ", \"text\": ");
+    ss_sbuf_adds(b, "], \"attrs\": {");
+    for (int i = 0; i < m->nattr; i++) {
+        if (i)
+            ss_sbuf_adds(b, ", ");
+        ss_sbuf_add_json_str(b, m->attr[i].name);
+        ss_sbuf_adds(b, ": ");
+        ss_sbuf_add_json_str(b, m->attr[i].value);
+    }
+    ss_sbuf_adds(b, "}, \"text\": ");
     ss_sbuf_add_json_str(b, text);
     ss_sbuf_adds(b, ", \"received\": ");
     if (sqlite3_column_type(st, 14) != SQLITE_NULL &&

@@ -363,6 +363,10 @@ static void test_load_unknown_keys(void **state)
     "\n" \
     "# end\n"
 
+/* conf_set_file only writes a file that loads: fragments that test the
+ * editing of other sections start with this. */
+#define SITE "[site]\ncode = CEN\n"
+
 static const struct {
     const char *label, *before, *key, *value, *after;
 } edits[] = {
@@ -384,11 +388,11 @@ static const struct {
      "; how many at once\n  threads   =  3\nretry_delay=30m\n\n; the despooler\n[despool]\n"
      "threads = 3\n\n# end\n"},
     {"add to the last section, a closing comment stays last",
-     "[backup]\nkeep = 7\n\n# end of file\n", "backup.daily_at", "02:00",
-     "[backup]\nkeep = 7\ndaily_at = 02:00\n\n# end of file\n"},
+     SITE "[backup]\nkeep = 7\n\n# end of file\n", "backup.daily_at", "02:00",
+     SITE "[backup]\nkeep = 7\ndaily_at = 02:00\n\n# end of file\n"},
     {"add to the last section ending in a comment of its own",
-     "[backup]\nkeep = 7\n; was 3\n", "backup.daily_at", "02:00",
-     "[backup]\nkeep = 7\n; was 3\ndaily_at = 02:00\n"},
+     SITE "[backup]\nkeep = 7\n; was 3\n", "backup.daily_at", "02:00",
+     SITE "[backup]\nkeep = 7\n; was 3\ndaily_at = 02:00\n"},
     {"new section at the end", BASE, "log.max_size", "1MB",
      BASE "\n[log]\nmax_size = 1MB\n"},
     {"empty value", BASE, "site.parent", "",
@@ -412,12 +416,13 @@ static const struct {
      "site.code", "X01", "[site]\ncode = X01\n[log]\n[site]\nparent = B01\n"},
     {"section repeated: added to the last", "[site]\ncode = CEN\n[log]\n[site]\nparent = B01\n",
      "site.machine", "m1", "[site]\ncode = CEN\n[log]\n[site]\nparent = B01\nmachine = m1\n"},
-    {"commented-out key stays a comment", "[backup]\n; destination = <root>/backup\nkeep = 7\n",
+    {"commented-out key stays a comment",
+     SITE "[backup]\n; destination = <root>/backup\nkeep = 7\n",
      "backup.destination", "/mnt/b",
-     "[backup]\n; destination = <root>/backup\nkeep = 7\ndestination = /mnt/b\n"},
-    {"only a header", "[backup]\n", "backup.keep", "3", "[backup]\nkeep = 3\n"},
-    {"header followed by another's comment", "[backup]\n; about log\n[log]\n", "backup.keep", "3",
-     "[backup]\nkeep = 3\n; about log\n[log]\n"},
+     SITE "[backup]\n; destination = <root>/backup\nkeep = 7\ndestination = /mnt/b\n"},
+    {"only a header", SITE "[backup]\n", "backup.keep", "3", SITE "[backup]\nkeep = 3\n"},
+    {"header followed by another's comment", SITE "[backup]\n; about log\n[log]\n",
+     "backup.keep", "3", SITE "[backup]\nkeep = 3\n; about log\n[log]\n"},
 };
 
 static void test_set_file(void **state)
@@ -492,6 +497,101 @@ static void test_set_then_load(void **state)
     assert_int_equal(c.backup_daily_at, 3 * 60 + 15);
     assert_int_equal(c.sender_job_lifetime, 3LL * 86400 * 1000);
     remove_root(root);
+}
+
+/*
+ * An edit that no daemon could load is refused before the file is
+ * touched: every rule of conf_load, the ones between two keys included.
+ * An edit that mends a file that would not load is taken.
+ */
+static const struct {
+    const char *label, *before, *key, *value;
+    int want;
+    const char *err;        /* substring of err, "" when want is 0 */
+} unloadable[] = {
+    {"max below the delay in the file", BASE, "distmgr.retry_max_delay", "1m", -EINVAL,
+     "edit.conf:10: distmgr.retry_max_delay 1m is shorter than distmgr.retry_delay 30m"},
+    {"delay above the default max", BASE, "distmgr.retry_delay", "5h", -EINVAL,
+     "distmgr.retry_max_delay 4h is shorter than distmgr.retry_delay 5h"},
+    {"sender pair", SITE "[sender]\nretry_max_delay = 10m\n", "sender.retry_delay", "1h",
+     -EINVAL, "sender.retry_max_delay 10m is shorter than sender.retry_delay 1h"},
+    {"no site.code", "[log]\nmax_size = 1MB\n", "log.max_size", "2MB", -EINVAL,
+     "site.code is missing"},
+    {"a value elsewhere in the file is bad", SITE "[distmgr]\nthreads = 100\n",
+     "log.max_size", "2MB", -EINVAL, "edit.conf:4: bad integer \"100\" for distmgr.threads"},
+    {"max equal to the delay", BASE, "distmgr.retry_max_delay", "30m", 0, ""},
+    {"the edit mends the pair",
+     SITE "[distmgr]\nretry_delay = 30m\nretry_max_delay = 1m\n", "distmgr.retry_max_delay",
+     "1h", 0, ""},
+    {"the edit adds the missing site.code", "[log]\nmax_size = 1MB\n", "site.code", "CEN",
+     0, ""},
+};
+
+static void test_set_file_refuses_unloadable(void **state)
+{
+    char *root = tu_tmpdir_new("test_conf");
+    char path[SS_PATH_MAX], err[SS_ERR_MAX];
+    struct stat before, after;
+    struct ss_conf c;
+
+    assert_int_equal(ss_path(path, sizeof path, "%s/edit.conf", root), 0);
+    for (size_t i = 0; i < SS_ARRAY_LEN(unloadable); i++) {
+        tu_write(path, unloadable[i].before);
+        assert_int_equal(stat(path, &before), 0);
+        err[0] = '\0';
+        int r = conf_set_file(path, unloadable[i].key, unloadable[i].value, err, sizeof err);
+        if (r != unloadable[i].want)
+            fail_msg("%s: r=%d, want %d (%s)", unloadable[i].label, r, unloadable[i].want, err);
+        assert_int_equal(stat(path, &after), 0);
+        if (r < 0) {
+            if (strstr(err, unloadable[i].err) == NULL || strstr(err, "left unchanged") == NULL)
+                fail_msg("%s: err \"%s\", want \"%s\" and \"left unchanged\"",
+                         unloadable[i].label, err, unloadable[i].err);
+            /* Not replaced at all: the same inode, the same bytes. */
+            assert_int_equal(after.st_ino, before.st_ino);
+            tu_assert_content(AT_FDCWD, path, unloadable[i].before);
+        } else {
+            char *text = tu_read(path, NULL);
+            assert_int_equal(conf_load_buf(&c, root, path, text, strlen(text), NULL, err,
+                                           sizeof err), 0);
+            free(text);
+        }
+    }
+    remove_root(root);
+}
+
+/* conf_load_buf is conf_load without the read: same result, same errors
+ * (placed under the given name). */
+static void test_load_buf(void **state)
+{
+    static const char *const texts[] = {
+        "[site]\ncode = CEN\n[distmgr]\nretry_delay = 1m\n[log]\nmax_size = 4KB\n",
+        "[site]\ncode = CEN\n[distmgr]\nretry_delay = 1h\nretry_max_delay = 10m\n",
+        "[site]\ncode = CEN\n[distmgr]\nthreads = x\n",
+        "[site]\nparent = B01\n",
+        "[site]\ncode = CEN\ncode = B01\n",
+    };
+    char path[SS_PATH_MAX], e1[SS_ERR_MAX], e2[SS_ERR_MAX];
+    struct ss_conf a, b;
+
+    for (size_t i = 0; i < SS_ARRAY_LEN(texts); i++) {
+        char *root = root_with(texts[i], path, sizeof path);
+        memset(&a, 0, sizeof a);
+        memset(&b, 0, sizeof b);
+        e1[0] = e2[0] = '\0';
+        int r1 = conf_load(&a, root, NULL, e1, sizeof e1);
+        int r2 = conf_load_buf(&b, root, path, texts[i], strlen(texts[i]), NULL, e2, sizeof e2);
+        if (r1 != r2 || strcmp(e1, e2) != 0)
+            fail_msg("text %zu: conf_load %d \"%s\", conf_load_buf %d \"%s\"", i, r1, e1,
+                     r2, e2);
+        if (r1 == 0)
+            assert_same_conf(&a, &b);
+        remove_root(root);
+    }
+    /* Without a name, errors say site.conf. */
+    assert_int_equal(conf_load_buf(&a, "/r", NULL, texts[1], strlen(texts[1]), NULL, e1,
+                                   sizeof e1), -EINVAL);
+    assert_memory_equal(e1, "site.conf:5: ", 13);
 }
 
 /* ---- the shipped example ------------------------------------------------ */
@@ -650,6 +750,8 @@ int main(void)
         cmocka_unit_test(test_set_file),
         cmocka_unit_test(test_set_file_errors),
         cmocka_unit_test(test_set_then_load),
+        cmocka_unit_test(test_set_file_refuses_unloadable),
+        cmocka_unit_test(test_load_buf),
         cmocka_unit_test(test_example_in_sync),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

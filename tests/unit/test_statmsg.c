@@ -1,18 +1,20 @@
 /*
  * test_statmsg.c - unit tests of lib/statmsg.c: the catalogue, building,
- * the file form (round trip and every refusal), rendering, and emitting
- * into a site's status message inbox.
+ * the file form (round trip and every refusal, invalid UTF-8 included),
+ * rendering, the identity (machine name, published whole while other
+ * threads build messages), the exported field checks, and emitting into a
+ * site's status message inbox.
  */
 #include "testutil.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "inbox.h"
 #include "record.h"
 #include "statmsg.h"
 #include "uniqname.h"
-
-/* In statmsg.c, not (yet) in statmsg.h. */
 
 /* Every value of enum sm_id: the catalogue must hold each. */
 static const unsigned all_ids[] = {
@@ -123,6 +125,106 @@ static void test_init(void **state)
     assert_int_equal(sm_init(&b, 1, NULL, "cen"), -EINVAL);
 }
 
+static void test_identity_machine(void **state)
+{
+    struct statmsg m;
+    char host[SM_MACHINE];
+
+    ss_host_short(host, sizeof host);
+
+    /* site.machine, when set, is the name messages carry. */
+    sm_set_identity2("/nonexistent", "CEN", "statmgr", "srv-01");
+    assert_int_equal(sm_init(&m, SM_DIST_BEGIN, NULL, NULL), 0);
+    assert_string_equal(m.machine, "srv-01");
+    assert_string_equal(m.site, "CEN");
+    assert_string_equal(m.component, "statmgr");
+
+    /* A reload that sets it again, or changes it. */
+    sm_set_identity2("/nonexistent", "CEN", "statmgr", "srv-01");
+    assert_int_equal(sm_init(&m, SM_DIST_BEGIN, NULL, NULL), 0);
+    assert_string_equal(m.machine, "srv-01");
+    sm_set_identity2("/nonexistent", "CEN", "statmgr", "srv-02.example");
+    assert_int_equal(sm_init(&m, SM_DIST_BEGIN, NULL, NULL), 0);
+    assert_string_equal(m.machine, "srv-02.example");
+
+    /* Empty, NULL or invalid: the short host name. */
+    static const char *const fallback[] = { "", NULL, "bad\nname", "h\xc3\xb4te" };
+    for (size_t i = 0; i < SS_ARRAY_LEN(fallback); i++) {
+        sm_set_identity2("/nonexistent", "CEN", "statmgr", fallback[i]);
+        assert_int_equal(sm_init(&m, SM_DIST_BEGIN, NULL, NULL), 0);
+        assert_string_equal(m.machine, host);
+    }
+    /* The three-argument form leaves it to the host name too. */
+    sm_set_identity2("/nonexistent", "CEN", "statmgr", "srv-01");
+    sm_set_identity("/nonexistent", "CEN", "statmgr");
+    assert_int_equal(sm_init(&m, SM_DIST_BEGIN, NULL, NULL), 0);
+    assert_string_equal(m.machine, host);
+    sm_set_identity(NULL, NULL, NULL);
+}
+
+/*
+ * The identity is replaced while other threads build messages (a daemon
+ * reloading on SIGHUP): every message must carry one whole identity, the
+ * old one or the new, never a mix or a half-cleared one.  Two identities
+ * alternate as fast as they can be set while readers check each message.
+ */
+struct race {
+    atomic_int stop;
+    atomic_long mixed;
+    atomic_long built;
+    char        bad[128];
+};
+
+static void *race_reader(void *arg)
+{
+    struct race *r = arg;
+    struct statmsg *m = malloc(sizeof *m);
+
+    assert_non_null(m);
+    while (!atomic_load(&r->stop)) {
+        if (sm_init(m, 1, NULL, NULL) != 0) {
+            atomic_fetch_add(&r->mixed, 1);
+            continue;
+        }
+        int a = strcmp(m->site, "AAA") == 0 && strcmp(m->component, "alpha") == 0;
+        int b = strcmp(m->site, "BBB") == 0 && strcmp(m->component, "beta") == 0;
+        if (!a && !b && atomic_fetch_add(&r->mixed, 1) == 0)
+            snprintf(r->bad, sizeof r->bad, "site \"%s\" component \"%s\"", m->site,
+                     m->component);
+        atomic_fetch_add(&r->built, 1);
+    }
+    free(m);
+    return NULL;
+}
+
+static void test_identity_threads(void **state)
+{
+    static struct race r;
+    pthread_t t[2];
+
+    memset(&r, 0, sizeof r);
+    sm_set_identity("/nonexistent", "AAA", "alpha");
+    for (size_t i = 0; i < SS_ARRAY_LEN(t); i++)
+        assert_int_equal(pthread_create(&t[i], NULL, race_reader, &r), 0);
+    /* Enough swaps that a reader meets many of them, whatever the speed
+     * of the machine: a count, not a time. */
+    for (int i = 0; i < 20000 || atomic_load(&r.built) < 20000; i++) {
+        if (i & 1)
+            sm_set_identity("/nonexistent", "AAA", "alpha");
+        else
+            sm_set_identity("/nonexistent", "BBB", "beta");
+        if (i > 2000000)
+            break;
+    }
+    atomic_store(&r.stop, 1);
+    for (size_t i = 0; i < SS_ARRAY_LEN(t); i++)
+        pthread_join(t[i], NULL);
+    sm_set_identity(NULL, NULL, NULL);
+    if (atomic_load(&r.mixed) != 0)
+        fail_msg("%ld of %ld messages mixed two identities (e.g. %s)", atomic_load(&r.mixed),
+                 atomic_load(&r.built), r.bad);
+}
+
 static void test_istr_attr(void **state)
 {
     struct statmsg m;
@@ -150,12 +252,19 @@ static void test_istr_attr(void **state)
     assert_int_equal(strlen(m.istr[2]), SM_ISTR_LEN - 1);
     assert_int_equal(sm_add_istr(&m, NULL), 0);
     assert_string_equal(m.istr[3], "");
+    /* Bytes that are not UTF-8 become '?': the message is still sent,
+     * and sm_format() takes it. */
+    assert_int_equal(sm_add_istr(&m, "caf\xe9 \xff\xfe ok \xc3\xa9"), 0);
+    assert_string_equal(m.istr[4], "caf? ?? ok \xc3\xa9");
 
     static const char *const bad_names[] = { "", "a b", "a=b", "é", "12345678901234567890123456789012" };
     for (size_t i = 0; i < SS_ARRAY_LEN(bad_names); i++)
         assert_int_equal(sm_add_attr(&m, bad_names[i], "v"), -EINVAL);
     assert_int_equal(sm_add_attr(&m, "PackageID", "CEN00001"), 0);
     assert_int_equal(sm_add_attr(&m, "PackageID", "CEN00002"), -EEXIST);
+    assert_int_equal(sm_add_attr(&m, "Path", "/srv/\x80x"), 0);
+    assert_string_equal(sm_attr_get(&m, "Path"), "/srv/?x");
+    m.nattr--;
     assert_string_equal(sm_attr_get(&m, "PackageID"), "CEN00001");
     assert_null(sm_attr_get(&m, "DP"));
     for (int i = 1; i < SM_MAX_ATTR; i++) {
@@ -225,7 +334,96 @@ static void test_roundtrip_full(void **state)
     m.severity = 'I';
     strcpy(m.site, "cen");
     assert_int_equal(sm_format(&m, &b), -EINVAL);
+    strcpy(m.site, "CEN");
+    assert_int_equal(sm_format(&m, &b), 0);
     ss_sbuf_free(&b);
+}
+
+/* sm_format() refuses every field sm_parse() would refuse, also when the
+ * builders were bypassed and the struct filled in by hand. */
+static void test_format_refuses(void **state)
+{
+    static const struct { const char *label; int field; const char *value; } t[] = {
+        /* field: 0 istr[0], 1 attr value, 2 attr name, 3 component, 4 machine */
+        { "istr latin-1",     0, "caf\xe9" },
+        { "istr cut seq",     0, "ab\xe2\x82" },
+        { "istr surrogate",   0, "\xed\xa0\x80" },
+        { "attr value bad",   1, "\xff" },
+        { "attr name blank",  2, "a b" },
+        { "component utf-8",  3, "caf\xc3\xa9" },
+        { "machine utf-8",    4, "h\xc3\xb4te" },
+        { "machine bad",      4, "h\xf4te" },
+    };
+    struct statmsg m;
+    struct sbuf b;
+
+    ss_sbuf_init(&b);
+    for (size_t i = 0; i < SS_ARRAY_LEN(t); i++) {
+        assert_int_equal(sm_init(&m, SM_CLIENT_TEST, "client", "CEN"), 0);
+        assert_int_equal(sm_add_istr(&m, "fine"), 0);
+        assert_int_equal(sm_add_attr(&m, "Name", "fine"), 0);
+        switch (t[i].field) {
+        case 0: strcpy(m.istr[0], t[i].value); break;
+        case 1: strcpy(m.attr[0].value, t[i].value); break;
+        case 2: strcpy(m.attr[0].name, t[i].value); break;
+        case 3: strcpy(m.component, t[i].value); break;
+        case 4: strcpy(m.machine, t[i].value); break;
+        }
+        ss_sbuf_reset(&b);
+        if (sm_format(&m, &b) != -EINVAL)
+            fail_msg("%s: sm_format took it", t[i].label);
+    }
+
+    /* The rest of what the parser refuses. */
+    assert_int_equal(sm_init(&m, SM_CLIENT_TEST, "client", "CEN"), 0);
+    m.type = (enum sm_type)7;
+    ss_sbuf_reset(&b);
+    assert_int_equal(sm_format(&m, &b), -EINVAL);
+    m.type = SM_DETAIL;
+    assert_int_equal(sm_add_attr(&m, "A", "1"), 0);
+    assert_int_equal(sm_add_attr(&m, "B", "2"), 0);
+    strcpy(m.attr[1].name, "A");                        /* a repeated name */
+    assert_int_equal(sm_format(&m, &b), -EINVAL);
+    m.nattr = 0;
+    m.time_ms = 253402300800000LL;                      /* year 10000 */
+    assert_int_equal(sm_format(&m, &b), -EINVAL);
+    m.time_ms = 1795305000123LL;
+    memset(m.istr[0], 'a', sizeof m.istr[0]);           /* no NUL in the field */
+    m.nistr = 1;
+    assert_int_equal(sm_format(&m, &b), -EINVAL);
+    m.istr[0][SM_ISTR_LEN - 1] = '\0';
+    assert_int_equal(sm_format(&m, &b), 0);
+    ss_sbuf_free(&b);
+}
+
+static void test_field_checks(void **state)
+{
+    static const struct { const char *label, *in; int comp, mach, attr; } t[] = {
+        { "word",        "distmgr",            1, 1, 1 },
+        { "with space",  "my client",          1, 1, 0 },
+        { "dotted",      "pc-17.example",      1, 1, 1 },
+        { "slash",       "a/b",                0, 1, 0 },
+        { "equals",      "a=b",                0, 1, 0 },
+        { "empty",       "",                   0, 0, 0 },
+        { "utf-8",       "caf\xc3\xa9",        0, 0, 0 },
+        { "not utf-8",   "caf\xe9",            0, 0, 0 },
+        { "newline",     "a\nb",               0, 0, 0 },
+        { "32 bytes",    "12345678901234567890123456789012", 0, 1, 0 },
+        { "63 bytes",    "123456789012345678901234567890123456789012345678901234567890123",
+          0, 1, 0 },
+        { "64 bytes",    "1234567890123456789012345678901234567890123456789012345678901234",
+          0, 0, 0 },
+    };
+    for (size_t i = 0; i < SS_ARRAY_LEN(t); i++) {
+        if (sm_component_ok(t[i].in) != t[i].comp || sm_machine_ok(t[i].in) != t[i].mach ||
+            sm_attr_name_ok(t[i].in) != t[i].attr)
+            fail_msg("%s: component %d machine %d attr %d, want %d %d %d", t[i].label,
+                     sm_component_ok(t[i].in), sm_machine_ok(t[i].in),
+                     sm_attr_name_ok(t[i].in), t[i].comp, t[i].mach, t[i].attr);
+    }
+    assert_int_equal(sm_component_ok(NULL), 0);
+    assert_int_equal(sm_machine_ok(NULL), 0);
+    assert_int_equal(sm_attr_name_ok(NULL), 0);
 }
 
 /* A statmsg record written field by field, with one change. */
@@ -343,6 +541,19 @@ static const struct sm_case sm_cases[] = {
     { "11 istr", OP_ADD, "istr", "x", 0, 9, -EBADMSG, "more than 10 insertion strings" },
     { "istr of 512", OP_REPLACE, "istr", s512, 0, 0, -EBADMSG, "field istr: longer" },
     { "istr NUL", OP_REPLACE, "istr", "a\0b", 3, 0, -EBADMSG, "field istr: NUL byte" },
+    { "istr utf-8", OP_REPLACE, "istr", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 0, 0, 0, "" },
+    { "istr latin-1", OP_REPLACE, "istr", "caf\xe9", 0, 0, -EBADMSG,
+      "insertion string 1 is not valid UTF-8" },
+    { "istr cut seq", OP_ADD, "istr", "ab\xe2\x82", 0, 0, -EBADMSG,
+      "insertion string 3 is not valid UTF-8" },
+    { "istr overlong", OP_REPLACE, "istr", "\xc0\xaf", 0, 0, -EBADMSG, "not valid UTF-8" },
+    { "istr surrogate", OP_REPLACE, "istr", "\xed\xa0\x80", 0, 0, -EBADMSG, "not valid UTF-8" },
+    { "attr value utf-8", OP_REPLACE, "attr", "PackageID=\xc3\xa9t\xc3\xa9", 0, 0, 0, "" },
+    { "attr value bad", OP_REPLACE, "attr", "PackageID=CEN\xff", 0, 0, -EBADMSG,
+      "value of PackageID is not valid UTF-8" },
+    { "component bad", OP_REPLACE, "component", "dist\xe9", 0, 0, -EBADMSG, "field component" },
+    { "machine utf-8", OP_REPLACE, "machine", "h\xc3\xb4te", 0, 0, -EBADMSG, "field machine" },
+    { "machine bad", OP_REPLACE, "machine", "h\xf4te", 0, 0, -EBADMSG, "field machine" },
     { "17 attr", OP_ADD, "attr", "n=v", 0, 16, -EBADMSG, "more than 16 attributes" },
     { "attr no equals", OP_ADD, "attr", "novalue", 0, 0, -EBADMSG, "field attr" },
     { "attr bad name", OP_ADD, "attr", "a b=c", 0, 0, -EBADMSG, "field attr" },
@@ -597,8 +808,12 @@ int main(void)
         cmocka_unit_test(test_catalog),
         cmocka_unit_test(test_type_names),
         cmocka_unit_test(test_init),
+        cmocka_unit_test(test_identity_machine),
+        cmocka_unit_test(test_identity_threads),
         cmocka_unit_test(test_istr_attr),
         cmocka_unit_test(test_roundtrip_full),
+        cmocka_unit_test(test_format_refuses),
+        cmocka_unit_test(test_field_checks),
         cmocka_unit_test(test_parse_cases),
         cmocka_unit_test(test_parse_base_values),
         cmocka_unit_test(test_parse_kind_version),

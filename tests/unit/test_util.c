@@ -1,7 +1,8 @@
 /*
  * test_util.c - unit tests for lib/util.c: checked formatting, parsers
  * (durations, sizes, integers, ISO times), site codes, hex, sbuf and JSON
- * string escaping.  Table driven: {label, input, want}.
+ * string escaping, UTF-8 checks and the cut that keeps text valid, the
+ * short host name.  Table driven: {label, input, want}.
  */
 #include "testutil.h"
 
@@ -88,6 +89,32 @@ static void test_fmt_duration(void **state)
         /* And it parses back to the same value. */
         int64_t back;
         assert_int_equal(ss_parse_duration_ms(buf, &back), 0);
+        assert_int_equal(back, t[i].in);
+    }
+    /* Negative durations keep their sign (a clock that went back). */
+    ss_fmt_duration(-1800000, buf, sizeof buf);
+    assert_string_equal(buf, "-30m");
+    ss_fmt_duration(INT64_MIN, buf, sizeof buf);
+    assert_string_equal(buf, "-9223372036854775808ms");
+}
+
+static void test_fmt_size(void **state)
+{
+    static const struct { const char *label; uint64_t in; const char *want; } t[] = {
+        { "gigabytes",   3ULL << 30,         "3GB" },
+        { "megabytes",   2 << 20,            "2MB" },
+        { "kilobytes",   4096,               "4KB" },
+        { "not exact",   1000,               "1000" },
+        { "KB not MB",   (2 << 20) + 1024,   "2049KB" },
+        { "zero",        0,                  "0" },
+    };
+    char buf[32];
+    for (size_t i = 0; i < SS_ARRAY_LEN(t); i++) {
+        ss_fmt_size(t[i].in, buf, sizeof buf);
+        if (strcmp(buf, t[i].want) != 0)
+            fail_msg("%s: got \"%s\", want \"%s\"", t[i].label, buf, t[i].want);
+        uint64_t back;
+        assert_int_equal(ss_parse_size(buf, &back), 0);
         assert_int_equal(back, t[i].in);
     }
 }
@@ -318,6 +345,14 @@ static void test_json_str(void **state)
         { "control",     "\x01",         "\"\\u0001\"" },
         { "del",         "\x7f",         "\"\\u007f\"" },
         { "utf-8",       "caf\xc3\xa9",  "\"caf\xc3\xa9\"" },
+        { "4-byte",      "\xf0\x9f\x98\x80", "\"\xf0\x9f\x98\x80\"" },
+        /* Not UTF-8: one U+FFFD per bad byte, the rest kept. */
+        { "bad byte",    "a\xff" "b",    "\"a\\ufffdb\"" },
+        { "latin-1",     "caf\xe9",      "\"caf\\ufffd\"" },
+        { "cut seq",     "\xe2\x82",     "\"\\ufffd\\ufffd\"" },
+        { "stray cont",  "\x80x",        "\"\\ufffdx\"" },
+        { "overlong",    "\xc0\xaf",     "\"\\ufffd\\ufffd\"" },
+        { "surrogate",   "\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"" },
     };
     struct sbuf b;
     ss_sbuf_init(&b);
@@ -330,6 +365,107 @@ static void test_json_str(void **state)
     ss_sbuf_free(&b);
 }
 
+static void test_utf8_valid(void **state)
+{
+    static const struct { const char *label, *in; int valid; size_t first; } t[] = {
+        /* first: ss_utf8_seqlen of the first byte */
+        { "ascii",          "abc",                  1, 1 },
+        { "empty",          "",                     1, 0 },
+        { "2-byte",         "\xc3\xa9",             1, 2 },
+        { "3-byte",         "\xe2\x82\xac",         1, 3 },
+        { "4-byte",         "\xf0\x9f\x98\x80",     1, 4 },
+        { "max U+10FFFF",   "\xf4\x8f\xbf\xbf",     1, 4 },
+        { "U+FFFF",         "\xef\xbf\xbf",         1, 3 },
+        { "stray cont",     "\x80",                 0, 0 },
+        { "lone lead",      "\xc3",                 0, 0 },
+        { "lead then ascii", "\xc3" "a",            0, 0 },
+        { "cut 3-byte",     "\xe2\x82",             0, 0 },
+        { "overlong C0",    "\xc0\x80",             0, 0 },
+        { "overlong C1",    "\xc1\xbf",             0, 0 },
+        { "overlong E0",    "\xe0\x80\x80",         0, 0 },
+        { "overlong F0",    "\xf0\x80\x80\x80",     0, 0 },
+        { "surrogate",      "\xed\xa0\x80",         0, 0 },
+        { "past 10FFFF",    "\xf4\x90\x80\x80",     0, 0 },
+        { "F5",             "\xf5\x80\x80\x80",     0, 0 },
+        { "FF",             "\xff",                 0, 0 },
+        { "good then bad",  "ok\xe9",               0, 1 },
+    };
+    for (size_t i = 0; i < SS_ARRAY_LEN(t); i++) {
+        size_t n = strlen(t[i].in);
+        if (ss_utf8_valid(t[i].in, n) != t[i].valid)
+            fail_msg("%s: valid %d, want %d", t[i].label, !t[i].valid, t[i].valid);
+        if (ss_utf8_seqlen(t[i].in, n) != t[i].first)
+            fail_msg("%s: seqlen %zu, want %zu", t[i].label,
+                     ss_utf8_seqlen(t[i].in, n), t[i].first);
+    }
+    /* The length bounds the look: a sequence is not read past n. */
+    assert_int_equal(ss_utf8_seqlen("\xe2\x82\xac", 2), 0);
+    assert_int_equal(ss_utf8_valid("ab\xe2\x82\xac", 4), 0);
+
+    static const struct { const char *in, *want; size_t bad; } z[] = {
+        { "plain", "plain", 0 },
+        { "caf\xc3\xa9", "caf\xc3\xa9", 0 },
+        { "caf\xe9!", "caf?!", 1 },
+        { "\xff\xfe\x80ok", "???ok", 3 },
+        { "\xe2\x82", "??", 2 },
+    };
+    for (size_t i = 0; i < SS_ARRAY_LEN(z); i++) {
+        char buf[32];
+        strcpy(buf, z[i].in);
+        assert_int_equal(ss_utf8_sanitize(buf), z[i].bad);
+        assert_string_equal(buf, z[i].want);
+        assert_true(ss_utf8_valid(buf, strlen(buf)));
+    }
+}
+
+static void test_strcpy_utf8(void **state)
+{
+    /* Cut into len bytes: never inside a character. */
+    static const struct { const char *label, *in; size_t len; int rc; const char *want; } t[] = {
+        { "fits",          "abc",                   8, 0,       "abc" },
+        { "exactly",       "abcdefg",               8, 0,       "abcdefg" },
+        { "ascii cut",     "abcdefgh",              8, -ENOSPC, "abcdefg" },
+        { "2-byte whole",  "abcde\xc3\xa9",          8, 0,       "abcde\xc3\xa9" },
+        { "2-byte cut",    "abcdef\xc3\xa9",         8, -ENOSPC, "abcdef" },
+        { "3-byte cut 1",  "abcde\xe2\x82\xac",      8, -ENOSPC, "abcde" },
+        { "3-byte cut 2",  "abcd\xe2\x82\xacx",      8, -ENOSPC, "abcd\xe2\x82\xac" },
+        { "4-byte cut",    "abc\xf0\x9f\x98\x80x",   7, -ENOSPC, "abc" },
+        { "first char",    "\xc3\xa9",              2, -ENOSPC, "" },
+        { "len 1",         "abc",                   1, -ENOSPC, "" },
+        { "NULL src",      NULL,                    4, 0,       "" },
+        /* Not UTF-8: five continuation bytes are no character to keep
+         * whole, so the byte cut stands. */
+        { "garbage",       "\x80\x80\x80\x80\x80\x80", 5, -ENOSPC, "\x80\x80\x80\x80" },
+    };
+    for (size_t i = 0; i < SS_ARRAY_LEN(t); i++) {
+        char buf[16];
+        memset(buf, 'Z', sizeof buf);
+        int rc = ss_strcpy_utf8(buf, t[i].len, t[i].in);
+        if (rc != t[i].rc || strcmp(buf, t[i].want) != 0)
+            fail_msg("%s: rc %d \"%s\", want %d \"%s\"", t[i].label, rc, buf, t[i].rc,
+                     t[i].want);
+    }
+    char one = 'Z';
+    assert_int_equal(ss_strcpy_utf8(&one, 0, "x"), -ENOSPC);
+    assert_int_equal(one, 'Z');
+}
+
+static void test_host_short(void **state)
+{
+    char full[256], buf[64], small[4];
+
+    ss_host_short(buf, sizeof buf);
+    assert_true(buf[0] != '\0');
+    assert_null(strchr(buf, '.'));
+    if (gethostname(full, sizeof full) == 0 && full[0] != '\0') {
+        full[sizeof full - 1] = '\0';
+        full[strcspn(full, ".")] = '\0';
+        assert_memory_equal(buf, full, strlen(buf));
+    }
+    ss_host_short(small, sizeof small);
+    assert_true(strlen(small) <= 3 && small[0] != '\0');
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +473,7 @@ int main(void)
         cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_fmt_duration),
+        cmocka_unit_test(test_fmt_size),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_int),
         cmocka_unit_test(test_time_iso_fmt),
@@ -346,6 +483,9 @@ int main(void)
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_sbuf),
         cmocka_unit_test(test_json_str),
+        cmocka_unit_test(test_utf8_valid),
+        cmocka_unit_test(test_strcpy_utf8),
+        cmocka_unit_test(test_host_short),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
