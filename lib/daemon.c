@@ -33,7 +33,11 @@
  *     thread exits the process with status 1, naming what was still
  *     running, if that does not complete within [daemon] stop_timeout:
  *     a libuv timer could not do this, because a stuck job or a stuck
- *     stop() blocks the loop thread too.
+ *     stop() blocks the loop thread too.  The guard takes no lock that
+ *     anything may hold across I/O (not even the log's): a hung file
+ *     system must not hold up the one thing meant to end a hang.
+ *   - SITESRV_UNSAFE_NOFSYNC is removed from the environment first
+ *     thing, with a warning: a daemon always fsyncs.
  *   - Stop, reload and start signals that arrive before the loop is
  *     ready are held blocked, not lost and not fatal, until the libuv
  *     signal handles exist.
@@ -50,7 +54,10 @@
  *   (or --help/--version), 1 when the configuration, the pid lock, the
  *   loop or start() fail or the stop timed out, 2 for a usage error.
  *   Errors before the log is open go to stderr with the "<3>" prefix.  It
- *   logs readiness, stops, reloads and stray handles, and emits status
+ *   logs readiness, stops, reloads and stray handles, a warning when it
+ *   removed SITESRV_UNSAFE_NOFSYNC from its environment, and the stop
+ *   guard's line (stderr first, the log only if no thread holds it) when
+ *   a stop overstays its time limit.  It emits status
  *   messages 8000 (started), 8001 (stopping), 8003 (configuration
  *   reloaded) and 8004 (configuration refused).  The other functions
  *   return 0 or a negative errno, or NULL with a log line.
@@ -69,6 +76,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "fsutil.h"
 #include "log.h"
 #include "statmsg.h"
 #include "util.h"
@@ -129,8 +137,9 @@ struct daemon {
     int                  guard_done;
     pthread_mutex_t      guard_mu;
     pthread_cond_t       guard_cv;
-    int64_t              guard_ms;
-    char                 guard_what[256];
+    int64_t              guard_ms;      /* when it acts */
+    int64_t              guard_limit;   /* the stop timeout it reports */
+    char                 guard_line[512];   /* its last word, pre-formatted */
 };
 
 static const int stop_signals[] = { SIGTERM, SIGINT, SIGHUP };
@@ -209,10 +218,13 @@ int pidfile_acquire(const char *path, int *fdp)
         }
         char buf[32];
         int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-        if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
-            int e = errno ? errno : EIO;
+        /* A fresh descriptor writes at offset 0; ss_write_all carries on
+         * after a short write, so the error it returns is the one that
+         * stopped the write, never a stale errno. */
+        int e = ftruncate(fd, 0) < 0 ? -errno : ss_write_all(fd, buf, (size_t)n);
+        if (e < 0) {
             close(fd);
-            return -e;
+            return e;
         }
         *fdp = fd;
         return 0;
@@ -475,6 +487,20 @@ void daemon_embed_free(struct daemon *d)
 /* ------------------------------------------------------------------ */
 /* Stop guard                                                           */
 
+/* Format the guard's last word for the stage the stop is in.  All the
+ * formatting happens here, in the stopping thread: when the time is up,
+ * the guard only copies the line out. */
+static void guard_vformat(struct daemon *d, const char *fmt, va_list ap) SS_PRINTF(2, 0);
+static void guard_vformat(struct daemon *d, const char *fmt, va_list ap)
+{
+    char what[256];
+
+    vsnprintf(what, sizeof(what), fmt, ap);
+    snprintf(d->guard_line, sizeof(d->guard_line),
+             "stop did not complete within its time limit (%lld ms); "
+             "still %s; exiting now", (long long)d->guard_limit, what);
+}
+
 static void guard_set(struct daemon *d, const char *fmt, ...) SS_PRINTF(2, 3);
 static void guard_set(struct daemon *d, const char *fmt, ...)
 {
@@ -483,11 +509,20 @@ static void guard_set(struct daemon *d, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     pthread_mutex_lock(&d->guard_mu);
-    vsnprintf(d->guard_what, sizeof(d->guard_what), fmt, ap);
+    guard_vformat(d, fmt, ap);
     pthread_mutex_unlock(&d->guard_mu);
     va_end(ap);
 }
 
+/*
+ * The guard waits on its own mutex and condition only; guard_mu is never
+ * held across anything that can block (guard_set holds it for a
+ * vsnprintf).  When the time is up it must not take any other lock: the
+ * thread it is there to cut short may be stuck inside a log write,
+ * holding the log's mutex, on a file system that hangs.  So no log_error:
+ * sslog_emergency writes the pre-formatted line to stderr, and to the log
+ * file only if the log's mutex is free, and then the process exits.
+ */
 static void *guard_main(void *arg)
 {
     struct daemon *d = arg;
@@ -501,12 +536,10 @@ static void *guard_main(void *arg)
     while (!d->guard_done) {
         int r = pthread_cond_timedwait(&d->guard_cv, &d->guard_mu, &ts);
         if (r == ETIMEDOUT && !d->guard_done) {
-            char what[sizeof(d->guard_what)];
-            memcpy(what, d->guard_what, sizeof(what));
+            char line[sizeof(d->guard_line)];
+            memcpy(line, d->guard_line, sizeof(line));
             pthread_mutex_unlock(&d->guard_mu);
-            log_error("stop did not complete within its time limit "
-                      "(%lld ms); still %s; exiting now",
-                      (long long)d->conf.daemon_stop_timeout, what);
+            sslog_emergency(sslog_default, SSLOG_ERROR, __FILE__, __LINE__, line);
             /* The pid lock dies with the process and the ready file is
              * already gone; claimed work left in work/ is returned by
              * the next start's recovery. */
@@ -515,6 +548,15 @@ static void *guard_main(void *arg)
     }
     pthread_mutex_unlock(&d->guard_mu);
     return NULL;
+}
+
+static void guard_format(struct daemon *d, const char *fmt, ...) SS_PRINTF(2, 3);
+static void guard_format(struct daemon *d, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    guard_vformat(d, fmt, ap);
+    va_end(ap);
 }
 
 static void guard_start(struct daemon *d)
@@ -526,8 +568,9 @@ static void guard_start(struct daemon *d)
      * without a word in the log about what was stuck. */
     int64_t margin = t / 10 < 1000 ? t / 10 : 1000;
     d->guard_ms = t - margin;
+    d->guard_limit = t;
     d->guard_done = 0;
-    snprintf(d->guard_what, sizeof(d->guard_what), "starting to stop");
+    guard_format(d, "starting to stop");     /* no guard thread yet */
 
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -569,21 +612,6 @@ static void guard_stop(struct daemon *d)
 /* ------------------------------------------------------------------ */
 /* Ready file                                                           */
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Build the ready file and rename it into place if it changed.  It is a
  * runtime file, rebuilt by every start, so it is not fsync'ed; the
  * rename alone keeps a reader from seeing half of it. */
@@ -623,7 +651,7 @@ static int ready_write(struct daemon *d)
     if (fd < 0) {
         r = -errno;
     } else {
-        r = write_all(fd, b.data, b.len);
+        r = ss_write_all(fd, b.data, b.len);
         if (close(fd) < 0 && r == 0)
             r = -errno;
         if (r == 0 && rename(d->readytmp, d->readypath) < 0)
@@ -700,7 +728,7 @@ static void reload(struct daemon *d)
         sslog_set_max_size(sslog_default, d->conf.log_max_size);
         sslog_reopen(sslog_default);
     }
-    sm_set_identity(d->root, d->conf.site_code, d->name);
+    sm_set_identity2(d->root, d->conf.site_code, d->name, d->conf.site_machine);
     if (d->ops->reload)
         d->ops->reload(d);
     if (nwarn > 0)
@@ -869,6 +897,20 @@ int daemon_main(int argc, char **argv, const struct daemon_ops *ops, void *priv)
     const char *name = ops->name;
     const char *root_arg = NULL;
     int64_t t0 = ss_now_ms();
+    char nofsync[32] = "";
+    int had_nofsync = 0;
+
+    /* Before anything else: a daemon never runs without fsync.  sitectl
+     * passes its environment on, so a SITESRV_UNSAFE_NOFSYNC=1 meant for
+     * a test would otherwise reach the daemons.  The cache of
+     * ss_fsync_enabled() is reset in case something read it already. */
+    const char *nf = getenv(SS_NOFSYNC_ENV);
+    if (nf != NULL) {
+        had_nofsync = 1;
+        snprintf(nofsync, sizeof(nofsync), "%s", nf);
+        unsetenv(SS_NOFSYNC_ENV);
+        ss_fsync_reset();
+    }
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -972,7 +1014,10 @@ int daemon_main(int argc, char **argv, const struct daemon_ops *ops, void *priv)
     if (ss_path(dir, sizeof(dir), "%s/logs", d->root) == 0)
         mkdir_if_missing(dir);
     sslog_default = sslog_open(dir, name, name, d->conf.log_max_size);
-    sm_set_identity(d->root, d->conf.site_code, name);
+    sm_set_identity2(d->root, d->conf.site_code, name, d->conf.site_machine);
+    if (had_nofsync)
+        log_warn("ignoring %s=%s from the environment: daemons always fsync",
+                 SS_NOFSYNC_ENV, nofsync);
 
     r = uv_loop_init(d->loop);
     if (r < 0) {

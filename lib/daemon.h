@@ -11,7 +11,10 @@
  *                                    drained, claimed work returned, exit
  *                                    well within the stop timeout;
  *                                    SIGHUP -> reload site.conf, reopen
- *                                    logs, ops.reload.
+ *                                    logs, ops.reload.  First of all it
+ *                                    removes SITESRV_UNSAFE_NOFSYNC from
+ *                                    its environment (with a warning):
+ *                                    a daemon always fsyncs.
  *
  * Inbox watching (daemon_watch): uv_fs_event on the directory is only a
  * hint (inotify reports a file at creation and drops events on overflow);

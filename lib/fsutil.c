@@ -4,7 +4,8 @@
  * SYNOPSIS
  *   ss_write_all ss_read_file           whole-buffer I/O
  *   ss_fsync_fd ss_fsync_dir            fsync, unless SITESRV_UNSAFE_NOFSYNC=1
- *   ss_fsync_enabled
+ *   ss_fsync_enabled ss_fsync_reset
+ *   ss_syncfs ss_kernel_at_least        syncfs where it reports errors (5.8+)
  *   ss_rename_noreplace                 a move that cannot replace
  *   ss_link_move_noreplace              its link()+unlink() fallback
  *   ss_mkdir_p ss_rm_rf                 directory trees
@@ -23,7 +24,14 @@
  *   the application.
  *
  *   fsync can be switched off for unit tests only, with the environment
- *   variable SITESRV_UNSAFE_NOFSYNC=1; nothing else changes then.
+ *   variable SITESRV_UNSAFE_NOFSYNC=1; nothing else changes then.  The
+ *   answer is cached; ss_fsync_reset() forgets it (daemon_main removes the
+ *   variable, then resets, so a daemon never runs without fsync).
+ *
+ *   ss_syncfs() makes a whole batch durable in one call, but only on
+ *   kernels from 5.8 on: older ones returned 0 from syncfs even when the
+ *   write-back had failed, so there it answers -ENOSYS and the caller
+ *   fsyncs each file, which does report the failure.
  *
  * DIAGNOSTICS
  *   Nothing is logged.  Every function returns 0 or a negative errno
@@ -39,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -148,19 +157,78 @@ out:
     return r;
 }
 
+/* -1 unknown, else the answer.  A race between two first callers
+ * computes the same value twice, which is harmless. */
+static int fsync_on = -1;
+static int syncfs_trusted = -1;
+
 int ss_fsync_enabled(void)
 {
-    /* -1 unknown; a race between two first callers computes the same
-     * value twice, which is harmless. */
-    static int cached = -1;
-    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    int v = __atomic_load_n(&fsync_on, __ATOMIC_RELAXED);
 
     if (v < 0) {
-        const char *e = getenv("SITESRV_UNSAFE_NOFSYNC");
+        const char *e = getenv(SS_NOFSYNC_ENV);
         v = (e != NULL && strcmp(e, "1") == 0) ? 0 : 1;
-        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+        __atomic_store_n(&fsync_on, v, __ATOMIC_RELAXED);
     }
     return v;
+}
+
+void ss_fsync_reset(void)
+{
+    __atomic_store_n(&fsync_on, -1, __ATOMIC_RELAXED);
+    __atomic_store_n(&syncfs_trusted, -1, __ATOMIC_RELAXED);
+}
+
+int ss_kernel_at_least(const char *release, int major, int minor)
+{
+    long v[2];
+    const char *p = release;
+
+    /* "MAJOR.MINOR" then anything ("-28-amd64", ".0", "+"). */
+    for (int i = 0; i < 2; i++) {
+        char *end;
+        if (p == NULL || *p < '0' || *p > '9')
+            return 0;
+        errno = 0;
+        v[i] = strtol(p, &end, 10);
+        if (errno != 0)
+            return 0;
+        if (i == 0 && *end != '.')
+            return 0;
+        p = end + 1;
+    }
+    return v[0] > major || (v[0] == major && v[1] >= minor);
+}
+
+/* Linux 5.8 made syncfs report write-back errors (per-superblock error
+ * tracking); before that a failed write-back was reported only to an
+ * fsync of the file itself, so trusting syncfs could hand over a file
+ * whose data never reached the disk. */
+static int syncfs_reports_errors(void)
+{
+    int v = __atomic_load_n(&syncfs_trusted, __ATOMIC_RELAXED);
+
+    if (v < 0) {
+        struct utsname u;
+        v = uname(&u) == 0 && ss_kernel_at_least(u.release, 5, 8);
+        __atomic_store_n(&syncfs_trusted, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+int ss_syncfs(int fd)
+{
+    if (!ss_fsync_enabled())
+        return 0;
+    if (!syncfs_reports_errors())
+        return -ENOSYS;
+    while (syncfs(fd) < 0) {
+        if (errno == EINTR)
+            continue;
+        return -errno;
+    }
+    return 0;
 }
 
 int ss_fsync_fd(int fd)

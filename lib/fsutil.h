@@ -76,7 +76,31 @@ int ss_rm_rf(const char *path);
 int ss_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode);
 
 /* Skip the fsync calls (and only those) when SITESRV_UNSAFE_NOFSYNC=1 is in
- * the environment.  Unit tests set it; daemons and benchmarks never do. */
+ * the environment.  Unit tests set it; benchmarks never do, and
+ * daemon_main() removes it from a daemon's environment (with a warning)
+ * before anything can read it, so daemons always fsync.  The answer is
+ * read once and cached. */
+#define SS_NOFSYNC_ENV "SITESRV_UNSAFE_NOFSYNC"
 int ss_fsync_enabled(void);
+
+/* syncfs(2) on the file system of fd: one call makes every file written
+ * there durable, at the price of also writing whatever else is dirty on
+ * that file system.  0 when done (or when fsync is off); -ENOSYS when
+ * syncfs cannot be trusted and the caller must fsync each file instead:
+ * the kernel lacks it, or it is older than 5.8, whose syncfs returned 0
+ * even after a failed write-back (the kernel version is read once, with
+ * uname); else the negative errno of syncfs. */
+int ss_syncfs(int fd);
+
+/* Does a kernel release string (uname -r: "5.10.0-28-amd64", "6.1.0")
+ * name version major.minor or later?  1 or 0; 0 for one that does not
+ * parse, which makes the caller take the safe path. */
+int ss_kernel_at_least(const char *release, int major, int minor);
+
+/* Forget what ss_fsync_enabled() and ss_syncfs() cached (the environment
+ * variable, the kernel version), so that their next calls look again:
+ * for daemon_main() once it removed SITESRV_UNSAFE_NOFSYNC, and for
+ * tests.  Not meant to race with those calls. */
+void ss_fsync_reset(void);
 
 #endif

@@ -11,6 +11,9 @@
  *   void sslog_set_stderr(struct sslog *l, int on);
  *   void sslog_write(struct sslog *l, int type, const char *file, int line,
  *                    const char *fmt, ...);
+ *   void sslog_emergency(struct sslog *l, int type, const char *file,
+ *                        int line, const char *text);
+ *   size_t sslog_escape(char *out, size_t len, const char *text, int *whole);
  *   size_t sslog_format(char *buf, size_t len, const char *text, int64_t ms,
  *                       int bias_min, const char *component, int type,
  *                       long thread, const char *file, int line);
@@ -23,11 +26,15 @@
  *       component="NAME" context="" type="T" thread="N" file="src.c:LINE">
  *   time and date are local time; B is the bias in minutes, UTC = local + B.
  *
- *   The text is escaped so that a record cannot be split or ended early:
- *   CR and LF become \r and \n, other control characters \xNN, and the
- *   end marker "]LOG]!>" loses its '>' to \x3e.  Backslashes are left as
- *   they are: the escapes are for keeping one record on one line, not for
- *   a round trip, and doubled backslashes would only hinder the reader.
+ *   The text is escaped by sslog_escape() so that a record cannot be
+ *   split or ended early: CR and LF become \r and \n, other control
+ *   characters and bytes that are not UTF-8 \xNN, and the end marker
+ *   "]LOG]!>" loses its '>' to \x3e.  Backslashes are doubled, so that
+ *   the escaped text says exactly which bytes were logged; the same
+ *   function, with the same rule, escapes file names for inbox.c's
+ *   .reason files and status messages.  The calendar fields are computed
+ *   by arithmetic rather than gmtime_r, which takes glibc's time-zone
+ *   lock: sslog_emergency() must not wait for any lock.
  *
  *   Each record goes out in one write(2) on an O_APPEND descriptor, under
  *   the log's mutex, so records of threads never interleave and a reader
@@ -42,6 +49,8 @@
  *   every record goes to stderr that way, information with "<6>".
  *
  * DIAGNOSTICS
+ *   sslog_emergency (the stop guard's last word before _exit) writes
+ *   stderr, then the file only if no thread holds the log.
  *   Logging never fails its caller and keeps errno as it was.  Trouble with
  *   the log file itself (cannot open, write or roll over) is reported once
  *   per kind on stderr, and the records go to stderr until sslog_reopen
@@ -73,6 +82,7 @@ struct sslog {
     int       file_trouble;             /* already said the file fails */
     uint64_t  max_size;                 /* 0: never roll over */
     uint64_t  size;                     /* of the open file, as we wrote it */
+    int       bias_min;                 /* of the last record; atomic */
     char      component[64];
     char      path[SS_PATH_MAX];        /* "" when stderr only */
     char      rolled[SS_PATH_MAX];      /* <name>.lo_ */
@@ -88,48 +98,82 @@ static const char *base_name(const char *file)
     return s != NULL ? s + 1 : file;
 }
 
-/* Appends text, escaped, to out[*o..cap) and stops before the first escape
- * unit that does not fit.  Returns 1 when all the text went in. */
-static int escape_into(char *out, size_t cap, size_t *o, const char *text)
+size_t sslog_escape(char *out, size_t len, const char *text, int *whole)
 {
     static const char marker[] = "]LOG]!>";
-    size_t i = 0, n = strlen(text);
-    size_t start = *o;
+    static const char hx[] = "0123456789abcdef";
+    const unsigned char *t = (const unsigned char *)(text != NULL ? text : "");
+    size_t n = strlen((const char *)t), o = 0, i = 0;
 
+    if (whole != NULL)
+        *whole = 0;
+    if (len == 0)
+        return 0;
     while (i < n) {
-        unsigned char ch = (unsigned char)text[i];
-        char unit[8];
-        size_t ul;
+        unsigned char ch = t[i];
+        char unit[4];
+        const char *src = unit;
+        size_t ul = 2, in = 1;
 
-        if (ch == '\n') {
-            memcpy(unit, "\\n", ul = 2);
-        } else if (ch == '\r') {
-            memcpy(unit, "\\r", ul = 2);
-        } else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-            snprintf(unit, sizeof unit, "\\x%02x", ch);
-            ul = 4;
-        } else if (ch == '>' && i >= 6 && memcmp(text + i - 6, marker, 6) == 0) {
+        if (ch == '\\') {
+            unit[0] = unit[1] = '\\';
+        } else if (ch == '\n' || ch == '\r') {
+            unit[0] = '\\';
+            unit[1] = ch == '\n' ? 'n' : 'r';
+        } else if (ch == '>' && i >= 6 && memcmp(t + i - 6, marker, 6) == 0) {
             memcpy(unit, "\\x3e", ul = 4);
-        } else {
-            unit[0] = (char)ch;
+        } else if ((ch >= 0x20 && ch < 0x7f) || ch == '\t') {
+            src = (const char *)t + i;
             ul = 1;
+        } else if (ch >= 0x80 && (in = ss_utf8_seqlen((const char *)t + i, n - i)) > 0 &&
+                   !(ch == 0xc2 && t[i + 1] < 0xa0)) {
+            /* A whole character, never cut; not a C1 control (U+0080 to
+             * U+009F, \xc2\x80 to \xc2\x9f), which some terminals obey. */
+            src = (const char *)t + i;
+            ul = in;
+        } else {
+            unit[0] = '\\';
+            unit[1] = 'x';
+            unit[2] = hx[ch >> 4];
+            unit[3] = hx[ch & 15];
+            ul = 4;
+            in = 1;
         }
-        if (*o + ul > cap) {
-            /* Cut, but not in the middle of a UTF-8 character: drop the
-             * bytes of a character whose rest does not fit. */
-            if ((ch & 0xc0) == 0x80) {
-                while (*o > start && ((unsigned char)out[*o - 1] & 0xc0) == 0x80)
-                    (*o)--;
-                if (*o > start && (unsigned char)out[*o - 1] >= 0xc0)
-                    (*o)--;
-            }
-            return 0;
-        }
-        memcpy(out + *o, unit, ul);
-        *o += ul;
-        i++;
+        if (o + ul > len - 1)
+            break;
+        memcpy(out + o, src, ul);
+        o += ul;
+        i += in;
     }
-    return 1;
+    out[o] = '\0';
+    if (whole != NULL)
+        *whole = i == n;
+    return o;
+}
+
+/* The UTC calendar fields of secs, by arithmetic (H. Hinnant's
+ * civil_from_days): gmtime_r takes glibc's time-zone lock, which the
+ * stop guard's sslog_emergency must not wait for. */
+static void utc_fields(int64_t secs, struct tm *tm)
+{
+    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    int64_t rem = secs - days * 86400;
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+
+    memset(tm, 0, sizeof *tm);
+    tm->tm_year = (int)(yoe + era * 400 + (m <= 2) - 1900);
+    tm->tm_mon = (int)m - 1;
+    tm->tm_mday = (int)d;
+    tm->tm_hour = (int)(rem / 3600);
+    tm->tm_min = (int)(rem / 60 % 60);
+    tm->tm_sec = (int)(rem % 60);
 }
 
 size_t sslog_format(char *buf, size_t len, const char *text, int64_t ms,
@@ -143,13 +187,11 @@ size_t sslog_format(char *buf, size_t len, const char *text, int64_t ms,
     /* Floor division, so that times before 1970 still format sanely. */
     int64_t secs = local >= 0 ? local / 1000 : -((-local + 999) / 1000);
     int msec = (int)(local - secs * 1000);
-    time_t t = (time_t)secs;
     int tl;
 
     if (len == 0)
         return 0;
-    if (gmtime_r(&t, &tm) == NULL)
-        memset(&tm, 0, sizeof tm);
+    utc_fields(secs, &tm);
     tl = snprintf(tail, sizeof tail,
                   "]LOG]!><time=\"%02d:%02d:%02d.%03d%c%03d\" date=\"%02d-%02d-%04d\" "
                   "component=\"%s\" context=\"\" type=\"%d\" thread=\"%ld\" file=\"%s:%d\">\n",
@@ -180,7 +222,8 @@ size_t sslog_format(char *buf, size_t len, const char *text, int64_t ms,
     }
     memcpy(buf, head, sizeof head - 1);
     o = sizeof head - 1;
-    escape_into(buf, len - 1 - (size_t)tl, &o, text != NULL ? text : "");
+    /* The text may take what the frame leaves; its NUL is overwritten. */
+    o += sslog_escape(buf + o, len - (size_t)tl - o, text, NULL);
     memcpy(buf + o, tail, (size_t)tl);
     o += (size_t)tl;
     buf[o] = '\0';
@@ -203,10 +246,19 @@ static void to_stderr(int prio, const char *component, const char *text)
     if (n < 0)
         return;
     o = (size_t)n < sizeof line - 2 ? (size_t)n : sizeof line - 2;
-    escape_into(line, sizeof line - 1, &o, text);
+    o += sslog_escape(line + o, sizeof line - 1 - o, text, NULL);
     line[o++] = '\n';
     /* Nothing useful can be done when stderr itself fails. */
     ssize_t w SS_UNUSED = write(STDERR_FILENO, line, o);
+}
+
+/* Minutes to add to local time for UTC at time ms (CMTrace's bias). */
+static int local_bias(int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    return localtime_r(&t, &tm) != NULL ? (int)(-tm.tm_gmtoff / 60) : 0;
 }
 
 static int prio_of(int type)
@@ -260,6 +312,7 @@ struct sslog *sslog_open(const char *dir, const char *name,
     l->fd = -1;
     l->to_stderr = 1;
     l->max_size = max_size;
+    l->bias_min = local_bias(ss_now_ms());
     snprintf(l->component, sizeof l->component, "%s",
              component != NULL ? component : name != NULL ? name : "sitesrv");
     if (dir == NULL || name == NULL)
@@ -366,8 +419,6 @@ void sslog_write(struct sslog *l, int type, const char *file, int line,
     int saved = errno;
     va_list ap;
     int64_t now;
-    struct tm tm;
-    time_t t;
 
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
@@ -380,9 +431,10 @@ void sslog_write(struct sslog *l, int type, const char *file, int line,
     }
 
     now = ss_now_ms();
-    t = (time_t)(now / 1000);
-    long gmtoff = localtime_r(&t, &tm) != NULL ? tm.tm_gmtoff : 0;
-    size_t n = sslog_format(rec, sizeof rec, text, now, (int)(-gmtoff / 60),
+    int bias = local_bias(now);
+    /* Kept for sslog_emergency, which may not call localtime_r. */
+    __atomic_store_n(&l->bias_min, bias, __ATOMIC_RELAXED);
+    size_t n = sslog_format(rec, sizeof rec, text, now, bias,
                             l->component, type, thread_id(), file, line);
 
     pthread_mutex_lock(&l->mu);
@@ -405,5 +457,33 @@ void sslog_write(struct sslog *l, int type, const char *file, int line,
 
     if (copy)
         to_stderr(prio_of(type), l->component, text);
+    errno = saved;
+}
+
+/*
+ * No lock is waited for here: the record is formatted without the
+ * time-zone lock (the bias of the last record, utc_fields), stderr is
+ * written first, and the file only if no other thread holds the log.
+ * A log file system that hangs while no thread is in a log write would
+ * still hold this write; the line is on stderr by then.
+ */
+void sslog_emergency(struct sslog *l, int type, const char *file, int line,
+                     const char *text)
+{
+    char rec[RECORD_MAX];
+    int saved = errno;
+
+    to_stderr(prio_of(type), l != NULL ? l->component : NULL, text);
+    if (l == NULL)
+        goto out;
+    int bias = __atomic_load_n(&l->bias_min, __ATOMIC_RELAXED);
+    size_t n = sslog_format(rec, sizeof rec, text, ss_now_ms(), bias,
+                            l->component, type, thread_id(), file, line);
+    if (pthread_mutex_trylock(&l->mu) != 0)
+        goto out;           /* a writer holds it, maybe stuck in write(2) */
+    if (l->fd >= 0 && write_record(l->fd, rec, n) == 0)
+        l->size += n;
+    pthread_mutex_unlock(&l->mu);
+out:
     errno = saved;
 }

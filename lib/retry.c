@@ -41,7 +41,8 @@
  *
  * DIAGNOSTICS
  *   Database errors are logged (log_error, with SQLite's text) and
- *   returned as -EIO.  An empty scope or target is -EINVAL; one longer
+ *   returned as -EIO; a connection interrupted by sitedb_interrupt (the
+ *   daemon is stopping) gives -EINTR instead.  An empty scope or target is -EINVAL; one longer
  *   than struct retry_state can hold is -ENAMETOOLONG.  retry_get returns
  *   -ENOENT for a target without history, retry_next_due when nothing is
  *   retrying.  If the random source fails, the jitter is skipped with a
@@ -54,6 +55,7 @@
 #include "retry.h"
 #include "sitedb.h"
 #include "uniqname.h"
+#include "util.h"
 
 #define RETRY_WHERE \
     " WHERE (?1 IS NULL OR scope = ?1)" \
@@ -106,20 +108,6 @@ static double jitter_u(void)
     return (double)(x >> 11) * 0x1.0p-53;
 }
 
-/* Copy src into dst, cut if needed at a UTF-8 character boundary. */
-static void copy_trunc(char *dst, size_t len, const char *src)
-{
-    size_t n = src ? strlen(src) : 0;
-    if (n >= len) {
-        n = len - 1;
-        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
-            n--;
-    }
-    if (n > 0)
-        memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
 static int check_key(const char *scope, const char *target)
 {
     if (scope == NULL || target == NULL || scope[0] == '\0' || target[0] == '\0')
@@ -130,8 +118,16 @@ static int check_key(const char *scope, const char *target)
     return 0;
 }
 
+/* A failed step: -EINTR when the daemon interrupted the connection to
+ * stop (not an error to log as one), else -EIO. */
 static int dberr(sqlite3 *db, const char *what)
 {
+    int r = sitedb_errno(db, sqlite3_errcode(db));
+
+    if (r == -EINTR) {
+        log_info("retry: %s: interrupted", what);
+        return r;
+    }
     log_error("retry: %s: %s", what, sqlite3_errmsg(db));
     return -EIO;
 }
@@ -155,13 +151,16 @@ static void row_to_state(sqlite3_stmt *st, struct retry_state *s)
 {
     const char *state = (const char *)sqlite3_column_text(st, 2);
 
+    /* Cut to fit, between UTF-8 characters: -ENOSPC is not an error here
+     * (an overlong error text is shortened on purpose). */
     memset(s, 0, sizeof *s);
-    copy_trunc(s->scope, sizeof s->scope, (const char *)sqlite3_column_text(st, 0));
-    copy_trunc(s->target, sizeof s->target, (const char *)sqlite3_column_text(st, 1));
+    ss_strcpy_utf8(s->scope, sizeof s->scope, (const char *)sqlite3_column_text(st, 0));
+    ss_strcpy_utf8(s->target, sizeof s->target, (const char *)sqlite3_column_text(st, 1));
     s->state = (state && strcmp(state, "failed") == 0) ? RETRY_FAILED : RETRY_RETRYING;
     s->attempts = sqlite3_column_int64(st, 3);
     s->next_ms = sqlite3_column_int64(st, 4);
-    copy_trunc(s->last_error, sizeof s->last_error, (const char *)sqlite3_column_text(st, 5));
+    ss_strcpy_utf8(s->last_error, sizeof s->last_error,
+                   (const char *)sqlite3_column_text(st, 5));
     s->updated_ms = sqlite3_column_int64(st, 6);
 }
 
@@ -208,7 +207,7 @@ static int record_failure(sqlite3 *db, const char *scope, const char *target,
         int64_t d = retry_delay_ms(p, attempts, u);
         next = now_ms > INT64_MAX - d ? INT64_MAX : now_ms + d;
     }
-    copy_trunc(ebuf, sizeof ebuf, error);
+    ss_strcpy_utf8(ebuf, sizeof ebuf, error);
 
     if (sitedb_prepare(db, "INSERT OR REPLACE INTO retry (" RETRY_COLS ")"
                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", &st) < 0)
@@ -227,8 +226,8 @@ static int record_failure(sqlite3 *db, const char *scope, const char *target,
 
     if (out != NULL) {
         memset(out, 0, sizeof *out);
-        copy_trunc(out->scope, sizeof out->scope, scope);
-        copy_trunc(out->target, sizeof out->target, target);
+        ss_strcpy_utf8(out->scope, sizeof out->scope, scope);
+        ss_strcpy_utf8(out->target, sizeof out->target, target);
         out->state = failed ? RETRY_FAILED : RETRY_RETRYING;
         out->attempts = attempts;
         out->next_ms = next;
@@ -254,12 +253,13 @@ int retry_failure(sqlite3 *db, const char *scope, const char *target,
     /* Join the caller's transaction if there is one: a nested BEGIN would
      * fail, and the caller wants its writes and ours to commit together. */
     own = sqlite3_get_autocommit(db);
-    if (own && sitedb_begin(db) < 0)
-        return -EIO;
+    if (own && (r = sitedb_begin(db)) < 0)
+        return r;
     r = record_failure(db, scope, target, error, p, now_ms, u, out);
     if (own) {
-        if (r >= 0 && sitedb_commit(db) < 0)
-            r = -EIO;
+        int c = r >= 0 ? sitedb_commit(db) : 0;
+        if (c < 0)
+            r = c;
         if (r < 0)
             sitedb_rollback(db);
     }

@@ -8,13 +8,20 @@
  *   sitedb_close(db)
  *   sitedb_begin(db) sitedb_commit(db) sitedb_rollback(db)
  *   sitedb_exec(db, sql) sitedb_prepare(db, sql, &st)
+ *   sitedb_interrupt(db) sitedb_errno(db, rc)
  *
  * DESCRIPTION
  *   Every daemon and sitectl share one SQLite file.  It is opened in WAL
  *   mode, so that readers (sitectl, backups) never block the writer and
- *   the writer never blocks readers, with a busy timeout so that two
- *   writers wait for each other instead of failing, and with foreign keys
- *   enforced.
+ *   the writer never blocks readers, with a busy handler so that two
+ *   writers wait for each other (up to SITEDB_BUSY_TIMEOUT_MS) instead of
+ *   failing, and with foreign keys enforced.
+ *
+ *   A daemon that stops must not sit in that wait: sitedb_interrupt()
+ *   ends a running statement (sqlite3_interrupt) and also a wait for the
+ *   lock, which sqlite3_interrupt alone does not (SQLite keeps sleeping
+ *   for the whole busy timeout).  Both come back as -EINTR, so that a
+ *   caller can tell a stop from a database error.
  *
  *   The schema is an ordered array of migrations: migration i takes
  *   PRAGMA user_version from i to i+1.  Each runs in its own BEGIN
@@ -37,14 +44,17 @@
  *   sitedb_open fills err with a sentence and returns -EPROTO for a newer
  *   schema, -EIO for anything else (cannot open, not a database, older
  *   schema read-only, a failed migration).  sitedb_exec, sitedb_prepare
- *   and the transaction calls log the SQLite error text with log_error
- *   and return -EIO.
+ *   and the transaction calls return -EINTR after sitedb_interrupt (logged
+ *   as information: a stop is not an error), else log the SQLite error
+ *   text with log_error and return -EIO.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "log.h"
 #include "sitedb.h"
@@ -89,6 +99,131 @@ static const char *const migrations[] = {
 int sitedb_schema_version(void)
 {
     return (int)SS_ARRAY_LEN(migrations);
+}
+
+/*
+ * What we keep per connection: the state of its busy wait, and whether
+ * sitedb_interrupt() asked it to give up.  SQLite 3.40 has no slot for
+ * a caller's data on a connection, so the connections are in a list;
+ * it is short (a daemon has a few) and walked only on an interrupt or an
+ * error.
+ */
+struct conn {
+    sqlite3     *db;
+    struct conn *next;
+    int64_t      busy_since;     /* ss_mono_ms() of the first busy call */
+    int          interrupted;    /* atomic: sitedb_interrupt() was called */
+};
+static pthread_mutex_t conns_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct conn *conns;
+
+/* Find c for db and unlink it (pass unlink 0 to only find it).  Caller
+ * holds conns_mu. */
+static struct conn *conn_find(sqlite3 *db, int unlink)
+{
+    for (struct conn **pp = &conns; *pp; pp = &(*pp)->next)
+        if ((*pp)->db == db) {
+            struct conn *c = *pp;
+            if (unlink)
+                *pp = c->next;
+            return c;
+        }
+    return NULL;
+}
+
+static int conn_interrupted(sqlite3 *db)
+{
+    pthread_mutex_lock(&conns_mu);
+    struct conn *c = conn_find(db, 0);
+    int v = c != NULL && __atomic_load_n(&c->interrupted, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&conns_mu);
+    return v;
+}
+
+/*
+ * The busy handler, instead of sqlite3_busy_timeout(): it waits in steps
+ * of at most 20 ms for up to SITEDB_BUSY_TIMEOUT_MS, like SQLite's own,
+ * but gives up at once when sitedb_interrupt() was called.  That is the
+ * point of it: sqlite3_interrupt() alone does not end a busy wait (SQLite
+ * 3.40 keeps sleeping for the whole timeout), and a worker waiting in
+ * BEGIN IMMEDIATE would outlast its daemon's stop timeout.
+ */
+static int busy_wait(void *arg, int count)
+{
+    static const int step_ms[] = { 1, 2, 5, 10, 15, 20 };
+    struct conn *c = arg;
+    int64_t now = ss_mono_ms();
+
+    if (__atomic_load_n(&c->interrupted, __ATOMIC_RELAXED))
+        return 0;
+    if (count == 0)
+        c->busy_since = now;
+    int64_t left = c->busy_since + SITEDB_BUSY_TIMEOUT_MS - now;
+    if (left <= 0)
+        return 0;
+    int64_t ms = step_ms[count < (int)SS_ARRAY_LEN(step_ms) ? count
+                                                            : (int)SS_ARRAY_LEN(step_ms) - 1];
+    if (ms > left)
+        ms = left;
+    struct timespec ts = { 0, (long)ms * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    return !__atomic_load_n(&c->interrupted, __ATOMIC_RELAXED);
+}
+
+/* Register db and install the busy handler: 0 or -ENOMEM. */
+static int conn_add(sqlite3 *db)
+{
+    struct conn *c = calloc(1, sizeof *c);
+
+    if (c == NULL)
+        return -ENOMEM;
+    c->db = db;
+    sqlite3_busy_handler(db, busy_wait, c);
+    pthread_mutex_lock(&conns_mu);
+    c->next = conns;
+    conns = c;
+    pthread_mutex_unlock(&conns_mu);
+    return 0;
+}
+
+/* Unregister and close.  When SQLite keeps the connection as a zombie
+ * (unfinalized statements), a later step may still call the busy
+ * handler: its state is then left allocated, a small leak for a bug the
+ * caller is told about. */
+static int conn_close(sqlite3 *db)
+{
+    pthread_mutex_lock(&conns_mu);
+    struct conn *c = conn_find(db, 1);
+    pthread_mutex_unlock(&conns_mu);
+    int rc = sqlite3_close(db);
+    if (rc == SQLITE_BUSY)
+        sqlite3_close_v2(db);
+    else
+        free(c);
+    return rc;
+}
+
+int sitedb_errno(sqlite3 *db, int rc)
+{
+    int prim = rc & 0xff;
+
+    if (prim == SQLITE_OK || prim == SQLITE_ROW || prim == SQLITE_DONE)
+        return 0;
+    if (prim == SQLITE_INTERRUPT || (prim == SQLITE_BUSY && conn_interrupted(db)))
+        return -EINTR;
+    return -EIO;
+}
+
+void sitedb_interrupt(sqlite3 *db)
+{
+    pthread_mutex_lock(&conns_mu);
+    struct conn *c = conn_find(db, 0);
+    if (c != NULL) {
+        __atomic_store_n(&c->interrupted, 1, __ATOMIC_RELAXED);
+        sqlite3_interrupt(db);
+    }
+    pthread_mutex_unlock(&conns_mu);
 }
 
 /* Fill the caller's error buffer, which may be absent. */
@@ -219,11 +354,14 @@ int sitedb_open(const char *path, int flags, sqlite3 **dbp, char *err, size_t er
     }
     sqlite3_extended_result_codes(db, 1);
 
-    /* Set the busy timeout before anything reads the file, so that even
+    /* Set the busy handler before anything reads the file, so that even
      * the first read waits for a writer that holds the lock. */
-    rc = sqlite3_busy_timeout(db, 10000);
-    if (rc == SQLITE_OK)
-        rc = read_user_version(db, &v);
+    if (conn_add(db) < 0) {
+        seterr(err, errlen, "cannot open site database %s: out of memory", path);
+        sqlite3_close(db);
+        return -EIO;
+    }
+    rc = read_user_version(db, &v);
     if (rc != SQLITE_OK) {
         seterr(err, errlen, "cannot read site database %s: %s", path,
                sqlite3_errmsg(db));
@@ -233,7 +371,7 @@ int sitedb_open(const char *path, int flags, sqlite3 **dbp, char *err, size_t er
     if (v > sitedb_schema_version()) {
         seterr(err, errlen, "site database schema version %d is newer than "
                "this sitesrv (%d); refusing to run", v, sitedb_schema_version());
-        sqlite3_close(db);
+        conn_close(db);
         return -EPROTO;
     }
 
@@ -274,7 +412,7 @@ int sitedb_open(const char *path, int flags, sqlite3 **dbp, char *err, size_t er
     } else {
         r = migrate(db, path, err, errlen);
         if (r < 0) {
-            sqlite3_close(db);
+            conn_close(db);
             return r;
         }
     }
@@ -282,7 +420,7 @@ int sitedb_open(const char *path, int flags, sqlite3 **dbp, char *err, size_t er
     return 0;
 
 fail_eio:
-    sqlite3_close(db);
+    conn_close(db);
     return -EIO;
 }
 
@@ -310,11 +448,10 @@ void sitedb_close(sqlite3 *db)
 {
     if (db == NULL)
         return;
-    if (sqlite3_close(db) == SQLITE_BUSY) {
-        /* A statement was not finalized: a leak in the caller.  Say so,
-         * and let SQLite close the connection once it is finalized. */
+    if (conn_close(db) == SQLITE_BUSY) {
+        /* A statement was not finalized: a leak in the caller.  Say so;
+         * SQLite closes the connection once it is finalized. */
         log_error("site database closed with unfinalized statements");
-        sqlite3_close_v2(db);
     }
 }
 
@@ -322,26 +459,30 @@ int sitedb_exec(sqlite3 *db, const char *sql)
 {
     char *msg = NULL;
     int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) {
+    int r = sitedb_errno(db, rc);
+    if (r == -EINTR)
+        log_info("site database: interrupted (in \"%s\")", sql);
+    else if (r < 0)
         log_error("site database: %s (in \"%s\")", msg ? msg : sqlite3_errmsg(db), sql);
-        sqlite3_free(msg);
-        return -EIO;
-    }
-    return 0;
+    sqlite3_free(msg);
+    return r;
 }
 
 int sitedb_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 {
     int rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
-    if (rc != SQLITE_OK) {
-        log_error("site database: cannot prepare \"%s\": %s", sql, sqlite3_errmsg(db));
+    int r = sitedb_errno(db, rc);
+    if (r < 0) {
+        if (r == -EINTR)
+            log_info("site database: interrupted (preparing \"%s\")", sql);
+        else
+            log_error("site database: cannot prepare \"%s\": %s", sql, sqlite3_errmsg(db));
         *st = NULL;
-        return -EIO;
     }
-    return 0;
+    return r;
 }
 
-/* The busy timeout does the waiting: IMMEDIATE takes the write lock now,
+/* The busy handler does the waiting: IMMEDIATE takes the write lock now,
  * so a busy database is noticed here and not at the first write. */
 int sitedb_begin(sqlite3 *db)
 {

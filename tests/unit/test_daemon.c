@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -225,6 +226,21 @@ static int acquire_and_die(const char *path)
     return pidfile_acquire(path, &fd) == 0;
 }
 
+/* A pid that cannot be written whole: with a file size limit of 2 bytes,
+ * write(2) stops short, then fails with EFBIG.  That error is reported,
+ * not whatever stale errno was left from before. */
+static int acquire_short_write(const char *path)
+{
+    struct rlimit rl = { 2, 2 };
+    int fd = -1;
+
+    signal(SIGXFSZ, SIG_IGN);
+    if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+        return 0;
+    errno = EPERM;
+    return pidfile_acquire(path, &fd) == -EFBIG;
+}
+
 /* The pid file names this process.  Opening and closing it drops this
  * process's lock on it, so a test reads it this way only at its end. */
 static void assert_names_us(const char *path)
@@ -266,6 +282,14 @@ static void test_pidfile_second_acquire_fails(void **state)
     assert_names_us(t->path);
 
     close(fd);
+    assert_int_equal(tu_dir_free(t), 0);
+}
+
+static void test_pidfile_short_write(void **state)
+{
+    struct tu_dir *t = tu_dir_new("test_daemon", "x.pid");
+    assert_non_null(t);
+    in_child(acquire_short_write, t->path);
     assert_int_equal(tu_dir_free(t), 0);
 }
 
@@ -573,6 +597,8 @@ struct tcfg {
     int watch;           /* watch inboxes/, report each scan */
     int stuck_job;       /* a job that never ends: the stop guard must act */
     int jobs;            /* one job held until stop(), one queued behind it */
+    int report_fsync;    /* tell FSYNC=<ss_fsync_enabled()> ENV=set|unset */
+    int flood_log;       /* stop() logs until a log write blocks */
     void (*prep)(void);  /* run in the child just before daemon_main */
 };
 static struct tcfg cfg;
@@ -629,6 +655,9 @@ static int tstart(struct daemon *d)
 {
     if (cfg.fail_start)
         return -EIO;
+    if (cfg.report_fsync)
+        tell("FSYNC=%d ENV=%s", ss_fsync_enabled(),
+             getenv(SS_NOFSYNC_ENV) != NULL ? "set" : "unset");
     if (cfg.watch) {
         char dir[SS_PATH_MAX];
         if (ss_path(dir, sizeof(dir), "%s/inboxes", daemon_root(d)) < 0 ||
@@ -657,6 +686,14 @@ static int tstart(struct daemon *d)
 static void tstop(struct daemon *d)
 {
     tell("STOP_CALLED=1");
+    if (cfg.flood_log) {
+        /* A log on a FIFO that nobody reads: the write that fills it
+         * blocks forever, holding the log's mutex, as on a hung disk. */
+        static char big[4000];
+        memset(big, 'x', sizeof(big) - 1);
+        for (;;)
+            log_info("%s", big);
+    }
 }
 
 static void treload(struct daemon *d)
@@ -984,6 +1021,72 @@ static void test_main_stop_timeout_guard(void **state)
     site_teardown(&s);
 }
 
+/* In the child: stderr to this file. */
+static char child_stderr[600];
+
+static void stderr_to_file(void)
+{
+    int fd = open(child_stderr, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        dup2(fd, 2);
+        close(fd);
+    }
+}
+
+/* The stop guard must not wait for the log: here the stop handler is
+ * stuck inside a log write, holding the log's mutex.  The guard still
+ * ends the process in time, and says why on stderr. */
+static void test_main_stop_guard_log_stuck(void **state)
+{
+    struct site s;
+    char buf[512], dir[600];
+    site_setup(&s, "[daemon]\nstop_timeout = 1s\n");
+    assert_int_equal(ss_path(dir, sizeof(dir), "%s/logs", s.root), 0);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(mkfifo(s.log, 0644), 0);
+    /* A reader, so that the daemon can open the FIFO; it never reads. */
+    int rfd = open(s.log, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    assert_true(rfd >= 0);
+    assert_int_equal(ss_path(child_stderr, sizeof(child_stderr), "%s/stderr", s.root), 0);
+
+    struct tcfg c = { .flood_log = 1, .prep = stderr_to_file };
+    pid_t pid = start_ready(&s, &c, buf, sizeof(buf));
+    kill(pid, SIGTERM);
+    assert_int_equal(notify_expect(s.fd, "STOP_CALLED=1", buf, sizeof(buf)), 0);
+    expect_exit(pid, 1);
+    assert_true(tu_file_contains(child_stderr,
+                                 "<3>testd: stop did not complete within its time limit "
+                                 "(1000 ms); still in the stop handler of testd; exiting now\n"));
+    close(rfd);
+    site_teardown(&s);
+}
+
+/* In the child: SITESRV_UNSAFE_NOFSYNC=1, and already read (cached) as
+ * something before daemon_main might have done. */
+static void nofsync_cached(void)
+{
+    setenv(SS_NOFSYNC_ENV, "1", 1);
+    if (ss_fsync_enabled())
+        _exit(3);
+}
+
+/* A daemon started with SITESRV_UNSAFE_NOFSYNC=1 (sitectl passes its
+ * environment on) removes it, says so, and fsyncs. */
+static void test_main_nofsync_removed(void **state)
+{
+    struct site s;
+    char buf[512];
+    site_setup(&s, NULL);
+    struct tcfg c = { .report_fsync = 1, .prep = nofsync_cached };
+    pid_t pid = start_ready(&s, &c, buf, sizeof(buf));
+    assert_int_equal(notify_expect(s.fd, "FSYNC=", buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "FSYNC=1 ENV=unset");
+    stop_clean(&s, pid, SIGTERM);
+    assert_true(tu_file_contains(s.log, "ignoring SITESRV_UNSAFE_NOFSYNC=1 from the "
+                                        "environment: daemons always fsync"));
+    site_teardown(&s);
+}
+
 /* In the child: ask for keep-alives every 20 ms. */
 static void want_watchdog(void)
 {
@@ -1004,12 +1107,13 @@ static void test_main_watchdog(void **state)
 
 int main(void)
 {
-    setenv("SITESRV_UNSAFE_NOFSYNC", "1", 1);
+    setenv(SS_NOFSYNC_ENV, "1", 1);
     unsetenv("NOTIFY_SOCKET");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_pidfile_owner_sees_holder, reap_children),
         cmocka_unit_test_teardown(test_pidfile_second_acquire_fails, reap_children),
         cmocka_unit_test_teardown(test_pidfile_stale_is_acquirable, reap_children),
+        cmocka_unit_test_teardown(test_pidfile_short_write, reap_children),
         cmocka_unit_test_teardown(test_notify_path_and_abstract, reap_children),
         cmocka_unit_test_teardown(test_notify_unset_and_bad, reap_children),
         cmocka_unit_test_teardown(test_watch_start_event_coalesce, reap_children),
@@ -1025,6 +1129,8 @@ int main(void)
         cmocka_unit_test_teardown(test_main_stop_returns_queued_jobs, reap_children),
         cmocka_unit_test_teardown(test_main_stop_timeout_guard, reap_children),
         cmocka_unit_test_teardown(test_main_watchdog, reap_children),
+        cmocka_unit_test_teardown(test_main_stop_guard_log_stuck, reap_children),
+        cmocka_unit_test_teardown(test_main_nofsync_removed, reap_children),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

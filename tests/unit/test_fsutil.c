@@ -278,9 +278,70 @@ static void test_unlink_many(void **state)
     }
 }
 
+/* The kernel check behind ss_syncfs: syncfs reports a failed write-back
+ * from 5.8 on; anything that does not parse takes the safe path. */
+static void test_kernel_at_least(void **state)
+{
+    static const struct {
+        const char *release;
+        int         major, minor;
+        int         want;
+    } cases[] = {
+        { "5.8.0", 5, 8, 1 },
+        { "5.8", 5, 8, 1 },
+        { "5.7.19", 5, 8, 0 },
+        { "5.10.0-28-amd64", 5, 8, 1 },
+        { "5.1.0", 5, 10, 0 },              /* minor compared as a number */
+        { "6.1.0-18-amd64", 5, 8, 1 },
+        { "6.0", 5, 8, 1 },
+        { "10.0.1", 5, 8, 1 },
+        { "4.19.0-25-amd64", 5, 8, 0 },
+        { "2.6.32-754.el6.x86_64", 5, 8, 0 },
+        { "5", 5, 8, 0 },
+        { "5.", 5, 0, 0 },
+        { "", 5, 8, 0 },
+        { "linux-6.1", 5, 8, 0 },
+        { "99999999999999999999.1", 5, 8, 0 },   /* out of range */
+    };
+
+    for (size_t i = 0; i < SS_ARRAY_LEN(cases); i++)
+        if (ss_kernel_at_least(cases[i].release, cases[i].major, cases[i].minor) !=
+            cases[i].want)
+            fail_msg("\"%s\" at least %d.%d: want %d", cases[i].release,
+                     cases[i].major, cases[i].minor, cases[i].want);
+    assert_int_equal(ss_kernel_at_least(NULL, 5, 8), 0);
+}
+
+/* ss_fsync_enabled caches the environment; ss_fsync_reset makes it look
+ * again (daemon_main relies on that after removing the variable). */
+static void test_fsync_reset(void **state)
+{
+    static const struct {
+        const char *value;      /* NULL: unset */
+        int         want;
+    } cases[] = {
+        { "1", 0 }, { NULL, 1 }, { "0", 1 }, { "yes", 1 }, { "", 1 }, { "1", 0 },
+    };
+
+    for (size_t i = 0; i < SS_ARRAY_LEN(cases); i++) {
+        int before = ss_fsync_enabled();
+        if (cases[i].value)
+            assert_int_equal(setenv(SS_NOFSYNC_ENV, cases[i].value, 1), 0);
+        else
+            assert_int_equal(unsetenv(SS_NOFSYNC_ENV), 0);
+        assert_int_equal(ss_fsync_enabled(), before);    /* cached */
+        ss_fsync_reset();
+        if (ss_fsync_enabled() != cases[i].want)
+            fail_msg("%s=%s: want enabled %d", SS_NOFSYNC_ENV,
+                     cases[i].value ? cases[i].value : "(unset)", cases[i].want);
+    }
+    /* With fsync off, ss_syncfs does nothing on any kernel. */
+    assert_int_equal(ss_syncfs(-1), 0);
+}
+
 int main(void)
 {
-    setenv("SITESRV_UNSAFE_NOFSYNC", "1", 1);
+    setenv(SS_NOFSYNC_ENV, "1", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rename_noreplace, setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_link_move_noreplace, setup, tu_dir_teardown),
@@ -293,6 +354,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rm_rf, setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_write_all_and_fsync, setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_unlink_many, setup, tu_dir_teardown),
+        cmocka_unit_test(test_kernel_at_least),
+        cmocka_unit_test(test_fsync_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,9 +4,16 @@
  * quarantine (with its .reason file and status message), start-up
  * recovery and the backlog counts.  Each test gets a fresh site root with
  * the whole inbox tree under $TMPDIR.
+ *
+ * The hand-over rule (an error means not handed over) and the choice
+ * between syncfs and an fsync per file are tested with fake fsync, syncfs
+ * and uname defined in this file (see "Fault injection").
  */
 #include "testutil.h"
 
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include "inbox.h"
@@ -67,6 +74,97 @@ static void set_age(int dfd, const char *name, time_t age)
     ts[0].tv_sec = ts[1].tv_sec = time(NULL) - age;
     ts[0].tv_nsec = ts[1].tv_nsec = 0;
     assert_int_equal(utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+/* ---- fault injection -------------------------------------------------- */
+
+/*
+ * This binary defines fsync, syncfs and uname: the library's calls resolve
+ * to these, since a program's own definition comes before the C
+ * library's.  They count calls, fail on request and report the kernel
+ * release a test asks for; they do no I/O.  Only the tests that call
+ * fake_start() switch fsync on; the others run with
+ * SITESRV_UNSAFE_NOFSYNC=1 and never get here.
+ */
+static struct {
+    int         file_fsyncs, dir_fsyncs, syncfs_calls;
+    int         fail_file_fsync, fail_dir_fsync, fail_syncfs;  /* errno, 0: succeed */
+    const char *release;                                        /* NULL: the real one */
+} fake;
+
+int fsync(int fd)
+{
+    struct stat st;
+    int e;
+
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fake.dir_fsyncs++;
+        e = fake.fail_dir_fsync;
+    } else {
+        fake.file_fsyncs++;
+        e = fake.fail_file_fsync;
+    }
+    if (e != 0) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int syncfs(int fd)
+{
+    fake.syncfs_calls++;
+    if (fake.fail_syncfs != 0) {
+        errno = fake.fail_syncfs;
+        return -1;
+    }
+    return 0;
+}
+
+int uname(struct utsname *u)
+{
+    if (syscall(SYS_uname, u) < 0)
+        return -1;
+    if (fake.release != NULL)
+        snprintf(u->release, sizeof u->release, "%s", fake.release);
+    return 0;
+}
+
+/* fsync on (through the fakes), counters at zero, the given kernel. */
+static void fake_start(const char *release)
+{
+    memset(&fake, 0, sizeof fake);
+    fake.release = release;
+    assert_int_equal(setenv(SS_NOFSYNC_ENV, "0", 1), 0);
+    ss_fsync_reset();
+}
+
+static int fake_teardown(void **state)
+{
+    memset(&fake, 0, sizeof fake);
+    setenv(SS_NOFSYNC_ENV, "1", 1);
+    ss_fsync_reset();
+    return teardown(state);
+}
+
+/* n items "item 0", "item 1"... in data[]. */
+static void make_items(struct inbox_item *items, char (*data)[16], int n)
+{
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(ss_fmt(data[i], sizeof data[i], "item %d", i), 0);
+        items[i].data = data[i];
+        items[i].len = strlen(data[i]);
+    }
+}
+
+/* Files waiting in the reader's inbox. */
+static size_t inbox_files(struct fx *f)
+{
+    struct inbox_entry ents[64];
+    size_t n;
+
+    assert_int_equal(inbox_scan(&f->r, ents, SS_ARRAY_LEN(ents), &n), 0);
+    return n;
 }
 
 /* ---- tests ----------------------------------------------------------- */
@@ -351,7 +449,7 @@ static void test_quarantine(void **state)
     char *txt;
     size_t len;
     assert_int_equal(ss_read_file(f->r.corruptfd, rname, 4096, &txt, &len), 0);
-    assert_non_null(strstr(txt, "bad\\x0aname\\xff.txt"));     /* escaped */
+    assert_non_null(strstr(txt, "bad\\nname\\xff.txt"));     /* escaped */
     assert_non_null(strstr(txt, "not a name we write"));
     assert_null(strchr(txt, '\xff'));
     free(txt);
@@ -549,6 +647,103 @@ static void test_commit_tmp(void **state)
     assert_int_equal(inbox_commit_tmp(&f->w, "building", ".ins", 1, name, sizeof name), -ENOENT);
 }
 
+/* A failed directory fsync comes after the move: the file is handed over
+ * (the reader may have it), so every hand-over call reports success, and
+ * a caller that retries does not send it twice. */
+static void test_dir_sync_failure_is_handed_over(void **state)
+{
+    struct fx *f = *state;
+    char name[UNIQ_NAME_MAX], tmp[UNIQ_NAME_MAX], data[8][16];
+    struct inbox_item items[8];
+    size_t done = 99;
+    int fd;
+
+    fake_start("6.1.0");
+    fake.fail_dir_fsync = EIO;
+    open_both(f, IB_STATMSGS);
+
+    assert_int_equal(inbox_drop(&f->w, ".svf", "one", 3, name, sizeof name), 0);
+    tu_assert_content(f->w.dirfd, name, "one");
+
+    assert_int_equal(uniq_create(f->w.tmpfd, f->w.prefix, ".svf", tmp, sizeof tmp, &fd), 0);
+    assert_int_equal(ss_write_all(fd, "two", 3), 0);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(inbox_commit_tmp(&f->w, tmp, ".svf", 0, name, sizeof name), 0);
+    tu_assert_content(f->w.dirfd, name, "two");
+
+    make_items(items, data, 8);
+    assert_int_equal(inbox_drop_many(&f->w, ".svf", items, 8, &done), 0);
+    assert_int_equal(done, 8);
+
+    assert_int_equal(fake.dir_fsyncs, 3);       /* each was tried, and failed */
+    assert_int_equal(inbox_files(f), 10);
+    assert_int_equal(tu_count_at(f->w.tmpfd), 0);
+}
+
+/* The other half of the rule: a failure before the move is an error, and
+ * then nothing was handed over (and nothing is left in .tmp/). */
+static void test_file_sync_failure_hands_over_nothing(void **state)
+{
+    struct fx *f = *state;
+    char name[UNIQ_NAME_MAX], data[10][16];
+    struct inbox_item items[10];
+    size_t done = 99;
+
+    fake_start("6.1.0");
+    open_both(f, IB_STATMSGS);
+    make_items(items, data, 10);
+
+    fake.fail_file_fsync = EIO;
+    assert_int_equal(inbox_drop(&f->w, ".svf", "one", 3, name, sizeof name), -EIO);
+    /* 3 files: below the syncfs batch size, an fsync each. */
+    assert_int_equal(inbox_drop_many(&f->w, ".svf", items, 3, &done), -EIO);
+    assert_int_equal(done, 0);
+
+    fake.fail_file_fsync = 0;
+    fake.fail_syncfs = EIO;
+    assert_int_equal(inbox_drop_many(&f->w, ".svf", items, 10, &done), -EIO);
+    assert_int_equal(done, 0);
+    assert_int_equal(fake.syncfs_calls, 1);
+
+    assert_int_equal(inbox_files(f), 0);
+    assert_int_equal(tu_count_at(f->w.tmpfd), 0);
+}
+
+/* A batch is synced with one syncfs only where syncfs reports a failed
+ * write-back (Linux 5.8 and later); before, an fsync per file.  (The
+ * version parsing itself is tested in test_fsutil.) */
+static void test_drop_many_sync_by_kernel(void **state)
+{
+    static const struct {
+        const char *release;
+        int         n;
+        int         syncfs, file_fsyncs;
+    } cases[] = {
+        { "5.8.0", 64, 1, 0 },
+        { "5.7.19", 10, 0, 10 },              /* syncfs hides errors there */
+        { "6.1.0-18-amd64", 3, 0, 3 },        /* too few for syncfs */
+        { "6.1.0-18-amd64", 70, 2, 0 },       /* two chunks */
+    };
+    struct fx *f = *state;
+    char data[70][16];
+    struct inbox_item items[70];
+
+    open_both(f, IB_STATMSGS);
+    make_items(items, data, 70);
+    for (size_t i = 0; i < SS_ARRAY_LEN(cases); i++) {
+        size_t done = 0;
+        fake_start(cases[i].release);
+        assert_int_equal(inbox_drop_many(&f->w, ".svf", items, (size_t)cases[i].n, &done), 0);
+        if ((int)done != cases[i].n || fake.syncfs_calls != cases[i].syncfs ||
+            fake.file_fsyncs != cases[i].file_fsyncs || fake.dir_fsyncs != 1)
+            fail_msg("kernel %s, %d files: done %zu, syncfs %d, file fsyncs %d, "
+                     "dir fsyncs %d; want syncfs %d, file fsyncs %d, dir fsyncs 1",
+                     cases[i].release, cases[i].n, done, fake.syncfs_calls,
+                     fake.file_fsyncs, fake.dir_fsyncs, cases[i].syncfs,
+                     cases[i].file_fsyncs);
+    }
+}
+
 static void test_backlog(void **state)
 {
     struct fx *f = *state;
@@ -586,7 +781,7 @@ static void test_backlog(void **state)
 
 int main(void)
 {
-    setenv("SITESRV_UNSAFE_NOFSYNC", "1", 1);
+    setenv(SS_NOFSYNC_ENV, "1", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_table_and_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open, setup, teardown),
@@ -602,6 +797,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cursor_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_tmp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backlog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dir_sync_failure_is_handed_over, setup,
+                                        fake_teardown),
+        cmocka_unit_test_setup_teardown(test_file_sync_failure_hands_over_nothing, setup,
+                                        fake_teardown),
+        cmocka_unit_test_setup_teardown(test_drop_many_sync_by_kernel, setup, fake_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,12 +1,17 @@
 /*
  * test_log.c - CMTrace records: exact format, escaping, cutting, roll-over
- * with one generation, reopen after a move, concurrent writers, stderr.
+ * with one generation, reopen after a move, concurrent writers, stderr,
+ * and sslog_emergency, which must not wait for a log held by a writer
+ * stuck in write(2) (a FIFO nobody reads stands in for a hung disk).
  */
 #include "testutil.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <regex.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/syscall.h>
 #include <time.h>
 
 #include "log.h"
@@ -45,7 +50,7 @@ static const struct {
      "<![LOG[w]LOG]!><time=\"15:50:01.234+480\" date=\"11-21-2026\" component=\"distmgr\" "
      "context=\"\" type=\"2\" thread=\"1234\" file=\"dm.c:900\">\n"},
     {"escapes", 0, "a\nb\r\nc\td\x01]LOG]!>e\\n", "c", 3, 1, "x.c", 1,
-     "<![LOG[a\\nb\\r\\nc\td\\x01]LOG]!\\x3ee\\n]LOG]!><time=\"23:50:01.234+000\" "
+     "<![LOG[a\\nb\\r\\nc\td\\x01]LOG]!\\x3ee\\\\n]LOG]!><time=\"23:50:01.234+000\" "
      "date=\"11-21-2026\" component=\"c\" context=\"\" type=\"3\" thread=\"1\" file=\"x.c:1\">\n"},
     {"empty text", 0, "", "c", 1, 1, "x.c", 1,
      "<![LOG[]LOG]!><time=\"23:50:01.234+000\" date=\"11-21-2026\" component=\"c\" "
@@ -111,6 +116,145 @@ static void test_format_cut(void **state)
     assert_int_equal(n, 19);
     assert_int_equal(buf[18], '\n');
     assert_int_equal(buf[19], '\0');
+}
+
+/* ---- escaping -------------------------------------------------------- */
+
+static const struct {
+    const char *label;
+    const char *text;
+    size_t      len;        /* of the output buffer */
+    const char *want;
+    int         whole;
+} escapes[] = {
+    {"plain", "plain text", 64, "plain text", 1},
+    {"backslash doubled", "a\\b\\", 64, "a\\\\b\\\\", 1},
+    {"LF CR, tab kept", "a\nb\rc\td", 64, "a\\nb\\rc\td", 1},
+    {"controls and DEL", "\x01\x1b[0m\x7f", 64, "\\x01\\x1b[0m\\x7f", 1},
+    {"end marker", "x]LOG]!>y]LOG]>", 64, "x]LOG]!\\x3ey]LOG]>", 1},
+    {"UTF-8 kept", "\xc3\xa9\xe6\x97\xa5\xf0\x9f\x98\x80", 64,
+     "\xc3\xa9\xe6\x97\xa5\xf0\x9f\x98\x80", 1},
+    {"invalid bytes", "\xff\xc3(\x80", 64, "\\xff\\xc3(\\x80", 1},
+    {"C1 control", "\xc2\x85\xc2\xa0", 64, "\\xc2\\x85\xc2\xa0", 1},
+    {"surrogate", "\xed\xa0\x80", 64, "\\xed\\xa0\\x80", 1},
+    {"overlong", "\xc0\xaf\xe0\x80\xaf", 64, "\\xc0\\xaf\\xe0\\x80\\xaf", 1},
+    {"past U+10FFFF", "\xf4\x90\x80\x80", 64, "\\xf4\\x90\\x80\\x80", 1},
+    {"cut before an escape", "abc\n", 5, "abc", 0},
+    {"escape fits exactly", "abc\n", 6, "abc\\n", 1},
+    {"cut before a character", "a\xc3\xa9", 3, "a", 0},
+    {"character fits exactly", "a\xc3\xa9", 4, "a\xc3\xa9", 1},
+    {"room for the NUL only", "x", 1, "", 0},
+    {"empty", "", 1, "", 1},
+    {"NULL is empty", NULL, 8, "", 1},
+};
+
+/* Undo sslog_escape: \\ \n \r \xHH.  Returns the length. */
+static size_t unescape(const char *s, char *out)
+{
+    size_t o = 0;
+
+    for (; *s; s++) {
+        if (*s != '\\') {
+            out[o++] = *s;
+            continue;
+        }
+        s++;
+        if (*s == 'n' || *s == 'r') {
+            out[o++] = *s == 'n' ? '\n' : '\r';
+        } else if (*s == '\\') {
+            out[o++] = '\\';
+        } else {
+            assert_int_equal(*s, 'x');
+            assert_true(ss_hexval(s[1]) >= 0 && ss_hexval(s[2]) >= 0);
+            out[o++] = (char)(ss_hexval(s[1]) * 16 + ss_hexval(s[2]));
+            s += 2;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static void test_escape(void **state)
+{
+    char out[64], back[256], in[256];
+    int whole;
+
+    for (size_t i = 0; i < SS_ARRAY_LEN(escapes); i++) {
+        memset(out, '#', sizeof out);
+        size_t n = sslog_escape(out, escapes[i].len, escapes[i].text, &whole);
+        if (strcmp(out, escapes[i].want) != 0 || n != strlen(out) ||
+            whole != escapes[i].whole)
+            fail_msg("%s: got \"%s\" (%zu, whole %d), want \"%s\" (whole %d)",
+                     escapes[i].label, out, n, whole, escapes[i].want, escapes[i].whole);
+    }
+    memset(out, '#', sizeof out);
+    assert_int_equal(sslog_escape(out, 0, "x", NULL), 0);
+    assert_int_equal(out[0], '#');          /* len 0 writes nothing */
+
+    /* Every byte value, alone and after every other: the result has no
+     * control character but tab, is valid UTF-8, and decodes back. */
+    static char big[4 * 2 * 256 * 256 + 1];
+    static char raw[2 * 256 * 256 + 1], dec[2 * 256 * 256 + 1];
+    size_t r = 0;
+    for (int a = 1; a < 256; a++)
+        for (int b = 1; b < 256; b++) {
+            raw[r++] = (char)a;
+            raw[r++] = (char)b;
+        }
+    raw[r] = '\0';
+    size_t n = sslog_escape(big, sizeof big, raw, &whole);
+    assert_int_equal(whole, 1);
+    assert_true(ss_utf8_valid(big, n));
+    for (size_t i = 0; i < n; i++)
+        assert_false(((unsigned char)big[i] < 0x20 && big[i] != '\t') || big[i] == 0x7f);
+    assert_int_equal(unescape(big, dec), r);
+    assert_memory_equal(dec, raw, r);
+
+    /* Cut anywhere, what went in still decodes to a prefix of the text. */
+    snprintf(in, sizeof in, "a\\b\n\xc3\xa9\xff]LOG]!>\xf0\x9f\x98\x80z");
+    for (size_t len = 1; len < 40; len++) {
+        n = sslog_escape(out, len, in, &whole);
+        assert_true(n < len);
+        size_t k = unescape(out, back);
+        assert_memory_equal(back, in, k);
+        assert_int_equal(whole, k == strlen(in));
+    }
+}
+
+/* sslog_format's time and date of ms (UTC, bias 0) agree with gmtime_r. */
+static void check_date(int64_t ms)
+{
+    char buf[512], want[64];
+    int64_t s = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    time_t t = (time_t)s;
+    struct tm tm;
+
+    assert_non_null(gmtime_r(&t, &tm));
+    snprintf(want, sizeof want, "time=\"%02d:%02d:%02d.%03d+000\" date=\"%02d-%02d-%04d\"",
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms - s * 1000), tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_year + 1900);
+    sslog_format(buf, sizeof buf, "d", ms, 0, "c", 1, 1, "x.c", 1);
+    if (strstr(buf, want) == NULL)
+        fail_msg("%lld ms: got %s want %s", (long long)ms, buf, want);
+}
+
+/* The calendar is computed without gmtime_r (its lock): it must agree
+ * with gmtime_r anyway, leap days and times before 1970 included. */
+static void test_format_dates(void **state)
+{
+    static const int64_t days[] = {
+        -25567, -1, 0, 59, 10956, 11016, 11017, 19782, 47540, 73048,
+    };
+    static const int64_t in_day_ms[] = { 0, -1, 1, 43199007, 86399999, 3723000 };
+
+    /* Around midnight of some days (1900, 1969, 1970, leap days of 2000
+     * and 2100...), and odd times. */
+    for (size_t i = 0; i < SS_ARRAY_LEN(days); i++)
+        for (size_t k = 0; k < SS_ARRAY_LEN(in_day_ms); k++)
+            check_date(days[i] * 86400000 + in_day_ms[k]);
+    /* And every 1000003 seconds over two centuries. */
+    for (int64_t s = -2208988800LL; s < 4102444800LL; s += 1000003)
+        check_date(s * 1000);
 }
 
 /* ---- files ----------------------------------------------------------- */
@@ -353,11 +497,156 @@ static void test_stderr(void **state)
     free(out);
 }
 
+/* ---- sslog_emergency ------------------------------------------------- */
+
+struct emerg {
+    struct sslog *l;
+    const char   *text;
+};
+
+static void emergency(void *arg)
+{
+    struct emerg *e = arg;
+    errno = EXDEV;
+    sslog_emergency(e->l, SSLOG_ERROR, __FILE__, __LINE__, e->text);
+    assert_int_equal(errno, EXDEV);
+}
+
+/* With the log free: stderr, and a record in the file. */
+static void test_emergency(void **state)
+{
+    char *dir = tu_tmpdir_new("test_log");
+    struct sslog *l = sslog_open(dir, "guard", "GUARD", 0);
+    struct emerg e = { l, "stop did not complete\nin time" };
+
+    char *out = capture_stderr(emergency, &e);
+    assert_string_equal(out, "<3>GUARD: stop did not complete\\nin time\n");
+    free(out);
+    sslog_close(l);
+    char *text = slurp(dir, "guard.log", NULL);
+    const char *rec = "<![LOG[stop did not complete\\nin time]LOG]!>";
+    assert_memory_equal(text, rec, strlen(rec));
+    assert_non_null(strstr(text, "type=\"3\""));
+    assert_int_equal(check_records(text, "GUARD"), 1);
+    free(text);
+
+    /* No log: stderr only. */
+    e.l = NULL;
+    out = capture_stderr(emergency, &e);
+    assert_non_null(strstr(out, "<3>"));
+    assert_non_null(strstr(out, ": stop did not complete\\nin time\n"));
+    free(out);
+    tu_tmpdir_free(dir);
+}
+
+struct flood {
+    struct sslog *l;
+    int           stop;         /* atomic */
+    pid_t         tid;          /* atomic */
+};
+
+static void *flood_main(void *arg)
+{
+    struct flood *f = arg;
+    static char big[5000];
+
+    __atomic_store_n(&f->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELAXED);
+    memset(big, 'f', sizeof big - 1);
+    while (!__atomic_load_n(&f->stop, __ATOMIC_RELAXED))
+        log_to(f->l, SSLOG_INFO, "%s", big);
+    return NULL;
+}
+
+/* Is thread tid asleep in write(2)?  /proc/<tid>/syscall names the system
+ * call a sleeping thread is in ("running" for one that is not). */
+static int asleep_in_write(pid_t tid)
+{
+    char path[64], buf[128];
+    int want = SYS_write, fd;
+    ssize_t n;
+
+    if (tid == 0)
+        return 0;
+    snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", (long)tid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    return atoi(buf) == want && buf[0] != 'r';
+}
+
+/* A writer stuck in write(2) holds the log's mutex: sslog_emergency must
+ * still return, with its line on stderr (and not in the file).  If it
+ * waited for the mutex, the alarm would end the test. */
+static void test_emergency_log_held(void **state)
+{
+    char *dir = tu_tmpdir_new("test_log");
+    char fifo[SS_PATH_MAX];
+    struct flood fl = { NULL, 0, 0 };
+    pthread_t th;
+
+    assert_int_equal(ss_path(fifo, sizeof fifo, "%s/stuck.log", dir), 0);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    int rfd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    assert_true(rfd >= 0);
+    fl.l = sslog_open(dir, "stuck", "STUCK", 0);
+    assert_non_null(fl.l);
+    assert_int_equal(pthread_create(&th, NULL, flood_main, &fl), 0);
+
+    /* The writer asleep in write(2) is waiting for the pipe to drain,
+     * and it holds the log's mutex (it writes under it). */
+    int64_t end = ss_mono_ms() + 10000;
+    while (!asleep_in_write(__atomic_load_n(&fl.tid, __ATOMIC_RELAXED)) &&
+           ss_mono_ms() < end)
+        poll(NULL, 0, 1);
+    assert_true(asleep_in_write(fl.tid));
+
+    struct emerg e = { fl.l, "guard line while the log is stuck" };
+    alarm(20);
+    char *out = capture_stderr(emergency, &e);
+    alarm(0);
+    assert_string_equal(out, "<3>STUCK: guard line while the log is stuck\n");
+    free(out);
+
+    /* Let the writer go, and check the record did not go to the file. */
+    struct sbuf got;
+    char buf[65536];
+    ss_sbuf_init(&got);
+    __atomic_store_n(&fl.stop, 1, __ATOMIC_RELAXED);
+    for (;;) {
+        ssize_t n = read(rfd, buf, sizeof buf);
+        if (n > 0) {
+            assert_int_equal(ss_sbuf_add(&got, buf, (size_t)n), 0);
+            continue;
+        }
+        if (pthread_tryjoin_np(th, NULL) == 0)
+            break;
+        poll(NULL, 0, 1);
+    }
+    ssize_t n;
+    while ((n = read(rfd, buf, sizeof buf)) > 0)
+        assert_int_equal(ss_sbuf_add(&got, buf, (size_t)n), 0);
+    assert_true(got.len > 10000);       /* the flood went through the pipe */
+    assert_null(strstr(got.data, "guard line"));
+    ss_sbuf_free(&got);
+    sslog_close(fl.l);
+    close(rfd);
+    tu_tmpdir_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_format_cut),
+        cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_format_dates),
+        cmocka_unit_test(test_emergency),
+        cmocka_unit_test(test_emergency_log_held),
         cmocka_unit_test(test_write_and_rollover),
         cmocka_unit_test(test_reopen_after_move),
         cmocka_unit_test(test_concurrent_writers),

@@ -212,6 +212,18 @@ static void test_long_error_truncated(void **state)
     /* A NULL error is stored as empty. */
     assert_int_equal(retry_failure(f->db, "dp", "B", NULL, &exact, T0, &s), 0);
     assert_string_equal(s.last_error, "");
+
+    /* Text is cut between UTF-8 characters, never inside one: "é" is two
+     * bytes, and an odd number of bytes fits. */
+    for (size_t i = 0; i + 2 < sizeof big; i += 2)
+        memcpy(big + i, "\xc3\xa9", 2);
+    big[sizeof big - 2] = '\0';
+    assert_int_equal(retry_failure(f->db, "dp", "C", big, &exact, T0, &s), 0);
+    size_t n = strlen(s.last_error);
+    assert_true(n >= sizeof s.last_error - 2 && n % 2 == 0);
+    assert_true(ss_utf8_valid(s.last_error, n));
+    assert_int_equal(retry_get(f->db, "dp", "C", &g), 0);
+    assert_string_equal(g.last_error, s.last_error);
 }
 
 /* Collects targets from retry_list / retry_due. */
@@ -425,6 +437,26 @@ static void test_inside_transaction(void **state)
     assert_int_equal(sqlite3_get_autocommit(f->db), 1);
 }
 
+/* A daemon that stops interrupts its connection (sitedb_interrupt): a
+ * failure being recorded while another connection holds the write lock
+ * gives up with -EINTR, not -EIO, and records nothing. */
+static void test_interrupted(void **state)
+{
+    struct fx *f = *state;
+    struct retry_state g;
+    sqlite3 *other;
+    char err[SS_ERR_MAX];
+
+    assert_int_equal(sitedb_open(f->tmp->path, 0, &other, err, sizeof err), 0);
+    assert_int_equal(sitedb_begin(other), 0);
+    sitedb_interrupt(f->db);
+    assert_int_equal(retry_failure(f->db, "dp", "A", "e", &exact, T0, NULL), -EINTR);
+    assert_int_equal(sqlite3_get_autocommit(f->db), 1);
+    assert_int_equal(sitedb_rollback(other), 0);
+    sitedb_close(other);
+    assert_int_equal(retry_get(f->db, "dp", "A", &g), -ENOENT);
+}
+
 /* SPEC 4.1: the schedule survives a restart (close and reopen). */
 static void test_durable(void **state)
 {
@@ -496,6 +528,7 @@ int main(void)
         T(test_now),
         T(test_clear),
         T(test_inside_transaction),
+        T(test_interrupted),
         T(test_durable),
         T(test_failure_with_jitter),
     };

@@ -1,6 +1,8 @@
 /*
  * test_sitedb.c - unit tests for lib/sitedb.c: open, migrate, refuse a
- * newer schema, read-only opens, transactions, the statmsg uid key.
+ * newer schema, read-only opens, transactions, the statmsg uid key, and
+ * sitedb_interrupt (-EINTR for a stop, both for a running statement and
+ * for a wait for the write lock).
  */
 #include "testutil.h"
 
@@ -285,6 +287,103 @@ static void test_concurrent_open(void **state)
     sitedb_close(db);
 }
 
+/* ---- sitedb_interrupt ------------------------------------------------- */
+
+struct waiter {
+    sqlite3 *db;
+    int      r;
+};
+
+static void *begin_thread(void *arg)
+{
+    struct waiter *w = arg;
+    w->r = sitedb_begin(w->db);
+    return NULL;
+}
+
+/* A worker waiting in BEGIN IMMEDIATE for another connection's write
+ * lock gives up with -EINTR when interrupted (from another thread, as a
+ * daemon's stop does), instead of waiting out the busy timeout with
+ * -EIO; the connection stays interrupted for lock waits, and everything
+ * else still works. */
+static void test_interrupt_lock_wait(void **state)
+{
+    struct tu_dir *f = *state;
+    sqlite3 *a, *b;
+    char err[SS_ERR_MAX];
+    pthread_t t;
+
+    assert_int_equal(sitedb_open(f->path, 0, &a, err, sizeof err), 0);
+    assert_int_equal(sitedb_open(f->path, 0, &b, err, sizeof err), 0);
+    assert_int_equal(sitedb_begin(a), 0);
+    assert_int_equal(sitedb_exec(a, "INSERT INTO retry VALUES ('s','a','retrying',1,0,'',0)"), 0);
+
+    /* Whether the interrupt comes before the wait starts or during it,
+     * the wait ends with -EINTR. */
+    struct waiter w = { b, 1 };
+    assert_int_equal(pthread_create(&t, NULL, begin_thread, &w), 0);
+    sitedb_interrupt(b);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(w.r, -EINTR);
+    assert_int_equal(sqlite3_get_autocommit(b), 1);     /* no transaction */
+    assert_int_equal(sitedb_begin(b), -EINTR);           /* still interrupted */
+    assert_int_equal(sitedb_errno(b, SQLITE_BUSY), -EINTR);
+    assert_int_equal(sitedb_errno(b, SQLITE_BUSY_SNAPSHOT), -EINTR);
+
+    /* The other connection is not disturbed, and b still reads and,
+     * with nobody holding the lock, writes. */
+    assert_int_equal(sitedb_commit(a), 0);
+    assert_int_equal(query_int(b, "SELECT count(*) FROM retry"), 1);
+    assert_int_equal(sitedb_begin(b), 0);
+    assert_int_equal(sitedb_exec(b, "INSERT INTO retry VALUES ('s','b','retrying',1,0,'',0)"), 0);
+    assert_int_equal(sitedb_commit(b), 0);
+    assert_int_equal(query_int(a, "SELECT count(*) FROM retry"), 2);
+    assert_int_equal(sitedb_errno(a, SQLITE_BUSY), -EIO);  /* a was not interrupted */
+    sitedb_close(a);
+    sitedb_close(b);
+}
+
+/* An SQL function that interrupts its own connection when its argument
+ * reaches 100, so that the statement is interrupted while it runs. */
+static void stop_at_100(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    if (sqlite3_value_int64(argv[0]) == 100)
+        sitedb_interrupt(sqlite3_user_data(ctx));
+    sqlite3_result_int(ctx, 1);
+}
+
+/* A statement interrupted while it runs is -EINTR, not -EIO; the
+ * transaction it was in can be rolled back. */
+static void test_interrupt_statement(void **state)
+{
+    struct tu_dir *f = *state;
+    sqlite3 *db;
+    char err[SS_ERR_MAX];
+    static const struct {
+        int rc, want;
+    } codes[] = {
+        { SQLITE_OK, 0 }, { SQLITE_ROW, 0 }, { SQLITE_DONE, 0 },
+        { SQLITE_INTERRUPT, -EINTR }, { SQLITE_BUSY, -EIO }, { SQLITE_ERROR, -EIO },
+        { SQLITE_IOERR_WRITE, -EIO }, { SQLITE_FULL, -EIO }, { SQLITE_CONSTRAINT, -EIO },
+    };
+
+    assert_int_equal(sitedb_open(f->path, 0, &db, err, sizeof err), 0);
+    for (size_t i = 0; i < SS_ARRAY_LEN(codes); i++)
+        if (sitedb_errno(db, codes[i].rc) != codes[i].want)
+            fail_msg("sitedb_errno(%d): want %d", codes[i].rc, codes[i].want);
+
+    assert_int_equal(sqlite3_create_function(db, "stop_at_100", 1, SQLITE_UTF8, db,
+                                             stop_at_100, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sitedb_begin(db), 0);
+    assert_int_equal(sitedb_exec(db, "INSERT INTO retry VALUES ('s','a','retrying',1,0,'',0)"), 0);
+    assert_int_equal(sitedb_exec(db, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL"
+                                     " SELECT x + 1 FROM c WHERE stop_at_100(x) AND x < 10000000)"
+                                     " SELECT count(*) FROM c"), -EINTR);
+    assert_int_equal(sitedb_rollback(db), 0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM retry"), 0);
+    sitedb_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +397,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_connections, setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_uid_unique, setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_open, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_interrupt_lock_wait, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_interrupt_statement, setup, tu_dir_teardown),
     };
     setenv("SITESRV_UNSAFE_NOFSYNC", "1", 1);
     return cmocka_run_group_tests(tests, NULL, NULL);
