@@ -125,7 +125,7 @@ static int insert(struct statmgr *s, const struct statmsg *m, enum src src, int6
     sqlite3_bind_text(st, 15, src == SRC_CAP ? "cap" : "statmsgs", -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    if (rc == SQLITE_INTERRUPT)
+    if (rc != SQLITE_DONE && sitedb_errno(s->db, rc) == -EINTR)
         return -EINTR;
     if (rc != SQLITE_DONE) {
         log_error("recording status message %u: %s", m->id, sqlite3_errmsg(s->db));

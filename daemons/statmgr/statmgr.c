@@ -23,8 +23,8 @@
  *   work waits.  A daemon that spins on a full disk fills it with logs.
  *
  *   At stop, a running pass is asked to end (an atomic flag it checks
- *   between files, and sqlite3_interrupt for a statement that waits on a
- *   lock); its recorded files are removed before it returns, and any
+ *   between files, and sitedb_interrupt for a statement or a wait for the
+ *   database lock); its recorded files are removed before it returns, and any
  *   removal still running from an earlier pass is waited for, so nothing
  *   outlives the inboxes.
  *
@@ -201,7 +201,7 @@ static void statmgr_stop(struct daemon *d)
 
     atomic_store(&s->stopping, 1);
     if (s->job_busy)
-        sqlite3_interrupt(s->db);   /* a statement waiting on a lock ends now */
+        sitedb_interrupt(s->db);    /* ends a statement, or a wait for the lock */
     else
         ingest_crew_join(s);
     uv_close((uv_handle_t *)&s->due_timer, NULL);

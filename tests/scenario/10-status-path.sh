@@ -9,6 +9,8 @@
 . "$(dirname "$0")/lib.sh"
 
 site_init TST
+# The name the site's own messages carry (default: the host name).
+sc config set site.machine SITESRV01 || fail "sitectl config set site.machine exited $?"
 sc start statmgr || fail "sitectl start statmgr exited $?"
 pid=$(daemon_pid statmgr)
 check 'is_our_daemon "$pid"' "run/statmgr.pid names '$pid', not a running statmgr"
@@ -95,4 +97,6 @@ sc stop statmgr || fail "sitectl stop statmgr exited $?"
 # The lock is the daemon's last act; the process itself ends a moment later.
 wait_for 5 pid_gone "$pid" || fail "statmgr (pid $pid) still running 5 s after sitectl stop returned"
 say "ok: statmgr stopped"
+expect_eq "machine of statmgr's own 8000 message (site.machine)" SITESRV01 \
+    "$(db_count "SELECT machine FROM statmsg WHERE msgid=8000 ORDER BY seq LIMIT 1")"
 say "PASS"
