@@ -258,15 +258,16 @@ sqlite_baseline() {
     median "${times[@]}"
 }
 
-# Baseline B: read and unlink N smgen files, plain C, one thread.
+# Baseline B: read and unlink N smgen files, plain C; one thread, or (with
+# an argument) removal by that many threads as statmgr does it.
 readunlink_baseline() {
-    local box=$RUN/raw/box i out times=()
+    local box=$RUN/raw/box i out times=() threads=${1:-1}
     for i in $(seq "$BASE_REPS"); do
         rm -rf "$RUN/raw"
         mkdir -p "$box/.tmp" "$box/work" "$box/corrupt" || return 1
         "$SMGEN" --box "$box" --count "$N" --nosync >/dev/null 2>&1 || return 1
         sync    # durable files, as statmgr's run gets them
-        out=$("$READUNLINK" "$box") || return 1
+        out=$("$READUNLINK" "$box" "$threads") || return 1
         [ "$(find "$box" -maxdepth 1 -name '*.svf' | wc -l)" -eq 0 ] || return 1
         times+=("$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$out")")
     done
@@ -274,12 +275,13 @@ readunlink_baseline() {
     median "${times[@]}"
 }
 
-SQL_S=; RU_S=
+SQL_S=; RU_S=; RU8_S=
 if [ "${#ING_S[@]}" -gt 0 ]; then
     SQL_S=$(sqlite_baseline "$RUN/ingest${#ING_S[@]}/db/site.db") ||
         { fail "sqlite3 baseline failed"; SQL_S=; }
 fi
 RU_S=$(readunlink_baseline) || { fail "read+unlink baseline failed"; RU_S=; }
+RU8_S=$(readunlink_baseline 8) || { fail "read+unlink (8 threads) baseline failed"; RU8_S=; }
 
 # --- 3. a fresh statmgr on an empty site, 2 s idle -------------------------
 FRESH_RSS=; FRESH_HWM=; FRESH_ANON=; FRESH_FILE=
@@ -305,6 +307,10 @@ fmt_row "baseline: sqlite3 INSERTs, one transaction" \
     "$([ -n "$SQL_S" ] && rate "$N" "$SQL_S" || echo n/a)" "${SQL_S:-n/a}"
 fmt_row "baseline: read+unlink the files (C)" \
     "$([ -n "$RU_S" ] && rate "$N" "$RU_S" || echo n/a)" "${RU_S:-n/a}"
+fmt_row "baseline: read, unlink by 8 threads (C)" \
+    "$([ -n "$RU8_S" ] && rate "$N" "$RU8_S" || echo n/a)" "${RU8_S:-n/a}"
+[ -n "$ing" ] && [ -n "$RU8_S" ] &&
+    printf '  statmgr / best file work alone: %s\n' "$(awk -v a="$RU8_S" -v b="$ing" 'BEGIN { printf "%.2fx", a / b }')"
 [ "${#GEN[@]}" -gt 0 ] &&
     printf '  (smgen wrote them in %ss without fsync, not counted)\n' "$(median "${GEN[@]}")"
 [ -n "$ing" ] && printf '  goal: >= %d messages/s: %s\n' "$GOAL_MSGS" "$(goal $ing_ok)"
@@ -337,6 +343,8 @@ result baseline.sqlite_insert_s "${SQL_S:-nan}"
 result baseline.sqlite_rows_per_s "$([ -n "$SQL_S" ] && rate "$N" "$SQL_S" || echo nan)"
 result baseline.readunlink_s "${RU_S:-nan}"
 result baseline.readunlink_files_per_s "$([ -n "$RU_S" ] && rate "$N" "$RU_S" || echo nan)"
+result baseline.readunlink8_s "${RU8_S:-nan}"
+result baseline.readunlink8_files_per_s "$([ -n "$RU8_S" ] && rate "$N" "$RU8_S" || echo nan)"
 result statmgr.idle_rss_kb "${idle_rss:-nan}"
 result statmgr.idle_hwm_kb "${idle_hwm:-nan}"
 result statmgr.idle_anon_kb "${idle_anon:-nan}"
