@@ -202,6 +202,16 @@ scn_cleanup() {
             [ "$rc" -eq 0 ] && { rc=1; SCN_FAIL_MSG="FAIL: a daemon survived sitectl stop"; }
         fi
     done
+    # A daemon built with the sanitizers reports into run/<daemon>.stderr,
+    # which nobody else reads: any report there fails the test.
+    for f in "$ROOT"/run/*.stderr; do
+        [ -f "$f" ] || continue
+        if grep -q 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' "$f"; then
+            echo "--- sanitizer report in $f"
+            head -n 40 "$f"
+            [ "$rc" -eq 0 ] && { rc=1; SCN_FAIL_MSG="FAIL: sanitizer report in $(basename "$f")"; }
+        fi
+    done
     if [ "$rc" -ne 0 ]; then
         for f in "$ROOT"/logs/*.log; do
             [ -f "$f" ] || continue
