@@ -179,22 +179,15 @@ static int record_failure(sqlite3 *db, const char *scope, const char *target,
     int was_failed = 0, failed, rc;
     int64_t next;
     char ebuf[sizeof(((struct retry_state *)0)->last_error)];
+    struct retry_state cur;
 
-    if (sitedb_prepare(db, "SELECT state, attempts FROM retry"
-                           " WHERE scope = ?1 AND target = ?2", &st) < 0)
-        return -EIO;
-    sqlite3_bind_text(st, 1, scope, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, target, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const char *s = (const char *)sqlite3_column_text(st, 0);
-        was_failed = s != NULL && strcmp(s, "failed") == 0;
-        attempts = sqlite3_column_int64(st, 1);
-    } else if (rc != SQLITE_DONE) {
-        sqlite3_finalize(st);
-        return dberr(db, "reading retry history");
+    rc = retry_get(db, scope, target, &cur);
+    if (rc == 0) {
+        was_failed = cur.state == RETRY_FAILED;
+        attempts = cur.attempts;
+    } else if (rc != -ENOENT) {
+        return rc;
     }
-    sqlite3_finalize(st);
 
     if (attempts < 0)
         attempts = 0;
