@@ -379,7 +379,16 @@ int sitedb_open(const char *path, int flags, sqlite3 **dbp, char *err, size_t er
         /* The journal mode is a property of the file; a read-only
          * connection cannot change it and simply uses what the daemons
          * set.  SQLite answers with the mode actually in force. */
-        rc = query_text(db, "PRAGMA journal_mode = WAL", buf, sizeof buf);
+        /* Connections opening a new file at once can get SQLITE_BUSY here
+         * without SQLite calling the busy handler (the switch to WAL needs
+         * the file to itself): wait and ask again, within the busy timeout. */
+        for (int waited = 0;; waited += 20) {
+            rc = query_text(db, "PRAGMA journal_mode = WAL", buf, sizeof buf);
+            if (rc != SQLITE_BUSY || waited >= SITEDB_BUSY_TIMEOUT_MS)
+                break;
+            struct timespec ts = { 0, 20 * 1000000L };
+            nanosleep(&ts, NULL);
+        }
         if (rc != SQLITE_OK || strcmp(buf, "wal") != 0) {
             seterr(err, errlen, "cannot put site database %s in WAL mode: %s", path,
                    rc != SQLITE_OK ? sqlite3_errmsg(db) : buf);

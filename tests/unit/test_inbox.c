@@ -90,7 +90,21 @@ static struct {
     int         file_fsyncs, dir_fsyncs, syncfs_calls;
     int         fail_file_fsync, fail_dir_fsync, fail_syncfs;  /* errno, 0: succeed */
     const char *release;                                        /* NULL: the real one */
+    struct inbox *watch;        /* an inbox: count its files at each data sync */
+    int         visible_at_sync;  /* the most files it held at a data sync */
 } fake;
+
+/* Files (not dot files, not directories) in the watched inbox now. */
+static void note_visible(void)
+{
+    struct inbox_entry ents[80];
+    size_t n = 0;
+
+    if (fake.watch == NULL || inbox_scan(fake.watch, ents, SS_ARRAY_LEN(ents), &n) < 0)
+        return;
+    if ((int)n > fake.visible_at_sync)
+        fake.visible_at_sync = (int)n;
+}
 
 int fsync(int fd)
 {
@@ -102,6 +116,7 @@ int fsync(int fd)
         e = fake.fail_dir_fsync;
     } else {
         fake.file_fsyncs++;
+        note_visible();
         e = fake.fail_file_fsync;
     }
     if (e != 0) {
@@ -114,6 +129,7 @@ int fsync(int fd)
 int syncfs(int fd)
 {
     fake.syncfs_calls++;
+    note_visible();
     if (fake.fail_syncfs != 0) {
         errno = fake.fail_syncfs;
         return -1;
@@ -744,6 +760,45 @@ static void test_drop_many_sync_by_kernel(void **state)
     }
 }
 
+/* SPEC 4.2: a reader never sees a partial file.  While a writer makes its
+ * data durable (fsync of the file, or the syncfs of a batch), nothing of
+ * it is in the inbox yet: it is still in .tmp/, and appears only by the
+ * rename after.  A writer that built its file in the inbox itself would
+ * show it here at sync time. */
+static void test_not_visible_before_durable(void **state)
+{
+    static const struct { const char *release; int n; } cases[] = {
+        { "6.1.0", 1 },         /* inbox_drop: fsync of the file */
+        { "6.1.0", 64 },        /* inbox_drop_many: one syncfs */
+        { "5.7.0", 8 },         /* inbox_drop_many: an fsync per file */
+    };
+    struct fx *f = *state;
+    char data[64][16];
+    struct inbox_item items[64];
+
+    open_both(f, IB_STATMSGS);
+    make_items(items, data, 64);
+    for (size_t i = 0; i < SS_ARRAY_LEN(cases); i++) {
+        size_t done = 0, n = 0;
+        struct inbox_entry ents[80];
+        fake_start(cases[i].release);
+        fake.watch = &f->r;
+        if (cases[i].n == 1)
+            assert_int_equal(inbox_drop(&f->w, ".svf", "x", 1, NULL, 0), 0);
+        else
+            assert_int_equal(inbox_drop_many(&f->w, ".svf", items, (size_t)cases[i].n, &done), 0);
+        assert_true(fake.file_fsyncs + fake.syncfs_calls > 0);
+        if (fake.visible_at_sync != 0)
+            fail_msg("kernel %s, %d file(s): %d visible in the inbox while being synced",
+                     cases[i].release, cases[i].n, fake.visible_at_sync);
+        /* ... and all there once handed over; then cleared for the next case. */
+        assert_int_equal(inbox_scan(&f->r, ents, SS_ARRAY_LEN(ents), &n), 0);
+        assert_int_equal(n, (size_t)cases[i].n);
+        for (size_t k = 0; k < n; k++)
+            assert_int_equal(unlinkat(f->r.dirfd, ents[k].name, 0), 0);
+    }
+}
+
 static void test_backlog(void **state)
 {
     struct fx *f = *state;
@@ -801,6 +856,7 @@ int main(void)
                                         fake_teardown),
         cmocka_unit_test_setup_teardown(test_file_sync_failure_hands_over_nothing, setup,
                                         fake_teardown),
+        cmocka_unit_test_setup_teardown(test_not_visible_before_durable, setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_drop_many_sync_by_kernel, setup, fake_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
