@@ -37,7 +37,8 @@ XCFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover
 XLDFLAGS += -fsanitize=$(SANITIZE)
 endif
 ALL_CFLAGS  = $(XCFLAGS) $(CFLAGS)
-ALL_LDFLAGS = $(XLDFLAGS) $(LDFLAGS)
+# Link lines get CFLAGS too: --coverage, -flto and the like are needed at both.
+ALL_LDFLAGS = $(XLDFLAGS) $(CFLAGS) $(LDFLAGS)
 LIBS        = $(PKG_LIBS) -lpthread
 
 LIB_SRC   := $(sort $(wildcard lib/*.c))

@@ -454,6 +454,14 @@ int conf_load_buf(struct ss_conf *c, const char *root, const char *name, const c
         r = -EINVAL;
         goto out;
     }
+    /* sitectl init refuses it too: a site cannot report to itself. */
+    if (strcmp(tmp->site_parent, tmp->site_code) == 0) {
+        const struct conf_key *kp = conf_find("site.parent");
+        ss_fmt(err, errlen, "%s:%d: site.parent %s is this site's own code", name,
+               ctx.lines[kp - conf_keys], tmp->site_parent);
+        r = -EINVAL;
+        goto out;
+    }
     if ((r = check_pair(&ctx, "distmgr.retry_delay", "distmgr.retry_max_delay", err, errlen)) < 0 ||
         (r = check_pair(&ctx, "sender.retry_delay", "sender.retry_max_delay", err, errlen)) < 0)
         goto out;

@@ -37,7 +37,8 @@
  * DIAGNOSTICS
  *   pool_new logs and returns NULL if a thread or the async handle
  *   cannot be created.  pool_submit logs a warning with the queue depth
- *   when more jobs wait than there are threads (at most once a second).
+ *   when more jobs wait than there are threads (at most once a second),
+ *   and emits status message 8005 about it (at most once in ten minutes).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -46,7 +47,11 @@
 
 #include "log.h"
 #include "pool.h"
+#include "statmsg.h"
 #include "util.h"
+
+/* Status message 8005 (a backlog) at most this often per pool. */
+#define POOL_MSG_INTERVAL_MS (10 * 60 * 1000)
 
 struct pool {
     uv_loop_t       *loop;
@@ -65,7 +70,8 @@ struct pool {
     size_t           running;
     struct pool_job *dhead, *dtail; /* finished, done() not yet called */
     int              stopping;
-    int64_t          last_warn_ms;  /* monotonic */
+    int64_t          last_warn_ms;  /* monotonic: last backlog warning */
+    int64_t          last_msg_ms;   /* monotonic: last status message 8005 */
 };
 
 static void list_append(struct pool_job **head, struct pool_job **tail, struct pool_job *j)
@@ -225,7 +231,7 @@ struct pool *pool_new(uv_loop_t *loop, const char *name, int nthreads)
 void pool_submit(struct pool *p, struct pool_job *j)
 {
     size_t queued = 0, running = 0;
-    int warn = 0;
+    int warn = 0, msg = 0;
 
     pthread_mutex_lock(&p->mu);
     list_append(&p->qhead, &p->qtail, j);
@@ -240,12 +246,24 @@ void pool_submit(struct pool *p, struct pool_job *j)
                 queued = p->queued;
                 running = p->running;
             }
+            /* A status message too, but rarely: a backlog is a condition,
+             * not an event per job. */
+            if (warn && (p->last_msg_ms == 0 || now - p->last_msg_ms >= POOL_MSG_INTERVAL_MS)) {
+                p->last_msg_ms = now;
+                msg = 1;
+            }
         }
     }
     pthread_mutex_unlock(&p->mu);
     /* Log outside the lock: workers should not wait on our log write. */
     if (warn)
         log_warn("pool %s: %zu jobs waiting, %zu running", p->name, queued, running);
+    if (msg) {
+        char q[24], t[24];
+        snprintf(q, sizeof q, "%zu", queued);
+        snprintf(t, sizeof t, "%d", p->nthreads);
+        sm_emit(SM_POOL_BACKLOG, 0, NULL, p->name, q, t, NULL);
+    }
 }
 
 size_t pool_queued(struct pool *p)

@@ -107,7 +107,8 @@ const struct sm_catalog sm_catalog[] = {
     { SM_STAT_FUTURE_RELEASED, 'I', SM_DETAIL, "statmgr",
       "Status Manager released %1 held status message(s) that are now due." },
     { SM_STAT_INGEST_ERROR, 'E', SM_MILESTONE, "statmgr",
-      "Status Manager could not ingest the status message file \"%1\": %2." },
+      "Status Manager cannot record status messages in the site database: %1. They stay in "
+      "their inboxes, and it retries with a growing delay." },
     { SM_CLIENT_TEST, 'I', SM_MILESTONE, "sitectl",
       "Client test message: %1" },
 };

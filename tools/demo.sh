@@ -20,6 +20,8 @@ if [ -d "$ROOT" ]; then
 fi
 mkdir -p "$DEMO"
 export SITESRV_ROOT=$ROOT
+# Whatever happens below, leave no daemon running.
+trap '"$SITECTL" --root "$ROOT" stop >/dev/null 2>&1 || true' EXIT
 
 say "A central site, CEN"
 run "$SITECTL" init --site CEN --root "$ROOT"

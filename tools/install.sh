@@ -54,6 +54,9 @@ link /var/spool/sitesrv     inboxes
 link /var/log/sitesrv       logs
 link /run/sitesrv           run
 
+if [ -f systemd/sitesrv.tmpfiles ]; then
+    install -D -m 0644 systemd/sitesrv.tmpfiles "$D$PREFIX/lib/tmpfiles.d/sitesrv.conf"
+fi
 if [ -d systemd ]; then
     for f in systemd/*.service systemd/*.target; do
         [ -f "$f" ] || continue
@@ -74,6 +77,8 @@ if [ -z "$D" ] && [ "$(id -u)" = 0 ]; then
     # The site is the daemons' to write: its configuration and keys too
     # (`sitectl config set` replaces site.conf beside itself).
     install -d -m 0750 -o sitesrv -g sitesrv /etc/sitesrv/keys
+    # run/ now, as the tmpfiles.d entry will at every boot.
+    install -d -m 0755 -o sitesrv -g sitesrv /run/sitesrv
     chown sitesrv:sitesrv /etc/sitesrv /var/lib/sitesrv /var/spool/sitesrv /var/log/sitesrv
 fi
 

@@ -432,9 +432,14 @@ void ingest_pass(struct pool_job *j)
         o->more = 0;
     remove_recorded(s, t.committed);
 
-    if (o->failed && !o->interrupted)
+    if (o->failed && !o->interrupted) {
         log_error("the site database refused a pass (%s); the status messages stay "
                   "in their inboxes until it is retried", sqlite3_errmsg(s->db));
+        /* Once per outage: the message itself waits in the inbox, and is
+         * recorded when the database is back. */
+        if (s->in.fail_streak == 0)
+            sm_emit(SM_STAT_INGEST_ERROR, 0, NULL, sqlite3_errmsg(s->db), NULL);
+    }
     if (o->held) {
         char n[24], skew[32], due[40];
         snprintf(n, sizeof n, "%zu", o->held);

@@ -136,6 +136,7 @@ static void kick(struct statmgr *s)
     const struct ss_conf *c = daemon_conf(s->d);
     s->in.skew_ms = c->statmgr_future_skew;
     s->in.read_futureq = s->futureq_wanted;
+    s->in.fail_streak = s->fail_streak;
     s->futureq_wanted = 0;
     s->job_again = 0;
     s->job_busy = 1;

@@ -34,6 +34,7 @@ struct pass_in {
     size_t  batch;              /* files read per inbox in one pass */
     int64_t skew_ms;            /* statmgr.future_skew */
     int     read_futureq;       /* a held message may be due, or a rescan */
+    int     fail_streak;        /* passes refused by the database in a row */
     char    site[SS_SITE_LEN + 1];
 };
 

@@ -46,6 +46,7 @@ SCN_LIBEXEC_REAL=$(readlink -f "$SITESRV_LIBEXEC" 2>/dev/null || echo "$SITESRV_
 SCN_BG_PIDS=()
 SCN_MOUNTS=()
 SCN_FAIL_MSG=
+SCN_SKIP_MSG=
 SCN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sitesrv-$SCN_NAME.XXXXXX") || {
     echo "FAIL: cannot create a temporary directory" >&2
     exit 1
@@ -68,6 +69,13 @@ fail() {
     SCN_FAIL_MSG="FAIL: $*"
     printf '%s\n' "$SCN_FAIL_MSG"
     exit 1
+}
+
+# skip REASON: this scenario cannot run here; run.sh counts it apart.
+skip() {
+    SCN_SKIP_MSG="SKIP: $*"
+    printf '%s\n' "$SCN_SKIP_MSG"
+    exit 77
 }
 
 # check COND MSG: COND is evaluated by the shell, e.g.
@@ -212,13 +220,15 @@ scn_cleanup() {
             [ "$rc" -eq 0 ] && { rc=1; SCN_FAIL_MSG="FAIL: sanitizer report in $(basename "$f")"; }
         fi
     done
-    if [ "$rc" -ne 0 ]; then
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
         for f in "$ROOT"/logs/*.log; do
             [ -f "$f" ] || continue
             echo "--- last lines of $f"
             tail -n 12 "$f" | cut -c 1-400
         done
         [ -n "$SCN_FAIL_MSG" ] && printf '%s\n' "$SCN_FAIL_MSG"
+    elif [ "$rc" -eq 77 ]; then
+        tail -n 1 <<<"$SCN_SKIP_MSG"
     fi
     # File systems a test mounted inside its directory (scn_mount).
     for f in "${SCN_MOUNTS[@]}"; do

@@ -277,6 +277,8 @@ static const struct {
     {"empty file", "", ": site.code is missing"},
     {"cap below first delay", "[site]\ncode = CEN\n[sender]\nretry_delay = 2h\n",
      ":4: sender.retry_max_delay 1h is shorter than sender.retry_delay 2h"},
+    {"own parent", "[site]\ncode = B01\nparent = B01\n",
+     ":3: site.parent B01 is this site's own code"},
 };
 
 static void test_load_errors(void **state)

@@ -11,7 +11,10 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
+#include "fsutil.h"
+#include "inbox.h"
 #include "pool.h"
+#include "statmsg.h"
 
 struct ctx;
 
@@ -328,6 +331,42 @@ static void test_resubmit_during_stop(void **state)
     ctx_free(c);
 }
 
+/* A full pool says so: a warning in the log, and status message 8005 in
+ * the site's inbox, once however many jobs pile up (it is a condition,
+ * not an event per job). */
+static void test_backlog_status_message(void **state)
+{
+    char *root = tu_tmpdir_new("test_pool");
+    char box[SS_PATH_MAX];
+    struct inbox_entry ents[16];
+    struct inbox ib;
+    size_t n = 0;
+
+    assert_non_null(root);
+    assert_int_equal(inbox_create_tree(root), 0);
+    sm_set_identity(root, "TST", "test_pool");
+    struct ctx *c = ctx_new(1, 10);
+    submit_gated(c, done_gate);          /* 1 running, 9 waiting */
+    pool_stop(c->pool);
+    ctx_free(c);
+
+    assert_int_equal(ss_path(box, sizeof box, "%s/inboxes/statmgr.box/statmsgs", root), 0);
+    assert_int_equal(inbox_open_path(&ib, box, IB_STATMSGS, "X", 0), 0);
+    assert_int_equal(inbox_scan(&ib, ents, SS_ARRAY_LEN(ents), &n), 0);
+    assert_int_equal(n, 1);
+    char *buf;
+    size_t len;
+    struct statmsg m;
+    char err[SS_ERR_MAX];
+    assert_int_equal(ss_read_file(ib.dirfd, ents[0].name, SM_FILE_MAX, &buf, &len), 0);
+    assert_int_equal(sm_parse(&m, buf, len, err, sizeof err), 0);
+    free(buf);
+    assert_int_equal(m.id, SM_POOL_BACKLOG);
+    inbox_close(&ib);
+    sm_set_identity(NULL, NULL, NULL);
+    tu_tmpdir_free(root);
+}
+
 static void test_bad_args(void **state)
 {
     uv_loop_t loop;
@@ -345,6 +384,7 @@ int main(void)
         cmocka_unit_test(test_stop_idle_and_pending_done),
         cmocka_unit_test(test_submit_from_loop),
         cmocka_unit_test(test_resubmit_during_stop),
+        cmocka_unit_test(test_backlog_status_message),
         cmocka_unit_test(test_bad_args),
     };
     setenv("SITESRV_UNSAFE_NOFSYNC", "1", 1);
