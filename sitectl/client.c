@@ -16,7 +16,8 @@
  *   this replaces.
  *
  *   When the drop box cannot be reached (a share that is gone, read-only,
- *   stale, full...), the message is kept in a local client queue, which
+ *   stale, full...: CAP itself missing or failing, or CAP/statmsgs.box
+ *   there but failing), the message is kept in a local client queue, which
  *   is itself an inbox directory written by the same protocol:
  *   --queue, else $SITESRV_CLIENT_QUEUE, else
  *   $XDG_STATE_HOME/sitesrv/client-queue, else
@@ -37,6 +38,13 @@
  *   (files queued meanwhile may have been missed by the cursor), so the
  *   flush always ends and the new message is always sent or queued.
  *
+ *   A CAP that is reached but is no access point (a directory without
+ *   statmsgs.box, such as a mistyped <root>/inboxes, or not a directory)
+ *   is said so plainly, since a message queued for it waits until a call
+ *   names the right one.  It is queued all the same: the mount point of a
+ *   share that did not mount looks exactly like this, and a client's
+ *   status must not be lost to an outage.
+
  *   The options are checked with the rules sm_parse() applies (the
  *   exported sm_*_ok checks): a bad --component, --machine, --attr or
  *   --istr is a usage error that names the rule, before anything is sent.
@@ -44,7 +52,9 @@
  * DIAGNOSTICS
  *   "queued locally in PATH (drop box unreachable: reason)" on stderr and
  *   exit 0: the message is safe.  A warning names each queued file that
- *   cannot be read, and how many stay queued.  Exit 1 only if the message
+ *   cannot be read, and how many stay queued.  "CAP is not a client
+ *   access point: ..." on stderr when CAP is reached but has no
+ *   statmsgs.box (the message is queued).  Exit 1 only if the message
  *   could be neither delivered nor queued; 2 for a usage error.
  */
 #include <dirent.h>
@@ -333,6 +343,43 @@ static size_t flush_queue(const char *qpath, const char *prefix, struct inbox *c
     return sent;
 }
 
+/*
+ * The drop box could not be opened (err): is that because it cannot be
+ * reached - keep the message in the local queue - or because cap, which
+ * we reach, is no client access point at all (a mistyped --cap), where a
+ * queued message would wait for ever?  Returns 1 for the latter, with the
+ * reason in why[].  Reachable and wrong means: cap is there and is not a
+ * directory, or cap is a directory without statmsgs.box in it, or with a
+ * statmsgs.box that is not a directory.  Anything else is unreachable:
+ * cap itself missing or failing (ENOENT, EACCES, ENOTCONN, ESTALE, EIO...),
+ * a box that exists but cannot be opened or written (EACCES, EROFS...), a
+ * box that is a symbolic link to a target that is not there (a share
+ * mounted elsewhere).
+ */
+static int not_an_access_point(const char *cap, const char *box, int err, char *why,
+                               size_t len)
+{
+    struct stat st;
+    if (stat(cap, &st) < 0)
+        return 0;
+    if (!S_ISDIR(st.st_mode)) {
+        (void)ss_fmt(why, len, "not a directory");
+        return 1;
+    }
+    if (err != -ENOENT && err != -ENOTDIR)
+        return 0;
+    if (lstat(box, &st) < 0) {
+        if (errno != ENOENT)
+            return 0;
+        (void)ss_fmt(why, len, "no statmsgs.box in it");
+        return 1;
+    }
+    if (S_ISLNK(st.st_mode) || S_ISDIR(st.st_mode))
+        return 0;                      /* a dangling link, or made meanwhile */
+    (void)ss_fmt(why, len, "%s is not a directory", box);
+    return 1;
+}
+
 int cmd_client(struct ctl *c, int argc, char **argv)
 {
     const char *sub = NULL, *cap = NULL, *v, *severity = NULL, *component = "client",
@@ -452,6 +499,10 @@ int cmd_client(struct ctl *c, int argc, char **argv)
     /* The box: first what waits in the queue, then this message. */
     struct inbox ib;
     int box_err = inbox_open_path(&ib, box, IB_CAP, prefix, 0);
+    char why[SS_ERR_MAX];
+    if (box_err < 0 && not_an_access_point(cap, box, box_err, why, sizeof why))
+        ctl_err("%s is not a client access point: %s; keeping the message in the local "
+                "queue (check --cap, and that the share is mounted)", cap, why);
     if (box_err == 0) {
         size_t sent = qr == 0 ? flush_queue(qpath, prefix, &ib, &box_err) : 0;
         if (sent)

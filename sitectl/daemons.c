@@ -29,7 +29,10 @@
  * DIAGNOSTICS
  *   One line per daemon on stdout; failures on stderr with the tail of
  *   the daemon's stderr file.  Exit 1 if any daemon failed to start or
- *   stop, 2 for an unknown daemon or option.
+ *   stop, 2 for an unknown daemon or option.  status exits 1 when site.conf
+ *   is missing (nothing printed on stdout) or does not load (the report is
+ *   printed all the same, without a site code; --json has "site": null and
+ *   "error"), the error on stderr naming the root.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -611,12 +614,27 @@ int cmd_status(struct ctl *c, int argc, char **argv)
     int json = ctl_listing_args(c, argc, argv);
     const char *root = ctl_root(c);
 
-    char site[SS_SITE_LEN + 1] = "";
+    /* A monitoring script must see a wrong root or a broken site.conf as
+     * a failure (exit 1).  Without site.conf this is no site: nothing to
+     * report.  With one that does not load, the daemons may still run on
+     * the configuration they loaded before (a reload keeps the old one),
+     * which the administrator needs to see: the report follows, without a
+     * site code and with the error, and the exit is still 1. */
+    char site[SS_SITE_LEN + 1] = "", conf_path[SS_PATH_MAX], cerr[SS_ERR_MAX] = "";
     struct ss_conf *cf = calloc(1, sizeof *cf);
-    char err[SS_ERR_MAX];
-    if (cf && conf_load(cf, root, NULL, err, sizeof err) == 0)
+    if (!cf) {
+        ctl_err("out of memory");
+        return CTL_FAIL;
+    }
+    int cr = ctl_load_conf(root, cf, cerr, sizeof cerr);
+    if (cr == 0)
         ss_strcpy(site, sizeof site, cf->site_code);
     free(cf);
+    if (cr < 0 && (cr == -ENOENT ||
+                   ss_path(conf_path, sizeof conf_path, "%s/site.conf", root) < 0 ||
+                   access(conf_path, F_OK) < 0))
+        return CTL_FAIL;
+    int rc = cr < 0 ? CTL_FAIL : CTL_OK;
 
     struct sbuf b;
     ss_sbuf_init(&b);
@@ -629,6 +647,10 @@ int cmd_status(struct ctl *c, int argc, char **argv)
             ss_sbuf_adds(&b, "null");
         ss_sbuf_adds(&b, ", \"root\": ");
         ss_sbuf_add_json_str(&b, root);
+        if (cr < 0) {
+            ss_sbuf_adds(&b, ", \"error\": ");
+            ss_sbuf_add_json_str(&b, cerr);
+        }
         ss_sbuf_adds(&b, ",\n \"daemons\": [");
         for (size_t i = 0; i < ctl_ndaemons; i++) {
             daemon_state(root, ctl_daemons[i], &s);
@@ -664,10 +686,10 @@ int cmd_status(struct ctl *c, int argc, char **argv)
         }
         fputs(b.data, stdout);
         ss_sbuf_free(&b);
-        return CTL_OK;
+        return rc;
     }
 
-    printf("site %s  root %s\n\n", site[0] ? site : "(not initialised)", root);
+    printf("site %s  root %s\n\n", site[0] ? site : "? (site.conf does not load)", root);
     printf("%-9s %-14s %8s %7s %8s  %s\n", "daemon", "state", "pid", "queued",
            "running", "other");
     for (size_t i = 0; i < ctl_ndaemons; i++) {
@@ -687,5 +709,5 @@ int cmd_status(struct ctl *c, int argc, char **argv)
     ss_sbuf_free(&b);
     printf("\n");
     ctl_inbox_report(root, 0, NULL);
-    return CTL_OK;
+    return rc;
 }

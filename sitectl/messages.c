@@ -27,7 +27,10 @@
  *   U+FFFD).
  *
  * DIAGNOSTICS
- *   A site without a database yet has no messages: an empty list, exit 0.
+ *   A root whose site.conf is missing or does not load is no site: the
+ *   error on stderr (naming the root and conf_load's reason), nothing on
+ *   stdout, exit 1.  An initialised site without a database or rows yet
+ *   has no messages: an empty list, exit 0.
  *   A database that cannot be read: exit 1 with the reason.  A row whose
  *   istr is not a JSON array of strings, or whose attrs is not a JSON
  *   object of strings, is shown without them and a warning on stderr.
@@ -39,6 +42,7 @@
 
 #include <sqlite3.h>
 
+#include "conf.h"
 #include "sitedb.h"
 #include "statmsg.h"
 #include "sitectl.h"
@@ -394,6 +398,18 @@ int cmd_messages(struct ctl *c, int argc, char **argv)
         }
     }
     const char *root = ctl_root(c);
+
+    /* A wrong root must fail, not look like a quiet site: the root is a
+     * site exactly when its site.conf loads. */
+    struct ss_conf *cf = calloc(1, sizeof *cf);
+    if (!cf) {
+        ctl_err("out of memory");
+        return CTL_FAIL;
+    }
+    int cr = ctl_load_conf(root, cf, NULL, 0);
+    free(cf);
+    if (cr < 0)
+        return CTL_FAIL;
 
     char path[SS_PATH_MAX], err[SS_ERR_MAX] = "";
     if (ss_path(path, sizeof path, "%s/db/site.db", root) < 0) {

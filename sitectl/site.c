@@ -4,7 +4,8 @@
  *   configuration and its inbox backlog.
  *
  * SYNOPSIS
- *   cmd_init(), cmd_config(), cmd_inbox(), ctl_inbox_report()
+ *   cmd_init(), cmd_config(), cmd_inbox(), ctl_inbox_report(),
+ *   ctl_load_conf(), ctl_make_dir()
  *
  * DESCRIPTION
  *   init builds a fresh site root (SPEC 2): site.conf, keys/ with the
@@ -21,12 +22,18 @@
  *   config edits site.conf through lib/conf (checked value, atomic
  *   replace keeping comments) and tells every running daemon to reload
  *   with SIGHUP.  inbox reports lib/inbox's backlog of every declared
- *   inbox.
+ *   inbox, and what shows stuck work, which lib/inbox does not count:
+ *   files claimed in work/ (a reader that hangs or died) and files left
+ *   in .tmp/ (a writer that died mid-drop; recovery removes them once
+ *   INBOX_TMP_STALE_S old).  ctl_load_conf is the one test of "is this
+ *   an initialised site root" for the commands that need one.
  *
  * DIAGNOSTICS
- *   "sitectl: ..." on stderr; exit 1 for a failure, 2 for a usage error
- *   (an unknown configuration key is one).
+ *   "sitectl: ..." on stderr; exit 1 for a failure (a root whose site.conf
+ *   is missing or does not load, an inbox that cannot be read), 2 for a
+ *   usage error (an unknown configuration key is one).
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -386,17 +393,18 @@ static int reload_daemons(const char *root)
     return n;
 }
 
-static int load_conf(const char *root, struct ss_conf *cf)
+int ctl_load_conf(const char *root, struct ss_conf *cf, char *err, size_t errlen)
 {
-    char err[SS_ERR_MAX] = "", p[SS_PATH_MAX];
-    if (ss_path(p, sizeof p, "%s/site.conf", root) == 0 && access(p, F_OK) < 0) {
-        ctl_err("%s is not a site root (no site.conf; sitectl init --site CODE --root %s)",
-                root, root);
-        return -ENOENT;
-    }
-    int r = conf_load(cf, root, NULL, err, sizeof err);
-    if (r < 0)
-        ctl_err("%s", err[0] ? err : strerror(-r));
+    char e[SS_ERR_MAX] = "";
+    int r = conf_load(cf, root, NULL, e, sizeof e);
+    if (r < 0 && !e[0])
+        (void)ss_fmt(e, sizeof e, "%s", strerror(-r));
+    if (r == -ENOENT)
+        ctl_err("%s is not a site root: %s", root, e);   /* e says "sitectl init" */
+    else if (r < 0)
+        ctl_err("the configuration of %s does not load: %s", root, e);
+    if (err && errlen)
+        (void)ss_fmt(err, errlen, "%s", r < 0 ? e : "");
     return r;
 }
 
@@ -451,7 +459,7 @@ static int config_show(struct ctl *c, const char *only, int json)
         return CTL_FAIL;
     }
     int rc = CTL_FAIL;
-    if (load_conf(root, cf) < 0)
+    if (ctl_load_conf(root, cf, NULL, 0) < 0)
         goto out;
     conf_defaults(df, root);
 
@@ -573,18 +581,54 @@ static void fmt_age(int64_t s, char *buf, size_t len)
         snprintf(buf, len, "%lldd", (long long)(s / 86400));
 }
 
+/*
+ * Files directly in dir, the way inbox_backlog counts an inbox: dot
+ * entries and directories skipped (a directory costs a stat only when
+ * readdir cannot tell).  A missing dir holds nothing: 0.  lib/inbox has no
+ * count of work/ and .tmp/, which is what shows stuck work: files claimed
+ * by a reader that hangs or died, files of a writer that died mid-drop.
+ */
+static int count_files(const char *dir, size_t *n)
+{
+    *n = 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d))) {
+        struct stat st;
+        if (de->d_name[0] == '.' || de->d_type == DT_DIR)
+            continue;
+        if (de->d_type == DT_UNKNOWN &&
+            (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISDIR(st.st_mode)))
+            continue;            /* gone meanwhile (claimed, moved in), or a directory */
+        (*n)++;
+        errno = 0;
+    }
+    int r = errno ? -errno : 0;
+    closedir(d);
+    return r;
+}
+
 int ctl_inbox_report(const char *root, int json, struct sbuf *out)
 {
     int bad = 0;
     if (json)
         ss_sbuf_adds(out, "[");
     else
-        printf("%-24s %-9s %7s %8s %8s  %s\n", "inbox", "reader", "files",
-               "oldest", "corrupt", "path");
+        printf("%-24s %-9s %7s %8s %7s %5s %8s  %s\n", "inbox", "reader", "files",
+               "oldest", "claimed", "tmp", "corrupt", "path");
     for (int i = 0; i < IB_COUNT; i++) {
         const struct inbox_def *d = &inbox_defs[i];
-        char path[SS_PATH_MAX];
-        size_t files = 0, corrupt = 0;
+        char path[SS_PATH_MAX], sub[SS_PATH_MAX], what[SS_ERR_MAX] = "";
+        size_t files = 0, corrupt = 0, claimed = 0, tmp = 0;
         int64_t oldest = 0;
         int r = ss_path(path, sizeof path, "%s/inboxes/%s", root, d->path);
         if (r == 0)
@@ -592,6 +636,18 @@ int ctl_inbox_report(const char *root, int json, struct sbuf *out)
         if (r < 0) {
             files = corrupt = 0;
             oldest = 0;
+        }
+        /* work/ and .tmp/ only in an inbox that could be read: their
+         * errors would only repeat its error. */
+        if (r == 0 && ((r = ss_path(sub, sizeof sub, "%s/work", path)) < 0 ||
+                       (r = count_files(sub, &claimed)) < 0))
+            (void)ss_fmt(what, sizeof what, "work/: %s", strerror(-r));
+        if (r == 0 && ((r = ss_path(sub, sizeof sub, "%s/.tmp", path)) < 0 ||
+                       (r = count_files(sub, &tmp)) < 0))
+            (void)ss_fmt(what, sizeof what, ".tmp/: %s", strerror(-r));
+        if (r < 0) {
+            if (!what[0])
+                (void)ss_fmt(what, sizeof what, "%s", strerror(-r));
             bad++;
         }
         if (files == 0 || oldest < 0)
@@ -603,22 +659,23 @@ int ctl_inbox_report(const char *root, int json, struct sbuf *out)
             ss_sbuf_add_json_str(out, d->reader);
             ss_sbuf_adds(out, ", \"path\": ");
             ss_sbuf_add_json_str(out, path);
-            ss_sbuf_addf(out, ", \"files\": %zu, \"oldest_s\": %lld, \"corrupt\": %zu",
-                         files, (long long)oldest, corrupt);
+            ss_sbuf_addf(out, ", \"files\": %zu, \"oldest_s\": %lld, \"claimed\": %zu, "
+                         "\"tmp\": %zu, \"corrupt\": %zu", files, (long long)oldest,
+                         claimed, tmp, corrupt);
             if (r < 0) {
                 ss_sbuf_adds(out, ", \"error\": ");
-                ss_sbuf_add_json_str(out, strerror(-r));
+                ss_sbuf_add_json_str(out, what);
             }
             ss_sbuf_adds(out, "}");
         } else if (r < 0) {
-            printf("%-24s %-9s %7s %8s %8s  %s (%s)\n", d->path, d->reader, "-", "-",
-                   "-", path, strerror(-r));
+            printf("%-24s %-9s %7s %8s %7s %5s %8s  %s (%s)\n", d->path, d->reader, "-",
+                   "-", "-", "-", "-", path, what);
         } else {
             char age[32] = "-";
             if (files)
                 fmt_age(oldest, age, sizeof age);
-            printf("%-24s %-9s %7zu %8s %8zu  %s\n", d->path, d->reader, files, age,
-                   corrupt, path);
+            printf("%-24s %-9s %7zu %8s %7zu %5zu %8zu  %s\n", d->path, d->reader, files,
+                   age, claimed, tmp, corrupt, path);
         }
     }
     if (json)

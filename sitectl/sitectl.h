@@ -78,8 +78,20 @@ int ctl_daemon_installed(const char *name);
 pid_t ctl_daemon_pid(const char *root, const char *name);
 
 /* Inbox listing, shared by `inbox` and `status`: appends a JSON array to
- * out (json) or prints the table to stdout. */
+ * out (json) or prints the table to stdout.  Per inbox: files waiting,
+ * age of the oldest, files claimed in work/, files left in .tmp/, files
+ * quarantined in corrupt/.  0, or -ENOENT when some inbox (or its work/
+ * or .tmp/) could not be read. */
 int ctl_inbox_report(const char *root, int json, struct sbuf *out);
+
+struct ss_conf;
+/* Load <root>/site.conf into *cf by the rules the daemons use (conf_load).
+ * A root is initialised exactly when this succeeds.  On failure it prints
+ * "sitectl: ROOT is not a site root: ERR" (site.conf missing) or
+ * "sitectl: the configuration of ROOT does not load: ERR" (anything else),
+ * ERR being conf_load's sentence (also copied to err unless NULL), and
+ * returns conf_load's -errno. */
+int ctl_load_conf(const char *root, struct ss_conf *cf, char *err, size_t errlen);
 
 /* Parse a JSON array of strings (messages.c): up to max strings of len
  * bytes each into out[i * len], cut to fit; *count is how many the array
