@@ -72,6 +72,29 @@ int ss_write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+/*
+ * O_NONBLOCK keeps a FIFO planted in an inbox from hanging the reader
+ * (fstat then refuses it as not a regular file).  O_NOATIME: a reader of
+ * an inbox reads each file once and removes it, and under relatime that
+ * first read would dirty the inode (its atime is not after its mtime) for
+ * nothing.  Only the owner (or CAP_FOWNER) may ask for it; once refused it
+ * is not asked again, so a reader of other users' files does not pay two
+ * opens per file.
+ */
+static int open_for_reading(int dirfd, const char *name)
+{
+    static atomic_int noatime_refused;
+    int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+
+    if (!atomic_load_explicit(&noatime_refused, memory_order_relaxed)) {
+        int fd = openat(dirfd, name, flags | O_NOATIME);
+        if (fd >= 0 || errno != EPERM)
+            return fd;
+        atomic_store_explicit(&noatime_refused, 1, memory_order_relaxed);
+    }
+    return openat(dirfd, name, flags);
+}
+
 int ss_read_file(int dirfd, const char *name, size_t max, char **bufp, size_t *lenp)
 {
     struct stat st;
@@ -79,15 +102,7 @@ int ss_read_file(int dirfd, const char *name, size_t max, char **bufp, size_t *l
     size_t len = 0, cap;
     int fd, r = 0;
 
-    /* O_NONBLOCK keeps a FIFO planted in an inbox from hanging the reader;
-     * fstat then refuses it as not a regular file. */
-    /* O_NOATIME: a reader of an inbox reads each file once and removes
-     * it, and under relatime that first read would dirty the inode (its
-     * atime is not after its mtime) for nothing.  Only the owner (or
-     * CAP_FOWNER) may ask for it: anyone else reads without. */
-    fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOATIME);
-    if (fd < 0 && errno == EPERM)
-        fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    fd = open_for_reading(dirfd, name);
     if (fd < 0)
         return -errno;
     if (fstat(fd, &st) < 0) {

@@ -106,7 +106,6 @@ static int insert(struct statmgr *s, const struct statmsg *m, enum src src, int6
 
     if (json_istr(&s->istr, m) < 0 || json_attrs(&s->attrs, m) < 0)
         return -ENOMEM;
-    sqlite3_reset(st);
     sqlite3_bind_blob(st, 1, m->uid, sizeof m->uid, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, (int)m->id);
     sqlite3_bind_text(st, 3, sev, 1, SQLITE_TRANSIENT);
@@ -124,7 +123,7 @@ static int insert(struct statmgr *s, const struct statmsg *m, enum src src, int6
     sqlite3_bind_int64(st, 14, now);
     sqlite3_bind_text(st, 15, src == SRC_CAP ? "cap" : "statmsgs", -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
-    sqlite3_reset(st);
+    sqlite3_reset(st);              /* ready for the next row, whatever rc */
     if (rc != SQLITE_DONE && sitedb_errno(s->db, rc) == -EINTR)
         return -EINTR;
     if (rc != SQLITE_DONE) {
@@ -288,10 +287,8 @@ static enum verdict ingest_one(struct statmgr *s, struct tx *t, enum src src,
     size_t len = 0;
     int r;
 
-    if (being_removed(s, e->name)) {
-        o->skipped++;
+    if (being_removed(s, e->name))
         return V_SKIPPED;
-    }
     if (e->odd) {
         ss_strcpy(err, sizeof err, "not a status message file name");
         goto quarantine;
@@ -302,7 +299,6 @@ static enum verdict ingest_one(struct statmgr *s, struct tx *t, enum src src,
     if (r < 0 && environment_error(r)) {
         log_warn("cannot read %s/%s (left for a later pass): %s", ib->path, e->name,
                  strerror(-r));
-        o->left++;
         return V_LEFT;
     }
     if (r < 0) {
@@ -318,11 +314,7 @@ static enum verdict ingest_one(struct statmgr *s, struct tx *t, enum src src,
         goto quarantine;
 
     if (s->msg.time_ms > now + s->in.skew_ms) {
-        if (hold(s, src, e->name, &s->msg) < 0) {
-            o->left++;
-            return V_LEFT;
-        }
-        return V_DONE;
+        return hold(s, src, e->name, &s->msg) < 0 ? V_LEFT : V_DONE;
     }
     if (!t->open) {
         if ((r = sitedb_begin(s->db)) < 0) {

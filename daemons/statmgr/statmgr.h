@@ -40,7 +40,7 @@ struct pass_in {
 
 /* What a pass did, read by the loop thread when it is done. */
 struct pass_out {
-    size_t  inserted, dup, bad, held, released, skipped, left;
+    size_t  inserted, dup, bad, held, released;
     int     more;               /* work is waiting: pass again at once */
     int     failed;             /* the database refused: back off */
     int     interrupted;        /* stopped half-way by a stop */
