@@ -19,7 +19,7 @@ else
 B := build/sanitize
 endif
 
-PKGS     := libuv sqlite3 libcrypto
+PKGS     := libuv sqlite3 libcrypto libzstd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)

@@ -11,7 +11,7 @@
  *   sm_type_name sm_type_parse
  *   sm_component_ok sm_machine_ok sm_attr_name_ok
  *                                           field syntax, for checking input
- *   sm_set_identity sm_set_identity2 sm_write sm_emit
+ *   sm_set_identity sm_set_identity2 sm_write sm_emit sm_emit_keyed
  *                                           hand a message to statmgr
  *
  * DESCRIPTION
@@ -772,13 +772,13 @@ out:
     return rc;
 }
 
-int sm_emit(unsigned id, int oserr, const char *const *attrs, ...)
+static int vemit(unsigned id, const void *key, size_t keylen, int oserr,
+                 const char *const *attrs, va_list ap)
 {
     struct statmsg *m;
     struct names idn;
     char box[SS_PATH_MAX];
     const char *s;
-    va_list ap;
     int rc;
 
     /* One copy of the identity for the message and its inbox, so that a
@@ -801,6 +801,23 @@ int sm_emit(unsigned id, int oserr, const char *const *attrs, ...)
         goto out;
     }
     m->oserr = oserr;
+    if (key) {
+        /* The uid of a keyed message is a function of its site and key:
+         * statmgr records a uid once, so emitting it again after a crash
+         * cannot record it twice. */
+        struct sbuf kb;
+        unsigned char h[32];
+        ss_sbuf_init(&kb);
+        if (ss_sbuf_addf(&kb, "%s\n%u\n", m->site, id) < 0 || ss_sbuf_add(&kb, key, keylen) < 0 ||
+            ss_sha256(kb.data, kb.len, h) < 0) {
+            ss_sbuf_free(&kb);
+            rc = -ENOMEM;
+            log_warn("status message %u not written: out of memory", id);
+            goto out;
+        }
+        ss_sbuf_free(&kb);
+        memcpy(m->uid, h, sizeof m->uid);
+    }
     for (size_t i = 0; attrs && attrs[i]; i += 2) {
         if (attrs[i + 1] == NULL) {
             log_warn("status message %u: attribute %s has no value", id, attrs[i]);
@@ -809,7 +826,6 @@ int sm_emit(unsigned id, int oserr, const char *const *attrs, ...)
         if ((rc = sm_add_attr(m, attrs[i], attrs[i + 1])) < 0)
             log_warn("status message %u: attribute %s dropped: %s", id, attrs[i], strerror(-rc));
     }
-    va_start(ap, attrs);
     while ((s = va_arg(ap, const char *)) != NULL) {
         if (sm_add_istr(m, s) < 0) {
             log_warn("status message %u: more than %d insertion strings, the rest dropped",
@@ -817,11 +833,32 @@ int sm_emit(unsigned id, int oserr, const char *const *attrs, ...)
             break;
         }
     }
-    va_end(ap);
 
     if ((rc = sm_write(m, box)) < 0)
         log_warn("status message %u not written to %s: %s", id, box, strerror(-rc));
 out:
     free(m);
+    return rc;
+}
+
+int sm_emit(unsigned id, int oserr, const char *const *attrs, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, attrs);
+    rc = vemit(id, NULL, 0, oserr, attrs, ap);
+    va_end(ap);
+    return rc;
+}
+
+int sm_emit_keyed(unsigned id, const char *key, int oserr, const char *const *attrs, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, attrs);
+    rc = vemit(id, key, strlen(key), oserr, attrs, ap);
+    va_end(ap);
     return rc;
 }

@@ -162,5 +162,9 @@ int sm_write(const struct statmsg *m, const char *boxdir);
  * may be NULL), then insertion strings (NULL ended).  Failures are
  * logged, never fatal: a status message must not stop the work. */
 int sm_emit(unsigned id, int oserr, const char *const *attrs, ...);
+/* The same for a message that must be recorded at most once however often
+ * it is emitted (2339 "sent to child site" after a crash and a redo): its
+ * uid is derived from the site, the ID and key instead of drawn. */
+int sm_emit_keyed(unsigned id, const char *key, int oserr, const char *const *attrs, ...);
 
 #endif

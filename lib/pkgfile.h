@@ -1,0 +1,84 @@
+/*
+ * pkgfile.h - what a site sends a child site for one package version
+ * (SPEC 3 "package to child sites"; issue 3, read by issue 4's despooler):
+ *
+ *   the package file (.pck): the content of every regular file of the
+ *     manifest, in manifest order, concatenated and compressed as one
+ *     zstd stream.  No names or sizes inside: the instruction's manifest
+ *     gives them, and every file is checked against its SHA-256 when it
+ *     is unpacked.
+ *   the instruction (.ins): a record of kind "instruction" version 1 that
+ *     names the package, version and origin site, the package file's size
+ *     and SHA-256, and the manifest (mf_to_record), signed with the origin
+ *     site's Ed25519 key (keys/site.key).
+ *
+ * Instruction fields, in this order:
+ *   package=CEN00001  name=<text>  version=<n>  site=<origin code>
+ *   created=<ISO 8601 UTC>  pck_size=<bytes>  pck_sha256=<64 hex>
+ *   files=<n>  bytes=<n>   then the manifest's file=/dir= fields
+ *   signature=<128 hex>    Ed25519 over every byte of the file before the
+ *                          signature line (header line included)
+ *   end <sha256>
+ */
+#ifndef SITESRV_PKGFILE_H
+#define SITESRV_PKGFILE_H
+
+#include <openssl/evp.h>
+#include "common.h"
+#include "manifest.h"
+#include "util.h"
+
+#define INSTR_KIND     "instruction"
+#define INSTR_VERSION  1
+#define INSTR_MAX_SIZE (64 * 1024 * 1024)
+
+struct instr {
+    char      package[16];
+    char      name[256];
+    long long version;
+    char      site[SS_SITE_LEN + 1];
+    int64_t   created_ms;
+    int64_t   pck_size;
+    unsigned char pck_sha[32];
+};
+
+/*
+ * Write the package file of m (objects from storedir) to path: built as
+ * path.tmp (O_EXCL), fsync'ed, renamed over path.  *size and sha (may be
+ * NULL) receive the file's size and SHA-256.  level: zstd level (3 is a
+ * good default).  0 or -errno with err; nothing left at path.tmp on error.
+ */
+int pck_write(const char *storedir, const struct manifest *m, const char *path,
+              int level, int64_t *size, unsigned char sha[32], char *err, size_t errlen);
+
+/*
+ * Unpack a package file into the store: check its size and SHA-256
+ * against want_size/want_sha first, then decompress as a stream, split by
+ * m's sizes, check each file's SHA-256, and write each object the store
+ * lacks (store/.tmp, rename).  A mismatch anywhere: -EBADMSG with err
+ * naming the file; objects already verified stay (they are correct).
+ */
+int pck_extract(const char *path, int64_t want_size, const unsigned char want_sha[32],
+                const struct manifest *m, const char *storedir, char *err, size_t errlen);
+
+/* Keys: PEM files as sitectl init writes them.  0 or -errno with err. */
+int sign_load_private(const char *path, EVP_PKEY **key, char *err, size_t errlen);
+int sign_load_public(const char *path, EVP_PKEY **key, char *err, size_t errlen);
+int sign_load_public_pem(const char *pem, size_t len, EVP_PKEY **key, char *err, size_t errlen);
+
+/* Build the signed instruction into b (empty on entry). */
+int instr_build(struct sbuf *b, const struct instr *in, const struct manifest *m,
+                EVP_PKEY *key, char *err, size_t errlen);
+
+/*
+ * Parse and verify an instruction in buf (modified in place): record
+ * checks, then the signature with key_for(arg, site) (the public key
+ * recorded for the site it names; NULL: unknown site, refused), then the
+ * fields and the manifest.  -EBADMSG (malformed), -EPERM (unknown site or
+ * bad signature) with err.  The key returned by key_for is freed here.
+ */
+typedef EVP_PKEY *(*instr_key_fn)(void *arg, const char *site);
+int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
+                struct instr *out, struct manifest *m, char *err, size_t errlen);
+
+#endif
