@@ -58,6 +58,10 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
 # Link options some unit tests need (symbol wrapping to force faults).
 LDFLAGS_test_uniqname := -Wl,--wrap=getrandom
+# Daemon objects a unit test links beside the library (the daemon's own
+# main() stays out), and its headers.
+OBJS_test_distmgr   := $(B)/obj/daemons/distmgr/tasks.o
+CFLAGS_test_distmgr := -Idaemons/distmgr
 
 .PHONY: all build deps check check-build bench demo install clean
 all: deps
@@ -100,9 +104,9 @@ $(SITECTL): $(SITECTL_OBJ) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(SITECTL_OBJ) $(LIB_A) $(LIBS)
 
-$(B)/tests/%: tests/unit/%.c tests/unit/testutil.h $(LIB_A)
+$(B)/tests/%: tests/unit/%.c tests/unit/testutil.h $$(OBJS_$$*) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) $(ALL_LDFLAGS) $(LDFLAGS_$*) -o $@ $< $(LIB_A) $(CMOCKA_LIBS) $(LIBS)
+	$(CC) $(ALL_CFLAGS) $(CFLAGS_$*) $(CMOCKA_CFLAGS) $(ALL_LDFLAGS) $(LDFLAGS_$*) -o $@ $< $(OBJS_$*) $(LIB_A) $(CMOCKA_LIBS) $(LIBS)
 
 $(B)/tests/tools/%: tests/tools/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
