@@ -9,11 +9,13 @@
  *
  * DESCRIPTION
  *   Dispatches the command word to its subsystem (site.c, daemons.c,
- *   messages.c, client.c) and holds what they share: option parsing and
- *   the site root.  The root comes from --root (before the command or
- *   among its options, SPEC 9), else $SITESRV_ROOT, else the installed
- *   root /var/lib/sitesrv.  Commands of later releases are listed in the
- *   usage and refuse to run with a plain message rather than pretending.
+ *   messages.c, client.c, sites.c, package.c) and holds what they
+ *   share: option parsing and the site root.  The root comes from
+ *   --root (before the command or among its options, SPEC 9), else
+ *   $SITESRV_ROOT, else the installed root /var/lib/sitesrv.  Commands
+ *   of later releases are listed in the usage and refuse to run with a
+ *   plain message rather than pretending.  A usage text may hold several
+ *   lines ('\n'), each printed as a usage line of its own.
  *
  * DIAGNOSTICS
  *   Errors on stderr as "sitectl: ...".  Exit 0 success, 1 failure,
@@ -46,12 +48,21 @@ static const struct cmd cmds[] = {
     { "client",   cmd_client,   "client send-status --cap DIR --id N [--severity I|W|E] "
                                 "[--component NAME] [--machine NAME] [--site CODE] "
                                 "[--istr TEXT]... [--attr NAME=VALUE]... [--queue DIR]" },
+    /* One line per subcommand group: '\n' starts another usage line. */
+    { "dp",       cmd_dp,       "dp add NAME PATH | dp remove NAME | dp list [--json]" },
+    { "site",     cmd_site,     "site add CODE --address ADDR --key PUBFILE | site remove CODE"
+                                " | site list [--json]" },
+    { "package",  cmd_package,  "package add --name NAME --source DIR [--dp NAME]...\n"
+                                "package update ID | package delete ID\n"
+                                "package list [--json] | package show ID [--json]\n"
+                                "package wait ID [--timeout SECONDS]" },
+    { "retry",    cmd_retry,    "retry list [--json] | retry now [ID [DP]] | retry clear ID [DP]" },
 };
 
 /* Commands of SPEC 9 that later releases bring; named so that scripts get
  * a clear refusal instead of "unknown command". */
 static const char *const coming[] = {
-    "dp", "site", "package", "retry", "send", "backup", "restore",
+    "send", "backup", "restore",
 };
 
 static void vctl_err(const char *fmt, va_list ap) SS_PRINTF(1, 0);
@@ -70,6 +81,23 @@ void ctl_err(const char *fmt, ...)
     va_end(ap);
 }
 
+/* A usage text, one line per '\n'-separated part, each as
+ * "<lead>sitectl [--root DIR] PART" (lead: "usage: " on the first line,
+ * as many blanks on the others), or "<indent>PART" when bare. */
+static void print_usage_lines(FILE *f, const char *u, int bare)
+{
+    for (int first = 1; *u; first = 0) {
+        size_t n = strcspn(u, "\n");
+        if (bare)
+            fprintf(f, "  %.*s\n", (int)n, u);
+        else
+            fprintf(f, "%s sitectl [--root DIR] %.*s\n", first ? "usage:" : "      ", (int)n, u);
+        u += n;
+        if (*u == '\n')
+            u++;
+    }
+}
+
 const char *ctl_cmd_usage(const char *cmd)
 {
     for (size_t i = 0; cmd && i < SS_ARRAY_LEN(cmds); i++)
@@ -86,7 +114,7 @@ void ctl_usage_error(const struct ctl *c, const char *fmt, ...)
     va_end(ap);
     const char *u = ctl_cmd_usage(c ? c->cmd : NULL);
     if (u)
-        fprintf(stderr, "usage: sitectl [--root DIR] %s\n", u);
+        print_usage_lines(stderr, u, 0);
     else
         fprintf(stderr, "usage: sitectl [--root DIR] COMMAND [options]  (sitectl --help)\n");
     exit(CTL_USAGE);
@@ -120,7 +148,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: sitectl [--root DIR] COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < SS_ARRAY_LEN(cmds); i++)
-        fprintf(f, "  %s\n", cmds[i].usage);
+        print_usage_lines(f, cmds[i].usage, 1);
     fprintf(f, "\ncoming in later releases:");
     for (size_t i = 0; i < SS_ARRAY_LEN(coming); i++)
         fprintf(f, " %s", coming[i]);
@@ -157,7 +185,7 @@ int ctl_common(struct ctl *c, int argc, char **argv, int *i)
     if (ctl_flag(argv[*i], "--help") || ctl_flag(argv[*i], "-h")) {
         const char *u = ctl_cmd_usage(c->cmd);
         if (u)
-            printf("usage: sitectl [--root DIR] %s\n", u);
+            print_usage_lines(stdout, u, 0);
         else
             usage(stdout);
         exit(CTL_OK);

@@ -10,7 +10,10 @@
 #ifndef SITECTL_H
 #define SITECTL_H
 
+#include <sqlite3.h>
+
 #include "common.h"
+#include "pkgreq.h"
 #include "util.h"
 
 enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
@@ -98,6 +101,83 @@ int ctl_load_conf(const char *root, struct ss_conf *cf, char *err, size_t errlen
  * held.  Strict: 0 or -EBADMSG. */
 int ctl_json_str_array(const char *text, char *out, size_t len, int max, int *count);
 
+/* ---- the site database, for dp, site, package and retry (sites.c) ---- */
+
+/* An initialised site opened for one command. */
+struct ctl_site {
+    const char *root;
+    char        code[SS_SITE_LEN + 1];     /* site.code */
+    char        parent[SS_SITE_LEN + 1];   /* site.parent, "" when none */
+    char        dbpath[SS_PATH_MAX];
+    sqlite3    *db;   /* NULL when opened for reading and there is no
+                       * database, or no package tables, yet: empty lists */
+};
+#define CTL_SITE_WRITE 0x1    /* read-write (migrated), else SITEDB_RDONLY */
+
+/* Load site.conf (ctl_load_conf) and open the database.  CTL_OK, or
+ * CTL_FAIL with the error printed. */
+int  ctl_site_open(struct ctl *c, struct ctl_site *s, int flags);
+void ctl_site_close(struct ctl_site *s);
+/* "sitectl: WHAT: <SQLite's error> (DBPATH)"; rolls back an open
+ * transaction; returns CTL_FAIL. */
+int  ctl_db_fail(const struct ctl_site *s, const char *what);
+/* Drop a package request for distmgr.  CTL_OK, or CTL_FAIL with
+ * "sitectl: DONE, but distmgr was not told: ..." printed, DONE saying
+ * what the database already holds. */
+int  ctl_tell_distmgr(const struct ctl_site *s, enum pkgreq_action a,
+                      const char *package, const char *done);
+
+/* Run one SQL statement, binding its parameters ?1, ?2... from the
+ * arguments by types: 's' const char * (NULL binds NULL), 'i' int64_t.
+ * ctl_sql: *changes (may be NULL) gets sqlite3_changes.  ctl_sql_int:
+ * the first column of the first row into *out, -ENOENT when no row.
+ * 0 or -EIO (SQLite's error stays on the connection for ctl_db_fail). */
+int ctl_sql(sqlite3 *db, int *changes, const char *sql, const char *types, ...);
+int ctl_sql_int(sqlite3 *db, long long *out, const char *sql, const char *types, ...);
+
+const char *ctl_col_text(sqlite3_stmt *st, int i);
+/* An ISO 8601 UTC time as a JSON string, or null when ms <= 0. */
+void ctl_json_time(struct sbuf *b, int64_t ms);
+/* A DP name: [A-Za-z0-9_.-]{1,32}. */
+int  ctl_dp_name_ok(const char *s);
+/* Can a DP root be written now: an existing directory we may write and
+ * search?  0, or -errno with why[] saying it in words. */
+int  ctl_dp_reachable(const char *path, char *why, size_t len);
+/* "42s", "17m", "5h", "3d" (rounded down). */
+void ctl_fmt_span(int64_t s, char *buf, size_t len);
+
+/* Retry targets of scope "dp" under prefix (NULL: all) whose DP - the
+ * last '/' segment - is dp.  *out is malloc'ed, n entries of
+ * CTL_TARGET_LEN bytes; free() it.  0 or -EIO/-ENOMEM. */
+#define CTL_TARGET_LEN 256
+int ctl_dp_retry_targets(sqlite3 *db, const char *prefix, const char *dp,
+                         char (**out)[CTL_TARGET_LEN], int *n);
+
+/* The arguments of dp, site, package and retry: a subcommand word and
+ * positional arguments, and the options below.  ctl_args_parse stores
+ * every option it knows (a usage error for any other, "--" ends them);
+ * ctl_args_only then refuses, as a usage error, an option the
+ * subcommand does not take (allowed: a mask of CTL_A_*), and a count of
+ * positional arguments (after the subcommand) outside [min, max]. */
+enum {
+    CTL_A_JSON = 0x01, CTL_A_NAME = 0x02, CTL_A_SOURCE = 0x04, CTL_A_DP = 0x08,
+    CTL_A_ADDRESS = 0x10, CTL_A_KEY = 0x20, CTL_A_TIMEOUT = 0x40,
+};
+struct ctl_args {
+    const char  *sub;            /* the subcommand, NULL when none */
+    const char  *pos[4];         /* positional arguments after it */
+    int          npos;
+    unsigned     given;          /* CTL_A_* seen */
+    int          json;
+    const char  *name, *source, *address, *key, *timeout;
+    const char **dps;            /* every --dp, in order (argc entries) */
+    int          ndps;
+};
+void ctl_args_parse(struct ctl *c, int argc, char **argv, struct ctl_args *a);
+void ctl_args_only(struct ctl *c, const struct ctl_args *a, unsigned allowed,
+                   int min, int max);
+void ctl_args_free(struct ctl_args *a);
+
 /* Commands: argv[0] is the first argument after the command word. */
 int cmd_init(struct ctl *c, int argc, char **argv);
 int cmd_config(struct ctl *c, int argc, char **argv);
@@ -107,5 +187,9 @@ int cmd_stop(struct ctl *c, int argc, char **argv);
 int cmd_status(struct ctl *c, int argc, char **argv);
 int cmd_messages(struct ctl *c, int argc, char **argv);
 int cmd_client(struct ctl *c, int argc, char **argv);
+int cmd_dp(struct ctl *c, int argc, char **argv);        /* sites.c */
+int cmd_site(struct ctl *c, int argc, char **argv);      /* sites.c */
+int cmd_package(struct ctl *c, int argc, char **argv);   /* package.c */
+int cmd_retry(struct ctl *c, int argc, char **argv);     /* package.c */
 
 #endif

@@ -544,9 +544,10 @@ static int pkg_new_version(struct task *t, sqlite3 *db, struct pkgrow *p)
     if (p->version > 0 && (rc = mf_db_load(db, p->id, p->version, &prev)) < 0)
         goto out;
     if ((lk = store_lock(dm, LOCK_SH)) < 0) {
-        rc = lk;
-        (void)ss_fmt(err, sizeof err, "cannot lock the content store: %s", strerror(-rc));
-        pkg_failed(t, db, p, rc, err, 1);
+        (void)ss_fmt(err, sizeof err, "cannot lock the content store: %s", strerror(-lk));
+        pkg_failed(t, db, p, lk, err, 1);
+        t->outcome = 2;
+        rc = 0;
         goto out;
     }
     err[0] = 0;
@@ -560,6 +561,8 @@ static int pkg_new_version(struct task *t, sqlite3 *db, struct pkgrow *p)
         /* A symlink or device in the source is the administrator's to fix;
          * anything else (a share away, a file being written) may pass. */
         pkg_failed(t, db, p, rc, why, rc != -EINVAL);
+        t->outcome = 2;
+        rc = 0;                 /* reported; the DPs keep the version they have */
         goto out;
     }
     if (p->version > 0 && mf_equal(&prev, &cur)) {
@@ -571,6 +574,8 @@ static int pkg_new_version(struct task *t, sqlite3 *db, struct pkgrow *p)
     if ((rc = store_sync(dm)) < 0) {
         (void)ss_fmt(err, sizeof err, "cannot make the content store durable: %s", strerror(-rc));
         pkg_failed(t, db, p, rc, err, 1);
+        t->outcome = 2;
+        rc = 0;
         goto out;
     }
     if ((rc = collect_candidates(db, p->id, p->version + 1, &cand, &ncand)) < 0)
@@ -891,7 +896,7 @@ static int task_pkg(struct task *t, sqlite3 *db)
             return rc;
         if (p.version == 0)
             return 0;           /* failed, reported; the retry brings it back */
-        if (!atomic_load(&t->dm->stopping)) {
+        if (t->outcome != 2 && !atomic_load(&t->dm->stopping)) {
             const char *attrs[] = { "PackageID", p.id, NULL };
             sm_emit(SM_DIST_OK, 0, attrs, p.name, p.id, NULL);
         }

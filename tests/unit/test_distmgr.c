@@ -478,13 +478,8 @@ static void test_bad_source(void **state)
     run_free(f, T_DP, "CEN00001", "DP1", 0);
     assert_int_equal(ss_path(path, sizeof path, "%s/sub/link", f->src), 0);
     assert_int_equal(symlink("/etc/passwd", path), 0);
-    struct task *t = calloc(1, sizeof *t);
-    t->dm = &f->dm;
-    t->kind = T_PKG;
-    t->new_version = 1;
-    (void)ss_strcpy(t->pkg, sizeof t->pkg, "CEN00001");
-    task_work(&t->job);
-    assert_true(t->rc < 0);
+    struct task *t = run(f, T_PKG, "CEN00001", NULL, 1);
+    assert_int_equal(t->outcome, 2);
     task_free(t);
     assert_int_equal(sql_int(f, "SELECT version FROM package"), 1);
     sql_text(f, s, sizeof s, "SELECT last_error FROM package");
@@ -492,6 +487,17 @@ static void test_bad_source(void **state)
     assert_int_equal(count_msgs(f, SM_DIST_FAILED), 1);
     assert_int_equal(ss_path(path, sizeof path, "%s/CEN00001/a.txt", f->dp1), 0);
     assert_true(tu_file_contains(path, "alpha"));
+    /* The administrator's to fix: not retried.  A source that is away is. */
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM retry WHERE scope = 'source'"), 0);
+    assert_int_equal(ss_rm_rf(f->src), 0);
+    t = run(f, T_PKG, "CEN00001", NULL, 1);
+    assert_int_equal(t->outcome, 2);
+    assert_true(wants_dp(t, "DP2"));    /* DPs still served the version there is */
+    task_free(t);
+    assert_int_equal(sql_int(f, "SELECT attempts FROM retry WHERE scope = 'source'"
+                                " AND target = 'CEN00001'"), 1);
+    assert_int_equal(count_msgs(f, SM_DIST_FAILED), 2);
+    assert_int_equal(sql_int(f, "SELECT version FROM package"), 1);
 }
 
 int main(void)

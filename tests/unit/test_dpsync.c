@@ -1,0 +1,842 @@
+/*
+ * test_dpsync.c - unit tests of lib/dpsync.c: installing a package version
+ * on a distribution point, removing it, and what a client reading the DP
+ * meanwhile sees.
+ *
+ * Each test builds its manifests and store objects itself (content written
+ * to store_object_path(sha)), installs them into a DP root under a fresh
+ * temporary directory, then walks the DP and compares it with the manifest
+ * both ways: every entry found is in the manifest with the same type, mode,
+ * mtime, size and content, and the number found is the manifest's.
+ *
+ * The atomic-visibility test runs a reader thread that walks the package
+ * from a directory descriptor, reading every file, while the main thread
+ * installs two alternating versions; every complete walk must be exactly
+ * one version.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "testutil.h"
+
+#include "dpsync.h"
+#include "manifest.h"
+#include "record.h"
+
+#define PKG "CEN00001"
+#define NS(s) ((int64_t)(s) * 1000000000 + 123456789)
+
+struct fspec {
+    const char *path;
+    const char *content;        /* NULL for a directory */
+    unsigned    mode;           /* permission bits */
+    int64_t     mtime_s;
+};
+
+#define DIR_(p, mode, t)    { p, NULL, S_IFDIR | (mode), t }
+#define FILE_(p, c, mode, t) { p, c, S_IFREG | (mode), t }
+
+struct fx {
+    char root[SS_PATH_MAX];
+    char dp[SS_PATH_MAX];       /* root/dp */
+    char store[SS_PATH_MAX];    /* root/store */
+    char pkg[SS_PATH_MAX];      /* root/dp/PKG */
+    char pnew[SS_PATH_MAX];     /* root/dp/.PKG.new */
+    char pold[SS_PATH_MAX];     /* root/dp/.PKG.old */
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+
+    if (f == NULL || tu_mkdtemp(f->root, sizeof f->root, "test_dpsync") < 0 ||
+        ss_path(f->dp, sizeof f->dp, "%s/dp", f->root) < 0 ||
+        ss_path(f->store, sizeof f->store, "%s/store", f->root) < 0 ||
+        ss_path(f->pkg, sizeof f->pkg, "%s/%s", f->dp, PKG) < 0 ||
+        ss_path(f->pnew, sizeof f->pnew, "%s/.%s.new", f->dp, PKG) < 0 ||
+        ss_path(f->pold, sizeof f->pold, "%s/.%s.old", f->dp, PKG) < 0 ||
+        mkdir(f->dp, 0755) < 0 || store_init(f->store) < 0) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    int r = ss_rm_rf(f->root);
+
+    free(f);
+    return r;
+}
+
+/* ---- building manifests and store objects ----------------------------- */
+
+static void put_object(const char *store, const unsigned char sha[32], const char *data,
+                       size_t len)
+{
+    char path[SS_PATH_MAX], dir[SS_PATH_MAX];
+
+    assert_int_equal(store_object_path(store, sha, path, sizeof path), 0);
+    assert_int_equal(ss_strcpy(dir, sizeof dir, path), 0);
+    *strrchr(dir, '/') = '\0';
+    assert_int_equal(ss_mkdir_p(dir, 0755), 0);
+    if (!tu_exists(AT_FDCWD, path))
+        tu_write_len(path, data, len);
+}
+
+static void obj_path(const char *store, const char *content, char *buf, size_t len)
+{
+    unsigned char sha[32];
+
+    assert_int_equal(ss_sha256(content, strlen(content), sha), 0);
+    assert_int_equal(store_object_path(store, sha, buf, len), 0);
+}
+
+static void build(const char *store, const struct fspec *s, size_t n, struct manifest *m)
+{
+    mf_init(m);
+    for (size_t i = 0; i < n; i++) {
+        struct mf_entry e;
+        memset(&e, 0, sizeof e);
+        e.path = (char *)s[i].path;
+        e.mode = s[i].mode;
+        e.mtime_ns = NS(s[i].mtime_s);
+        if (s[i].content != NULL) {
+            e.size = (int64_t)strlen(s[i].content);
+            assert_int_equal(ss_sha256(s[i].content, (size_t)e.size, e.sha), 0);
+            put_object(store, e.sha, s[i].content, (size_t)e.size);
+        }
+        assert_int_equal(mf_add(m, &e), 0);
+    }
+    mf_sort(m);
+}
+
+/* ---- comparing a tree with a manifest --------------------------------- */
+
+static size_t check_dir(int dfd, const char *prefix, const struct manifest *m)
+{
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+    size_t found = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        char rel[SS_PATH_MAX];
+        struct stat st;
+
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        assert_int_equal(ss_path(rel, sizeof rel, "%s%s%s", prefix, *prefix ? "/" : "",
+                                 de->d_name), 0);
+        const struct mf_entry *e = mf_find(m, rel);
+        if (e == NULL)
+            fail_msg("%s is on the DP but not in the manifest", rel);
+        assert_int_equal(fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW), 0);
+        if ((st.st_mode & S_IFMT) != (e->mode & S_IFMT))
+            fail_msg("%s has the wrong type", rel);
+        if ((st.st_mode & 07777) != (e->mode & 07777))
+            fail_msg("%s has mode %o, want %o", rel, st.st_mode & 07777, e->mode & 07777);
+        int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        if (mt != e->mtime_ns)
+            fail_msg("%s has mtime %lld, want %lld", rel, (long long)mt,
+                     (long long)e->mtime_ns);
+        found++;
+        if (S_ISDIR(st.st_mode)) {
+            int sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            assert_true(sub >= 0);
+            found += check_dir(sub, rel, m);
+            close(sub);
+        } else {
+            size_t len;
+            unsigned char sha[32];
+            char *buf = tu_read_at(dfd, de->d_name, &len);
+            assert_int_equal((int64_t)len, e->size);
+            assert_int_equal(ss_sha256(buf, len, sha), 0);
+            if (memcmp(sha, e->sha, 32) != 0)
+                fail_msg("%s has the wrong content", rel);
+            free(buf);
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* The tree at path is exactly m: every entry found is in m, as m says,
+ * and there are as many as m has. */
+static void check_tree(const char *path, const struct manifest *m)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    assert_true(fd >= 0);
+    assert_int_equal(check_dir(fd, "", m), m->n);
+    close(fd);
+}
+
+static ino_t ino_of(const char *dir, const char *rel)
+{
+    char p[SS_PATH_MAX];
+    struct stat st;
+
+    assert_int_equal(ss_path(p, sizeof p, "%s/%s", dir, rel), 0);
+    assert_int_equal(lstat(p, &st), 0);
+    return st.st_ino;
+}
+
+static int install(struct fx *f, const struct manifest *m, struct dp_stats *st,
+                   char *err, size_t errlen)
+{
+    return dp_install(f->dp, PKG, m, f->store, NULL, st, err, errlen);
+}
+
+/* ---- the versions ---------------------------------------------------- */
+
+static const struct fspec V1[] = {
+    DIR_("bin", 0755, 1000),
+    FILE_("bin/tool", "#!/bin/sh\necho tool\n", 0755, 1001),
+    DIR_("doc", 0555, 1002),                    /* read-only: filled before its mode */
+    FILE_("doc/a.txt", "document a\n", 0444, 1003),
+    FILE_("doc/b.txt", "document b\n", 0640, 1004),
+    FILE_("empty", "", 0600, 1005),
+    DIR_("gone", 0700, 1006),
+    FILE_("gone/f", "soon removed\n", 0644, 1007),
+    FILE_("readme.txt", "version 1\n", 0644, 1008),
+    FILE_("a.b", "sorts between a directory and its contents\n", 0644, 1009),
+};
+
+/* readme.txt changed (content), bin/tool changed (mode only), doc/a.txt
+ * removed, new.txt added, newdir/ added, gone/ removed. */
+static const struct fspec V2[] = {
+    DIR_("bin", 0755, 1000),
+    FILE_("bin/tool", "#!/bin/sh\necho tool\n", 0700, 1001),
+    DIR_("doc", 0555, 2002),
+    FILE_("doc/b.txt", "document b\n", 0640, 1004),
+    FILE_("empty", "", 0600, 1005),
+    FILE_("readme.txt", "version 2, longer\n", 0644, 2008),
+    FILE_("a.b", "sorts between a directory and its contents\n", 0644, 1009),
+    FILE_("new.txt", "new in 2\n", 0644, 2010),
+    DIR_("newdir", 0750, 2011),
+    DIR_("newdir/deep", 0755, 2012),
+    FILE_("newdir/deep/x", "deep\n", 0644, 2013),
+};
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_first_install(void **state)
+{
+    struct fx *f = *state;
+    struct manifest m;
+    struct dp_stats st;
+    char err[SS_ERR_MAX] = "";
+    struct stat sb;
+
+    build(f->store, V1, SS_ARRAY_LEN(V1), &m);
+    assert_int_equal(install(f, &m, &st, err, sizeof err), 0);
+    check_tree(f->pkg, &m);
+    assert_int_equal(st.copied, 7);
+    assert_int_equal(st.linked, 0);
+    assert_int_equal(st.dirs, 3);
+    assert_int_equal(st.bytes_copied, m.bytes);
+    assert_false(tu_exists(AT_FDCWD, f->pnew));
+    assert_false(tu_exists(AT_FDCWD, f->pold));
+    assert_int_equal(stat(f->pkg, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0755);
+    assert_int_equal(tu_count(f->dp), 1);
+    mf_free(&m);
+}
+
+static void test_delta_update(void **state)
+{
+    struct fx *f = *state;
+    struct manifest m1, m2;
+    struct dp_stats st;
+    char err[SS_ERR_MAX] = "";
+    static const char *const kept[] = { "doc/b.txt", "empty", "a.b" };
+    static const char *const changed[] = { "readme.txt", "bin/tool" };
+    ino_t kept_ino[SS_ARRAY_LEN(kept)], changed_ino[SS_ARRAY_LEN(changed)];
+
+    build(f->store, V1, SS_ARRAY_LEN(V1), &m1);
+    build(f->store, V2, SS_ARRAY_LEN(V2), &m2);
+    assert_int_equal(install(f, &m1, NULL, err, sizeof err), 0);
+    for (size_t i = 0; i < SS_ARRAY_LEN(kept); i++)
+        kept_ino[i] = ino_of(f->pkg, kept[i]);
+    for (size_t i = 0; i < SS_ARRAY_LEN(changed); i++)
+        changed_ino[i] = ino_of(f->pkg, changed[i]);
+
+    assert_int_equal(install(f, &m2, &st, err, sizeof err), 0);
+    check_tree(f->pkg, &m2);
+    assert_int_equal(st.linked, SS_ARRAY_LEN(kept));
+    assert_int_equal(st.copied, 4);             /* readme, tool, new.txt, deep/x */
+    assert_int_equal(st.dirs, 4);
+    for (size_t i = 0; i < SS_ARRAY_LEN(kept); i++)
+        assert_true(ino_of(f->pkg, kept[i]) == kept_ino[i]);
+    for (size_t i = 0; i < SS_ARRAY_LEN(changed); i++)
+        assert_true(ino_of(f->pkg, changed[i]) != changed_ino[i]);
+    /* The previous generation is whole, including the mode of bin/tool:
+     * nothing was changed through a shared inode. */
+    check_tree(f->pold, &m1);
+    assert_false(tu_exists(AT_FDCWD, f->pnew));
+
+    /* Again with the same version: everything is linked, the v1 tree is
+     * gone and the replaced v2 generation is the new .old. */
+    assert_int_equal(install(f, &m2, &st, err, sizeof err), 0);
+    assert_int_equal(st.copied, 0);
+    assert_int_equal(st.linked, (size_t)m2.files);
+    check_tree(f->pkg, &m2);
+    check_tree(f->pold, &m2);
+    assert_int_equal(tu_count(f->dp), 2);
+    mf_free(&m1);
+    mf_free(&m2);
+}
+
+static void test_missing_root(void **state)
+{
+    struct fx *f = *state;
+    struct manifest m;
+    char root[SS_PATH_MAX], err[SS_ERR_MAX] = "";
+
+    build(f->store, V1, SS_ARRAY_LEN(V1), &m);
+    assert_int_equal(ss_path(root, sizeof root, "%s/nope", f->root), 0);
+    assert_int_equal(dp_check(root, err, sizeof err), -ENOENT);
+    assert_non_null(strstr(err, root));
+    err[0] = '\0';
+    assert_int_equal(dp_install(root, PKG, &m, f->store, NULL, NULL, err, sizeof err),
+                     -ENOENT);
+    assert_non_null(strstr(err, "does not exist"));
+    assert_false(tu_exists(AT_FDCWD, root));
+    assert_int_equal(dp_remove(root, PKG, err, sizeof err), -ENOENT);
+    assert_false(tu_exists(AT_FDCWD, root));
+    mf_free(&m);
+}
+
+/* As root, permissions do not stop us (and chattr is not available here):
+ * a DP root that is a regular file stands in for an unusable one. */
+static void test_root_unusable(void **state)
+{
+    struct fx *f = *state;
+    struct manifest m;
+    char root[SS_PATH_MAX], err[SS_ERR_MAX] = "";
+    int want;
+
+    build(f->store, V1, SS_ARRAY_LEN(V1), &m);
+    assert_int_equal(ss_path(root, sizeof root, "%s/dp2", f->root), 0);
+    if (geteuid() == 0) {
+        tu_write(root, "not a directory\n");
+        want = -ENOTDIR;
+    } else {
+        assert_int_equal(mkdir(root, 0555), 0);
+        want = -EACCES;
+    }
+    assert_int_equal(dp_check(root, err, sizeof err), want);
+    assert_int_equal(dp_install(root, PKG, &m, f->store, NULL, NULL, err, sizeof err), want);
+    assert_non_null(strstr(err, root));
+    if (want == -EACCES) {
+        assert_int_equal(tu_count(root), 0);
+        assert_int_equal(chmod(root, 0755), 0);
+    } else {
+        tu_assert_content(AT_FDCWD, root, "not a directory\n");
+    }
+    mf_free(&m);
+}
+
+/* A missing or damaged store object fails the install with -EUCLEAN; the
+ * visible tree stays as it was and no staging tree is left. */
+static void test_bad_store_object(void **state)
+{
+    static const struct {
+        const char *label;
+        const char *replace;    /* NULL: remove the object */
+        const char *want;
+    } cases[] = {
+        { "missing", NULL, "is missing" },
+        { "wrong size", "xx", "has the wrong size" },
+    };
+    struct fx *f = *state;
+
+    for (size_t i = 0; i < SS_ARRAY_LEN(cases); i++) {
+        struct manifest m1, m2;
+        char obj[SS_PATH_MAX], err[SS_ERR_MAX] = "";
+
+        build(f->store, V1, SS_ARRAY_LEN(V1), &m1);
+        build(f->store, V2, SS_ARRAY_LEN(V2), &m2);
+        assert_int_equal(dp_remove(f->dp, PKG, err, sizeof err), 0);
+        assert_int_equal(install(f, &m1, NULL, err, sizeof err), 0);
+        obj_path(f->store, "new in 2\n", obj, sizeof obj);
+        assert_int_equal(unlink(obj), 0);
+        if (cases[i].replace != NULL)
+            tu_write(obj, cases[i].replace);
+        assert_int_equal(install(f, &m2, NULL, err, sizeof err), -EUCLEAN);
+        if (strstr(err, cases[i].want) == NULL || strstr(err, "new.txt") == NULL)
+            fail_msg("%s: unexpected message \"%s\"", cases[i].label, err);
+        check_tree(f->pkg, &m1);
+        assert_false(tu_exists(AT_FDCWD, f->pnew));
+        unlink(obj);
+        mf_free(&m1);
+        mf_free(&m2);
+    }
+}
+
+static void test_remove(void **state)
+{
+    struct fx *f = *state;
+    struct manifest m1, m2;
+    char err[SS_ERR_MAX] = "";
+
+    build(f->store, V1, SS_ARRAY_LEN(V1), &m1);
+    build(f->store, V2, SS_ARRAY_LEN(V2), &m2);
+    assert_int_equal(install(f, &m1, NULL, err, sizeof err), 0);
+    assert_int_equal(install(f, &m2, NULL, err, sizeof err), 0);
+    assert_true(tu_exists(AT_FDCWD, f->pold));
+    /* And an interrupted install's leftover, with a read-only directory. */
+    char p[SS_PATH_MAX];
+    assert_int_equal(mkdir(f->pnew, 0700), 0);
+    assert_int_equal(ss_path(p, sizeof p, "%s/ro", f->pnew), 0);
+    assert_int_equal(mkdir(p, 0700), 0);
+    assert_int_equal(ss_path(p, sizeof p, "%s/ro/f", f->pnew), 0);
+    tu_write(p, "half");
+    assert_int_equal(ss_path(p, sizeof p, "%s/ro", f->pnew), 0);
+    assert_int_equal(chmod(p, 0500), 0);
+    assert_int_equal(dp_remove(f->dp, PKG, err, sizeof err), 0);
+    assert_int_equal(tu_count(f->dp), 0);
+    /* Nothing to remove is no error. */
+    assert_int_equal(dp_remove(f->dp, PKG, err, sizeof err), 0);
+    mf_free(&m1);
+    mf_free(&m2);
+}
+
+/* The debris of a crash during an install: a half-built .PKG.new, with a
+ * read-only directory in it, is removed by the next install. */
+static void test_leftover_staging(void **state)
+{
+    struct fx *f = *state;
+    struct manifest m;
+    char p[SS_PATH_MAX], err[SS_ERR_MAX] = "";
+
+    build(f->store, V1, SS_ARRAY_LEN(V1), &m);
+    assert_int_equal(mkdir(f->pnew, 0700), 0);
+    assert_int_equal(ss_path(p, sizeof p, "%s/doc", f->pnew), 0);
+    assert_int_equal(mkdir(p, 0700), 0);
+    assert_int_equal(ss_path(p, sizeof p, "%s/doc/half", f->pnew), 0);
+    tu_write(p, "half written");
+    assert_int_equal(ss_path(p, sizeof p, "%s/doc", f->pnew), 0);
+    assert_int_equal(chmod(p, 0500), 0);
+    assert_int_equal(ss_path(p, sizeof p, "%s/stray", f->pnew), 0);
+    tu_write(p, "stray");
+
+    assert_int_equal(install(f, &m, NULL, err, sizeof err), 0);
+    assert_false(tu_exists(AT_FDCWD, f->pnew));
+    check_tree(f->pkg, &m);
+    mf_free(&m);
+}
+
+/* Something that is not a package tree under the package's name is left
+ * alone by both install and removal. */
+static void test_pkgid_is_a_file(void **state)
+{
+    struct fx *f = *state;
+    struct manifest m;
+    char err[SS_ERR_MAX] = "";
+
+    build(f->store, V1, SS_ARRAY_LEN(V1), &m);
+    tu_write(f->pkg, "someone's file\n");
+    assert_int_equal(install(f, &m, NULL, err, sizeof err), -EEXIST);
+    assert_non_null(strstr(err, "not a directory"));
+    tu_assert_content(AT_FDCWD, f->pkg, "someone's file\n");
+    assert_int_equal(tu_count(f->dp), 1);
+    assert_int_equal(dp_remove(f->dp, PKG, err, sizeof err), -ENOTDIR);
+    tu_assert_content(AT_FDCWD, f->pkg, "someone's file\n");
+    mf_free(&m);
+}
+
+static void test_stop(void **state)
+{
+    struct fx *f = *state;
+    struct manifest m;
+    char err[SS_ERR_MAX] = "";
+    volatile int stop = 1;
+
+    build(f->store, V1, SS_ARRAY_LEN(V1), &m);
+    assert_int_equal(dp_install(f->dp, PKG, &m, f->store, &stop, NULL, err, sizeof err),
+                     -EINTR);
+    assert_int_equal(tu_count(f->dp), 0);
+    mf_free(&m);
+}
+
+static void test_bad_arguments(void **state)
+{
+    static const char *const ids[] = { "", ".hidden", "../x", "a/b", "tab\there" };
+    struct fx *f = *state;
+    struct manifest m;
+    char err[SS_ERR_MAX];
+
+    mf_init(&m);
+    for (size_t i = 0; i < SS_ARRAY_LEN(ids); i++) {
+        assert_int_equal(dp_install(f->dp, ids[i], &m, f->store, NULL, NULL, err, sizeof err),
+                         -EINVAL);
+        assert_int_equal(dp_remove(f->dp, ids[i], err, sizeof err), -EINVAL);
+    }
+    assert_int_equal(dp_check("", err, sizeof err), -EINVAL);
+    assert_int_equal(tu_count(f->dp), 0);
+
+    /* An unsafe manifest path never writes outside the tree. */
+    struct fspec bad[] = { FILE_("../escape", "x", 0644, 1) };
+    build(f->store, bad, 1, &m);
+    assert_int_equal(install(f, &m, NULL, err, sizeof err), -EINVAL);
+    assert_int_equal(tu_count(f->dp), 0);
+    char esc[SS_PATH_MAX];
+    assert_int_equal(ss_path(esc, sizeof esc, "%s/escape", f->dp), 0);
+    assert_false(tu_exists(AT_FDCWD, esc));
+    assert_int_equal(ss_path(esc, sizeof esc, "%s/escape", f->root), 0);
+    assert_false(tu_exists(AT_FDCWD, esc));
+    mf_free(&m);
+}
+
+/* An empty manifest installs an empty package directory. */
+static void test_empty_manifest(void **state)
+{
+    struct fx *f = *state;
+    struct manifest m;
+    char err[SS_ERR_MAX];
+
+    mf_init(&m);
+    assert_int_equal(install(f, &m, NULL, err, sizeof err), 0);
+    assert_int_equal(tu_count(f->pkg), 0);
+    mf_free(&m);
+}
+
+static void test_copy_fd(void **state)
+{
+    struct fx *f = *state;
+    char in[SS_PATH_MAX], out[SS_PATH_MAX];
+    size_t big = (3u << 20) + 17, len;
+    char *data = malloc(big), *got;
+    int ifd, ofd, p[2];
+
+    assert_non_null(data);
+    for (size_t i = 0; i < big; i++)
+        data[i] = (char)(i * 7 + i / 4096);
+    assert_int_equal(ss_path(in, sizeof in, "%s/in", f->root), 0);
+    assert_int_equal(ss_path(out, sizeof out, "%s/out", f->root), 0);
+    tu_write_len(in, data, big);
+
+    /* File to file: copy_file_range. */
+    ifd = open(in, O_RDONLY);
+    ofd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(ifd >= 0 && ofd >= 0);
+    assert_int_equal(ss_copy_fd(ifd, ofd, (int64_t)big), 0);
+    close(ofd);
+    got = tu_read(out, &len);
+    assert_int_equal(len, big);
+    assert_memory_equal(got, data, big);
+    free(got);
+
+    /* Asking for more than there is: -ENODATA. */
+    assert_int_equal(lseek(ifd, 0, SEEK_SET), 0);
+    ofd = open(out, O_WRONLY | O_TRUNC);
+    assert_true(ofd >= 0);
+    assert_int_equal(ss_copy_fd(ifd, ofd, (int64_t)big + 1), -ENODATA);
+    close(ofd);
+
+    /* Into a pipe copy_file_range refuses (EINVAL): read/write. */
+    assert_int_equal(lseek(ifd, 0, SEEK_SET), 0);
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(ss_copy_fd(ifd, p[1], 1000), 0);
+    close(p[1]);
+    char buf[2000];
+    ssize_t n = read(p[0], buf, sizeof buf);
+    assert_int_equal(n, 1000);
+    assert_memory_equal(buf, data, 1000);
+    close(p[0]);
+    close(ifd);
+    free(data);
+}
+
+static void test_dp_check(void **state)
+{
+    struct fx *f = *state;
+    char file[SS_PATH_MAX], missing[SS_PATH_MAX], err[SS_ERR_MAX];
+
+    assert_int_equal(ss_path(file, sizeof file, "%s/file", f->root), 0);
+    assert_int_equal(ss_path(missing, sizeof missing, "%s/missing", f->root), 0);
+    tu_write(file, "x");
+    const struct { const char *path; int want; } cases[] = {
+        { f->dp, 0 },
+        { missing, -ENOENT },
+        { file, -ENOTDIR },
+        { "", -EINVAL },
+    };
+    for (size_t i = 0; i < SS_ARRAY_LEN(cases); i++)
+        assert_int_equal(dp_check(cases[i].path, err, sizeof err), cases[i].want);
+    assert_false(tu_exists(AT_FDCWD, missing));
+}
+
+/* ---- atomic visibility ------------------------------------------------ */
+
+static const struct fspec VA[] = {
+    FILE_("a.txt", "A: a", 0644, 3000),
+    FILE_("onlyA.txt", "A: only in A", 0644, 3001),
+    FILE_("shared.txt", "in A and B alike", 0644, 3002),   /* linked each time */
+    DIR_("sub", 0755, 3003),
+    FILE_("sub/s.txt", "A: sub/s", 0644, 3004),
+};
+static const struct fspec VB[] = {
+    FILE_("a.txt", "B: a, longer", 0644, 4000),
+    FILE_("onlyB.txt", "B: only in B", 0644, 4001),
+    FILE_("shared.txt", "in A and B alike", 0644, 3002),
+    DIR_("sub", 0755, 3003),
+    FILE_("sub/s.txt", "B: sub/s", 0644, 4004),
+    FILE_("sub/t.txt", "B: sub/t", 0644, 4005),
+};
+
+#define WALK_MAX 16
+
+struct seen {
+    char path[64];
+    char content[64];
+};
+
+struct reader {
+    char pkg[SS_PATH_MAX];
+    atomic_int  stop;
+    atomic_long walks_started;
+    atomic_long installs_started, installs_done;   /* written by the main thread */
+    long exact_a, exact_b;      /* complete walks that were one version */
+    long mixed;                 /* a whole walk that was neither: the failure */
+    long overlapped;            /* walks a removal may have overlapped */
+    long overlapped_bad;        /* ...that saw content of two versions */
+    long open_failed;           /* the package directory was missing */
+    long errors;                /* anything else */
+    char first_mixed[512];
+};
+
+/* Read the tree under dfd into s[], fd-relative.  Returns 0, or -errno
+ * (-ENOENT for a file that vanished). */
+static int walk(int dfd, const char *prefix, struct seen *s, size_t *n)
+{
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+    int r = 0;
+
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return -EIO;
+    }
+    while (r == 0 && (de = readdir(d)) != NULL) {
+        char rel[64];
+        struct stat st;
+
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (ss_path(rel, sizeof rel, "%s%s%s", prefix, *prefix ? "/" : "", de->d_name) < 0) {
+            r = -ENAMETOOLONG;
+            break;
+        }
+        if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            r = -errno;
+            break;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            int sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) {
+                r = -errno;
+                break;
+            }
+            r = walk(sub, rel, s, n);
+            close(sub);
+            continue;
+        }
+        if (*n == WALK_MAX) {
+            r = -E2BIG;
+            break;
+        }
+        int ffd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (ffd < 0) {
+            r = -errno;
+            break;
+        }
+        ssize_t got = read(ffd, s[*n].content, sizeof s[*n].content - 1);
+        close(ffd);
+        if (got < 0) {
+            r = -EIO;
+            break;
+        }
+        s[*n].content[got] = '\0';
+        ss_strcpy(s[*n].path, sizeof s[*n].path, rel);
+        (*n)++;
+    }
+    closedir(d);
+    return r;
+}
+
+/* How many of the n entries seen are files of v with v's content. */
+static size_t matches(const struct seen *s, size_t n, const struct fspec *v, size_t vn)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < vn; j++)
+            if (v[j].content != NULL && strcmp(s[i].path, v[j].path) == 0 &&
+                strcmp(s[i].content, v[j].content) == 0) {
+                k++;
+                break;
+            }
+    return k;
+}
+
+static size_t files_of(const struct fspec *v, size_t vn)
+{
+    size_t k = 0;
+
+    for (size_t j = 0; j < vn; j++)
+        k += v[j].content != NULL;
+    return k;
+}
+
+static void *reader_run(void *arg)
+{
+    struct reader *rd = arg;
+    const size_t na = SS_ARRAY_LEN(VA), nb = SS_ARRAY_LEN(VB);
+
+    while (!atomic_load(&rd->stop)) {
+        struct seen s[WALK_MAX];
+        size_t n = 0;
+
+        /* The tree opened below was installed by install number c0 or a
+         * later one; a tree is removed only at the start of the second
+         * install after the one that replaced it (it is .old until then).
+         * So unless install c0+2 has started by the end of the walk, no
+         * removal can have touched what this walk read. */
+        long c0 = atomic_load(&rd->installs_done);
+        atomic_fetch_add(&rd->walks_started, 1);
+        int fd = open(rd->pkg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) {
+            rd->open_failed++;
+            continue;
+        }
+        int r = walk(fd, "", s, &n);
+        close(fd);
+        int overlapped = atomic_load(&rd->installs_started) >= c0 + 2;
+
+        int is_a = r == 0 && n == files_of(VA, na) && matches(s, n, VA, na) == n;
+        int is_b = r == 0 && n == files_of(VB, nb) && matches(s, n, VB, nb) == n;
+        if (is_a) {
+            rd->exact_a++;
+        } else if (is_b) {
+            rd->exact_b++;
+        } else if (overlapped && (r == 0 || r == -ENOENT)) {
+            /* Partial is possible here; content from both is not. */
+            rd->overlapped++;
+            if (matches(s, n, VA, na) != n && matches(s, n, VB, nb) != n)
+                rd->overlapped_bad++;
+        } else if (r != 0) {
+            rd->errors++;
+        } else {
+            if (rd->mixed++ == 0) {
+                size_t off = 0;
+                for (size_t i = 0; i < n && off < sizeof rd->first_mixed; i++)
+                    off += (size_t)snprintf(rd->first_mixed + off,
+                                            sizeof rd->first_mixed - off, "%s=\"%s\" ",
+                                            s[i].path, s[i].content);
+            }
+        }
+    }
+    return NULL;
+}
+
+static void test_atomic_visibility(void **state)
+{
+    /* Installs with the reader kept in step, then installs running free,
+     * where a walk may also overlap the removal of the generation it
+     * reads (counted apart: partial, but never two versions). */
+    enum { INSTALLS = 200, FREE = 100 };
+    struct fx *f = *state;
+    struct manifest ma, mb;
+    struct reader *rd = calloc(1, sizeof *rd);
+    char err[SS_ERR_MAX] = "";
+    pthread_t tid;
+
+    assert_non_null(rd);
+    build(f->store, VA, SS_ARRAY_LEN(VA), &ma);
+    build(f->store, VB, SS_ARRAY_LEN(VB), &mb);
+    assert_int_equal(install(f, &ma, NULL, err, sizeof err), 0);
+    atomic_store(&rd->installs_started, 1);
+    atomic_store(&rd->installs_done, 1);
+    assert_int_equal(ss_strcpy(rd->pkg, sizeof rd->pkg, f->pkg), 0);
+    assert_int_equal(pthread_create(&tid, NULL, reader_run, rd), 0);
+
+    for (int i = 0; i < INSTALLS + FREE; i++) {
+        struct dp_stats st;
+        const struct manifest *m = i % 2 == 0 ? &mb : &ma;
+        atomic_fetch_add(&rd->installs_started, 1);
+        int r = install(f, m, &st, err, sizeof err);
+        atomic_fetch_add(&rd->installs_done, 1);
+        if (r != 0) {
+            atomic_store(&rd->stop, 1);
+            pthread_join(tid, NULL);
+            fail_msg("install %d: %s", i, err);
+        }
+        assert_int_equal(st.linked, 1);           /* shared.txt */
+        /* Let the reader begin a walk of this version before the next
+         * install, so that every install overlaps a walk and the reader
+         * completes at least one walk per install, however loaded the
+         * machine is: the walk that begins now cannot be overlapped by
+         * the removal of its tree, which comes two installs later, after
+         * the reader has begun its next walk. */
+        if (i >= INSTALLS)
+            continue;
+        long w = atomic_load(&rd->walks_started);
+        while (atomic_load(&rd->walks_started) == w)
+            sched_yield();
+    }
+    atomic_store(&rd->stop, 1);
+    assert_int_equal(pthread_join(tid, NULL), 0);
+
+    long complete = rd->exact_a + rd->exact_b;
+    print_message("[ info     ] %ld walks: %ld exactly A, %ld exactly B, %ld mixed, "
+                  "%ld possibly overlapped by a removal (%ld with two versions), "
+                  "%ld missing package, %ld other errors\n",
+                  (long)atomic_load(&rd->walks_started), rd->exact_a, rd->exact_b, rd->mixed,
+                  rd->overlapped, rd->overlapped_bad, rd->open_failed, rd->errors);
+    if (rd->mixed != 0)
+        fail_msg("%ld walks saw neither whole version (a mix or a part), the first: %s",
+                 rd->mixed, rd->first_mixed);
+    assert_int_equal(rd->overlapped_bad, 0);
+    assert_int_equal(rd->open_failed, 0);
+    assert_int_equal(rd->errors, 0);
+    assert_true(complete >= INSTALLS - 1);
+    assert_true(rd->exact_a > 0 && rd->exact_b > 0);
+    check_tree(f->pkg, (INSTALLS + FREE) % 2 == 0 ? &ma : &mb);
+    free(rd);
+    mf_free(&ma);
+    mf_free(&mb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_first_install, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delta_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_root, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_root_unusable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_store_object, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leftover_staging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pkgid_is_a_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_manifest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_fd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dp_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_atomic_visibility, setup, teardown),
+    };
+
+    setenv(SS_NOFSYNC_ENV, "1", 1);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
