@@ -96,8 +96,11 @@ struct mf_snapstat {
  * that never replaces).  Objects are not fsync'ed one by one: the caller
  * makes the store durable (syncfs) before it records the version.
  *
- * A file that changes while it is read (size or mtime differ between the
- * fstat before and after, or the bytes read differ from the size) refuses
+ * A file that changes while it is read (size, mtime or ctime differ
+ * between the fstat before and after -- the kernel moves ctime on every
+ * write, even one that puts the mtime back -- or the bytes read differ
+ * from the size), or an entry that vanishes or is replaced during the
+ * walk, refuses
  * the walk with -EAGAIN, err naming it: the caller retries the version
  * later, it is never stored torn.  Missing or unreadable srcdir: -ENOENT,
  * -ENOTDIR, -EACCES with err.  stop (may be NULL) is polled between files:

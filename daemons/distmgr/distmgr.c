@@ -36,10 +36,13 @@
  *   Exit status 0 after an orderly stop, 1 when it cannot start (bad
  *   site.conf, the database, the inboxes or the store missing).
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "distmgr.h"
@@ -388,6 +391,32 @@ static void watch_cb(struct daemon_watch *w, void *arg)
 
 /* ---------------------------------------------------------------- runtime */
 
+/* Objects a killed source walk left half-written in store/.tmp.  Only old
+ * ones: the despooler may be writing a fresh one right now. */
+static void store_tmp_cleanup(struct distmgr *dm)
+{
+    char path[SS_PATH_MAX];
+    struct dirent *de;
+    struct stat sb;
+    size_t n = 0;
+    DIR *dir;
+    int fd;
+
+    if (ss_path(path, sizeof path, "%s/.tmp", dm->store) < 0 || !(dir = opendir(path)))
+        return;
+    fd = dirfd(dir);
+    while ((de = readdir(dir)) != NULL) {
+        if (de->d_name[0] == '.' || fstatat(fd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISREG(sb.st_mode) || sb.st_mtime > time(NULL) - INBOX_TMP_STALE_S)
+            continue;
+        if (unlinkat(fd, de->d_name, 0) == 0)
+            n++;
+    }
+    closedir(dir);
+    if (n)
+        log_info("store: removed %zu partial objects of an interrupted run from %s", n, path);
+}
+
 static void set_policy(struct distmgr *dm, const struct ss_conf *c)
 {
     dm->policy.first_ms = c->distmgr_retry_delay;
@@ -414,6 +443,7 @@ static int distmgr_start(struct daemon *d)
         log_error("cannot prepare the content store %s/store: %s", dm->root, strerror(-rc));
         return -1;
     }
+    store_tmp_cleanup(dm);
     if ((rc = inbox_open(&dm->reqbox, dm->root, IB_DISTMGR, dm->site, 1)) < 0) {
         log_error("cannot open inbox distmgr.box under %s/inboxes: %s", dm->root, strerror(-rc));
         return -1;

@@ -1,0 +1,1073 @@
+/*
+ * NAME
+ *   manifest - package source versions: file lists, the source walk, the
+ *   content store, the diff, database rows and record text (SPEC 3).
+ *
+ * SYNOPSIS
+ *   mf_init mf_free mf_add mf_sort mf_find mf_path_ok mf_entry_same
+ *   mf_equal mf_diff
+ *   store_object_path store_has store_init store_remove
+ *   mf_snapshot
+ *   mf_db_save mf_db_load
+ *   mf_to_record mf_from_record
+ *
+ * DESCRIPTION
+ *   A manifest is an array of entries sorted by path (strcmp), one per
+ *   regular file and directory below a package source root.  mf_diff
+ *   merges two of them in one pass; distmgr uses it to copy only new and
+ *   changed files to a DP and to remove what a version dropped.
+ *
+ *   The content store keeps each file's bytes once under their SHA-256
+ *   (objects/<aa>/<hex>).  An object is written under a unique name in
+ *   store/.tmp and renamed in with a rename that cannot replace, so an
+ *   object name always means complete content, and two writers storing
+ *   the same bytes at once both succeed (the second rename says EEXIST and
+ *   its copy is dropped).  Objects are never fsync'ed one by one: the
+ *   caller makes the store durable with one syncfs before it records the
+ *   version that needs them.
+ *
+ *   mf_snapshot walks a source tree with openat() relative to directory
+ *   descriptors and never follows a symbolic link below the root: a name
+ *   is looked at with fstatat(AT_SYMLINK_NOFOLLOW), files are opened with
+ *   O_NOFOLLOW, and anything but a regular file or directory refuses the
+ *   walk, since a link could point outside the source and a device or
+ *   FIFO could block or never end.  Each directory is listed whole into
+ *   the manifest and its listing closed before its subdirectories are
+ *   entered, so only one descriptor per level stays open and memory is
+ *   the manifest plus one 1 MiB read buffer.  Each file is read once: its
+ *   bytes are hashed and, when the store lacks them, stored in the same
+ *   pass (see snap_file for how that is known before the hash is).  A file
+ *   whose size, mtime or ctime moves while it is read, or whose byte count
+ *   is not its size, fails the walk with -EAGAIN rather than being stored
+ *   torn.
+ *   A file whose path, type, size and mtime match the previous version,
+ *   and whose object is stored, keeps its hash without being read.
+ *
+ *   The database rows (table manifest, migration 2 of sitedb.c) and the
+ *   record text of instructions carry the same fields; both readers check
+ *   what they read, since a row or a line that no manifest could hold must
+ *   not reach a DP.  The record reader is strict: canonical numbers,
+ *   64 lower-case hex digits, single spaces, safe paths, no duplicate, and
+ *   every entry's parent directory listed before it.
+ *
+ *   Not thread safe per manifest; separate manifests and walks may run in
+ *   separate threads.
+ *
+ * DIAGNOSTICS
+ *   Functions return 0 or a negative errno.  mf_snapshot fills err with a
+ *   sentence naming the relative path at fault: -EINVAL (link, device,
+ *   FIFO, socket, unsafe name), -EAGAIN (changed or removed during the
+ *   walk), -EINTR (stop), -ENOENT/-ENOTDIR/-EACCES (source root), or the
+ *   errno of a failed read or store write (-ENOSPC...).  mf_from_record
+ *   returns -EBADMSG with err.  mf_db_save/mf_db_load log a database
+ *   error and return -EIO or -EINTR (sitedb_errno); a malformed stored row
+ *   is logged and refused with -EBADMSG.  store_has returns -EUCLEAN for an
+ *   object name that is not a regular file.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "log.h"
+#include "manifest.h"
+#include "record.h"
+#include "sitedb.h"
+#include "uniqname.h"
+
+#include <openssl/evp.h>
+
+/* Fill a caller's error buffer, which may be NULL. */
+static void set_err(char *err, size_t errlen, const char *fmt, ...) SS_PRINTF(3, 4);
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    /* A message cut to fit is still worth having: no error on truncation. */
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+void mf_init(struct manifest *m)
+{
+    memset(m, 0, sizeof *m);
+}
+
+void mf_free(struct manifest *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        free(m->e[i].path);
+    free(m->e);
+    mf_init(m);
+}
+
+int mf_add(struct manifest *m, const struct mf_entry *e)
+{
+    if (e == NULL || e->path == NULL || e->size < 0)
+        return -EINVAL;
+    /* Sizes may come from another site's instruction: a total that would
+     * not fit is refused rather than wrapped. */
+    if (S_ISREG(e->mode) && e->size > INT64_MAX - m->bytes)
+        return -EOVERFLOW;
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        struct mf_entry *ne;
+        if (cap > SIZE_MAX / sizeof *ne)
+            return -ENOMEM;
+        ne = realloc(m->e, cap * sizeof *ne);
+        if (ne == NULL)
+            return -ENOMEM;
+        m->e = ne;
+        m->cap = cap;
+    }
+    char *p = strdup(e->path);
+    if (p == NULL)
+        return -ENOMEM;
+    m->e[m->n] = *e;
+    m->e[m->n].path = p;
+    m->n++;
+    if (S_ISREG(e->mode)) {
+        m->files++;
+        m->bytes += e->size;
+    }
+    return 0;
+}
+
+static int ent_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct mf_entry *)a)->path, ((const struct mf_entry *)b)->path);
+}
+
+void mf_sort(struct manifest *m)
+{
+    if (m->n > 1)
+        qsort(m->e, m->n, sizeof *m->e, ent_cmp);
+}
+
+const struct mf_entry *mf_find(const struct manifest *m, const char *path)
+{
+    size_t lo = 0, hi = m ? m->n : 0;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(path, m->e[mid].path);
+        if (c == 0)
+            return &m->e[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+int mf_path_ok(const char *path)
+{
+    size_t len, comp = 0;
+    const unsigned char *p, *start;
+
+    if (path == NULL || (len = strlen(path)) == 0 || len >= SS_PATH_MAX)
+        return 0;
+    start = (const unsigned char *)path;
+    for (p = start;; p++) {
+        if (*p == '/' || *p == '\0') {
+            size_t n = (size_t)(p - start);
+            if (n == 0 || n > SS_NAME_MAX)
+                return 0;
+            if (start[0] == '.' && (n == 1 || (n == 2 && start[1] == '.')))
+                return 0;
+            comp++;
+            if (*p == '\0')
+                break;
+            start = p + 1;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            return 0;
+        }
+    }
+    return comp > 0;
+}
+
+int mf_entry_same(const struct mf_entry *a, const struct mf_entry *b)
+{
+    return a->mode == b->mode && a->size == b->size && a->mtime_ns == b->mtime_ns &&
+           memcmp(a->sha, b->sha, sizeof a->sha) == 0;
+}
+
+int mf_equal(const struct manifest *a, const struct manifest *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->e[i].path, b->e[i].path) != 0 || !mf_entry_same(&a->e[i], &b->e[i]))
+            return 0;
+    return 1;
+}
+
+int store_object_path(const char *storedir, const unsigned char sha[32],
+                      char *buf, size_t len)
+{
+    char hex[65];
+
+    ss_hex(sha, 32, hex);
+    return ss_path(buf, len, "%s/objects/%.2s/%s", storedir, hex, hex);
+}
+
+int store_has(const char *storedir, const unsigned char sha[32])
+{
+    char path[SS_PATH_MAX];
+    struct stat st;
+    int r = store_object_path(storedir, sha, path, sizeof path);
+
+    if (r < 0)
+        return r;
+    if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    return S_ISREG(st.st_mode) ? 1 : -EUCLEAN;
+}
+
+int store_init(const char *storedir)
+{
+    char path[SS_PATH_MAX];
+    int r;
+
+    if ((r = ss_path(path, sizeof path, "%s/objects", storedir)) < 0 ||
+        (r = ss_mkdir_p(path, 0755)) < 0 ||
+        (r = ss_path(path, sizeof path, "%s/.tmp", storedir)) < 0 ||
+        (r = ss_mkdir_p(path, 0755)) < 0)
+        return r;
+    return 0;
+}
+
+int store_remove(const char *storedir, const unsigned char sha[32])
+{
+    char path[SS_PATH_MAX];
+    int r = store_object_path(storedir, sha, path, sizeof path);
+
+    if (r < 0)
+        return r;
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
+int mf_diff(const struct manifest *old, const struct manifest *cur,
+            mf_diff_cb cb, void *arg, struct mf_diffstat *st)
+{
+    size_t i = 0, j = 0, no = old ? old->n : 0, nc = cur ? cur->n : 0;
+    struct mf_diffstat dummy;
+
+    if (st == NULL)
+        st = &dummy;
+    memset(st, 0, sizeof *st);
+    /* Both lists are sorted by strcmp, so one merge pass visits the union
+     * of their paths in order. */
+    while (i < no || j < nc) {
+        const struct mf_entry *a = i < no ? &old->e[i] : NULL;
+        const struct mf_entry *b = j < nc ? &cur->e[j] : NULL;
+        enum mf_change kind;
+        int c = a == NULL ? 1 : b == NULL ? -1 : strcmp(a->path, b->path);
+
+        if (c < 0) {
+            kind = MF_REMOVED;
+            b = NULL;
+            st->removed++;
+            i++;
+        } else if (c > 0) {
+            kind = MF_ADDED;
+            a = NULL;
+            st->added++;
+            j++;
+        } else {
+            kind = mf_entry_same(a, b) ? MF_UNCHANGED : MF_CHANGED;
+            if (kind == MF_UNCHANGED)
+                st->unchanged++;
+            else
+                st->changed++;
+            i++;
+            j++;
+        }
+        if (cb != NULL) {
+            int r = cb(arg, kind, a, b);
+            if (r != 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
+/* ---- the source walk ---------------------------------------------------- */
+
+#define SNAP_BUF (1u << 20)     /* one read buffer per walk */
+
+struct snap {
+    const struct manifest *prev;
+    const char          *storedir;
+    struct manifest     *out;
+    struct mf_snapstat  *st;
+    const volatile int  *stop;
+    char                *err;
+    size_t               errlen;
+    int                  tmpfd;         /* store/.tmp */
+    int                  objfd;         /* store/objects */
+    int                  noatime;       /* still ask for O_NOATIME */
+    unsigned char       *buf;
+    EVP_MD_CTX          *ctx;
+    EVP_MD              *md;            /* SHA-256, fetched once per walk */
+    /* The path of the name being listed: one buffer for the walk rather
+     * than one per level of a recursion that may be 2,000 levels deep. */
+    char                 path[SS_PATH_MAX];
+};
+
+/* A path for an error message: control bytes (which a source name may
+ * hold, and which mf_path_ok refuses) shown as '?', cut to fit. */
+static void show_path(char *dst, size_t len, const char *path)
+{
+    ss_strcpy(dst, len, path);
+    for (char *p = dst; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+}
+
+static int snap_fail(struct snap *s, int r, const char *path, const char *what)
+{
+    char shown[SS_PATH_MAX];
+
+    show_path(shown, sizeof shown, path);
+    set_err(s->err, s->errlen, "%s: %s", shown, what);
+    return r;
+}
+
+static int snap_errno(struct snap *s, int r, const char *path, const char *doing)
+{
+    char what[160];
+
+    ss_fmt(what, sizeof what, "cannot %s: %s", doing, strerror(-r));
+    return snap_fail(s, r, path, what);
+}
+
+static const char *base_name(const char *path)
+{
+    const char *sl = strrchr(path, '/');
+    return sl ? sl + 1 : path;
+}
+
+/* Did the file stay the same while it was read?  Size and mtime are what
+ * the contract names; ctime is compared too, because a writer (or a copy
+ * tool) may set the mtime back to what it was after it wrote, and the
+ * kernel changes the ctime with every write, truncate and utimensat, so
+ * no one can put it back. */
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static int64_t mtime_ns(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+/* Move the finished temporary object tmpname into objects/<aa>/<hex>.
+ * EEXIST means another writer (another version of this walk, the
+ * despooler) stored the same content first: the object is complete
+ * either way, and ours is dropped. */
+static int store_commit(struct snap *s, const char *tmpname, const unsigned char sha[32],
+                        const char *path)
+{
+    char hex[65], obj[3 + 64 + 1];
+    int r;
+
+    ss_hex(sha, 32, hex);
+    memcpy(obj, hex, 2);
+    obj[2] = '\0';
+    if (mkdirat(s->objfd, obj, 0755) < 0 && errno != EEXIST) {
+        r = -errno;
+        unlinkat(s->tmpfd, tmpname, 0);
+        return snap_errno(s, r, path, "make its store directory");
+    }
+    obj[2] = '/';
+    memcpy(obj + 3, hex, 65);
+    r = ss_rename_noreplace(s->tmpfd, tmpname, s->objfd, obj);
+    if (r == 0) {
+        s->st->stored++;
+        return 0;
+    }
+    unlinkat(s->tmpfd, tmpname, 0);
+    if (r == -EEXIST)
+        return 0;
+    return snap_errno(s, r, path, "store its content");
+}
+
+/* Read fd from its start to its end once: hash every byte, and copy them
+ * to tmpfd when it is open (>= 0).  When whole is set the file fits the
+ * buffer and is kept there (for a store write after the hash).  *got
+ * counts the bytes read; reading stops past the size fstat gave, since a
+ * longer file is already known to have changed. */
+static int read_hash(struct snap *s, int fd, int64_t size, int whole, int tmpfd,
+                     unsigned char sha[32], int64_t *got, const char *path)
+{
+    unsigned char extra;
+    unsigned int mdlen = 0;
+    int64_t total = 0;
+    int r;
+
+    if (EVP_DigestInit_ex(s->ctx, s->md, NULL) != 1)
+        return snap_fail(s, -EIO, path, "cannot start SHA-256 (OpenSSL)");
+    for (;;) {
+        unsigned char *dst = s->buf;
+        size_t room = SNAP_BUF;
+        if (whole) {
+            dst = s->buf + total;
+            room = SNAP_BUF - (size_t)total;
+            if (room == 0) {                /* only to see the end of the file */
+                dst = &extra;
+                room = 1;
+            }
+        }
+        ssize_t n = read(fd, dst, room);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return snap_errno(s, -errno, path, "read it");
+        }
+        if (n == 0)
+            break;
+        total += n;
+        if (total > size || dst == &extra)
+            break;
+        if (EVP_DigestUpdate(s->ctx, dst, (size_t)n) != 1)
+            return snap_fail(s, -EIO, path, "cannot hash it (OpenSSL)");
+        if (tmpfd >= 0 && (r = ss_write_all(tmpfd, dst, (size_t)n)) < 0)
+            return snap_errno(s, r, path, "write its content to the store");
+    }
+    *got = total;
+    if (EVP_DigestFinal_ex(s->ctx, sha, &mdlen) != 1 || mdlen != 32)
+        return snap_fail(s, -EIO, path, "cannot finish SHA-256 (OpenSSL)");
+    return 0;
+}
+
+static int open_source_file(struct snap *s, int dfd, const char *name, const char *path)
+{
+    /* O_NONBLOCK: should the name have become a FIFO since it was
+     * looked at, the open must not wait for a writer. */
+    int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+
+    for (;;) {
+        int fd = openat(dfd, name, flags | (s->noatime ? O_NOATIME : 0));
+        if (fd >= 0)
+            return fd;
+        if (errno == EINTR)
+            continue;
+        if (errno == EPERM && s->noatime) {
+            /* O_NOATIME is for the file's owner (or CAP_FOWNER) only; a
+             * source of someone else's files is read without it, and
+             * the walk stops asking. */
+            s->noatime = 0;
+            continue;
+        }
+        if (errno == ELOOP)
+            return snap_fail(s, -EINVAL, path, "is a symbolic link (refused, never followed)");
+        if (errno == ENOENT)
+            return snap_fail(s, -EAGAIN, path, "was removed during the walk of the source");
+        return snap_errno(s, -errno, path, "open it");
+    }
+}
+
+/* Hash (and store) the file of out->e[idx], whose name is in dfd. */
+static int snap_file(struct snap *s, int dfd, size_t idx)
+{
+    const char *path = s->out->e[idx].path;     /* the string never moves */
+    const struct mf_entry *p = s->prev ? mf_find(s->prev, path) : NULL;
+    const unsigned char *cand = NULL;
+    unsigned char sha[32];
+    char tmpname[UNIQ_NAME_MAX];
+    struct stat before, after;
+    int64_t got = 0;
+    int fd, tmpfd = -1, r, has;
+
+    /* The previous hash is worth a look-up when it may be kept (same
+     * mtime), or when it may spare a large file its temporary copy. */
+    if (p != NULL && S_ISREG(p->mode) && p->size == s->out->e[idx].size &&
+        (p->mtime_ns == s->out->e[idx].mtime_ns || p->size > (int64_t)SNAP_BUF)) {
+        has = store_has(s->storedir, p->sha);
+        if (has < 0)
+            return snap_errno(s, has, path, "look up its previous content in the store");
+        if (has == 1 && p->mtime_ns == s->out->e[idx].mtime_ns) {
+            memcpy(s->out->e[idx].sha, p->sha, 32);
+            s->st->reused++;
+            return 0;
+        }
+        if (has == 1)
+            cand = p->sha;
+    }
+    if ((fd = open_source_file(s, dfd, base_name(path), path)) < 0)
+        return fd;
+
+again:
+    if (fstat(fd, &before) < 0) {
+        r = snap_errno(s, -errno, path, "stat it");
+        goto out;
+    }
+    if (!S_ISREG(before.st_mode)) {
+        r = snap_fail(s, -EINVAL, path, "is no longer a regular file (refused)");
+        goto out;
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+
+    /* Which content the store already holds is known only once the file
+     * is hashed.  A file that fits the buffer is read into it, hashed,
+     * and written to the store only when the store lacks it.  A larger
+     * one streams through the buffer: it is hashed only, when the same
+     * path had the same size in the previous version and that content is
+     * stored (a touched file: most likely the same bytes); otherwise it
+     * is copied to a temporary object while it is hashed, and that copy
+     * is dropped if the store turns out to hold the content already. */
+    int whole = before.st_size <= (off_t)SNAP_BUF;
+    if (!whole && cand == NULL) {
+        r = uniq_create(s->tmpfd, "obj", ".tmp", tmpname, sizeof tmpname, &tmpfd);
+        if (r < 0) {
+            r = snap_errno(s, r, path, "create a temporary object in the store");
+            goto out;
+        }
+    }
+    r = read_hash(s, fd, before.st_size, whole, tmpfd, sha, &got, path);
+    if (r < 0)
+        goto out;
+    if (fstat(fd, &after) < 0) {
+        r = snap_errno(s, -errno, path, "stat it");
+        goto out;
+    }
+    if (!same_file(&before, &after) || got != before.st_size) {
+        r = snap_fail(s, -EAGAIN, path, "changed while it was read (will be read again later)");
+        goto out;
+    }
+    s->st->bytes_hashed += got;
+
+    if (!whole && cand != NULL && memcmp(cand, sha, 32) != 0) {
+        /* Not the previous content after all: read it again, this time
+         * into a temporary object.  Rare (same size, new bytes). */
+        cand = NULL;
+        if (lseek(fd, 0, SEEK_SET) < 0) {
+            r = snap_errno(s, -errno, path, "seek back to its start");
+            goto out;
+        }
+        goto again;
+    }
+    s->st->hashed++;
+
+    if (whole || tmpfd >= 0) {
+        has = store_has(s->storedir, sha);
+        if (has < 0) {
+            r = snap_errno(s, has, path, "look up its content in the store");
+            goto out;
+        }
+        if (has == 0 && tmpfd < 0) {
+            r = uniq_create(s->tmpfd, "obj", ".tmp", tmpname, sizeof tmpname, &tmpfd);
+            if (r < 0) {
+                r = snap_errno(s, r, path, "create a temporary object in the store");
+                goto out;
+            }
+            if ((r = ss_write_all(tmpfd, s->buf, (size_t)got)) < 0) {
+                r = snap_errno(s, r, path, "write its content to the store");
+                goto out;
+            }
+        }
+        if (tmpfd >= 0) {
+            int c = close(tmpfd);
+            tmpfd = -1;
+            if (c < 0) {
+                r = snap_errno(s, -errno, path, "write its content to the store");
+                unlinkat(s->tmpfd, tmpname, 0);
+                goto out;
+            }
+            if (has == 1)
+                unlinkat(s->tmpfd, tmpname, 0);
+            else if ((r = store_commit(s, tmpname, sha, path)) < 0)
+                goto out;
+        }
+    }
+
+    /* The entry takes what the open file said, which is what was hashed
+     * (the directory scan looked a moment earlier). */
+    struct mf_entry *e = &s->out->e[idx];
+    s->out->bytes += (int64_t)before.st_size - e->size;
+    e->size = before.st_size;
+    e->mtime_ns = mtime_ns(&before);
+    e->mode = S_IFREG | (before.st_mode & 07777);
+    memcpy(e->sha, sha, 32);
+    r = 0;
+
+out:
+    if (tmpfd >= 0) {
+        close(tmpfd);
+        unlinkat(s->tmpfd, tmpname, 0);
+    }
+    close(fd);
+    return r;
+}
+
+/* Walk the directory open as dfd, whose path is rel ("" for the root):
+ * first list it into the manifest (one fstatat per name, never following
+ * a link), close the listing, then hash its files and descend into its
+ * directories.  Only the descriptors of the directories being walked stay
+ * open, one per level. */
+static int snap_dir(struct snap *s, int dfd, const char *rel)
+{
+    char *path = s->path;
+    size_t first = s->out->n, last;
+    int lfd, r = 0;
+    DIR *d;
+    struct dirent *de;
+
+    if ((lfd = dup(dfd)) < 0)
+        return snap_errno(s, -errno, *rel ? rel : ".", "list it");
+    if ((d = fdopendir(lfd)) == NULL) {
+        r = -errno;
+        close(lfd);
+        return snap_errno(s, r, *rel ? rel : ".", "list it");
+    }
+    for (;;) {
+        struct stat sb;
+        struct mf_entry e;
+
+        errno = 0;
+        if ((de = readdir(d)) == NULL) {
+            if (errno != 0)
+                r = snap_errno(s, -errno, *rel ? rel : ".", "list it");
+            break;
+        }
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if ((*rel ? ss_path(path, sizeof s->path, "%s/%s", rel, de->d_name)
+                  : ss_path(path, sizeof s->path, "%s", de->d_name)) < 0) {
+            r = snap_fail(s, -ENAMETOOLONG, *rel ? rel : ".",
+                          "holds a path too long for a package");
+            break;
+        }
+        if (!mf_path_ok(path)) {
+            r = snap_fail(s, -EINVAL, path,
+                          "is no safe package path (control byte or over-long name)");
+            break;
+        }
+        if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+            r = errno == ENOENT
+                ? snap_fail(s, -EAGAIN, path, "was removed during the walk of the source")
+                : snap_errno(s, -errno, path, "stat it");
+            break;
+        }
+        memset(&e, 0, sizeof e);
+        e.path = path;
+        e.mtime_ns = mtime_ns(&sb);
+        if (S_ISDIR(sb.st_mode)) {
+            e.mode = S_IFDIR | (sb.st_mode & 07777);
+        } else if (S_ISREG(sb.st_mode)) {
+            e.mode = S_IFREG | (sb.st_mode & 07777);
+            e.size = sb.st_size;
+        } else {
+            r = snap_fail(s, -EINVAL, path,
+                          S_ISLNK(sb.st_mode) ? "is a symbolic link (refused, never followed)"
+                          : S_ISFIFO(sb.st_mode) ? "is a FIFO (refused)"
+                          : S_ISSOCK(sb.st_mode) ? "is a socket (refused)"
+                          : "is a device (refused)");
+            break;
+        }
+        if ((r = mf_add(s->out, &e)) < 0) {
+            snap_fail(s, r, path, "out of memory");
+            break;
+        }
+    }
+    closedir(d);
+    if (r < 0)
+        return r;
+
+    last = s->out->n;
+    for (size_t i = first; i < last && r == 0; i++) {
+        if (s->stop != NULL && *s->stop)
+            return snap_fail(s, -EINTR, s->out->e[i].path, "walk stopped before it");
+        const char *p = s->out->e[i].path;
+        if (S_ISREG(s->out->e[i].mode)) {
+            r = snap_file(s, dfd, i);
+            continue;
+        }
+        int cfd = openat(dfd, base_name(p), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
+                return snap_fail(s, -EAGAIN, p, "was replaced during the walk of the source");
+            return snap_errno(s, -errno, p, "open the directory");
+        }
+        r = snap_dir(s, cfd, p);
+        close(cfd);
+    }
+    return r;
+}
+
+static int open_store(struct snap *s)
+{
+    char path[SS_PATH_MAX];
+    int r;
+
+    if ((r = store_init(s->storedir)) < 0)
+        return snap_errno(s, r, s->storedir, "create the content store");
+    if ((r = ss_path(path, sizeof path, "%s/.tmp", s->storedir)) < 0)
+        return snap_fail(s, r, s->storedir, "path too long");
+    if ((s->tmpfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return snap_errno(s, -errno, path, "open the store");
+    if ((r = ss_path(path, sizeof path, "%s/objects", s->storedir)) < 0)
+        return snap_fail(s, r, s->storedir, "path too long");
+    if ((s->objfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return snap_errno(s, -errno, path, "open the store");
+    return 0;
+}
+
+int mf_snapshot(const char *srcdir, const struct manifest *prev, const char *storedir,
+                struct manifest *out, struct mf_snapstat *st,
+                const volatile int *stop, char *err, size_t errlen)
+{
+    struct mf_snapstat dummy;
+    struct snap s = {
+        .prev = prev, .storedir = storedir, .out = out, .st = st ? st : &dummy,
+        .stop = stop, .err = err, .errlen = errlen, .tmpfd = -1, .objfd = -1,
+        .noatime = 1,
+    };
+    int rootfd = -1, r;
+
+    mf_init(out);
+    memset(s.st, 0, sizeof *s.st);
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+
+    /* The root is the directory the administrator named, so a link in its
+     * own path is followed like any path; nothing below it ever is. */
+    rootfd = open(srcdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) {
+        r = -errno;
+        const char *why = r == -ENOENT ? "does not exist"
+                        : r == -ENOTDIR ? "is not a directory"
+                        : r == -EACCES ? "cannot be read (permission denied)"
+                        : strerror(-r);
+        set_err(err, errlen, "source directory %s %s", srcdir, why);
+        return r;
+    }
+    if ((r = open_store(&s)) < 0)
+        goto out;
+    s.buf = malloc(SNAP_BUF);
+    s.ctx = EVP_MD_CTX_new();
+    /* Fetched once rather than looked up by every EVP_DigestInit_ex. */
+    s.md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (s.buf == NULL || s.ctx == NULL || s.md == NULL) {
+        r = snap_fail(&s, -ENOMEM, srcdir, "out of memory (or no SHA-256 in OpenSSL)");
+        goto out;
+    }
+    r = snap_dir(&s, rootfd, "");
+    if (r == 0)
+        mf_sort(out);
+
+out:
+    EVP_MD_free(s.md);
+    EVP_MD_CTX_free(s.ctx);
+    free(s.buf);
+    if (s.tmpfd >= 0)
+        close(s.tmpfd);
+    if (s.objfd >= 0)
+        close(s.objfd);
+    close(rootfd);
+    if (r < 0)
+        mf_free(out);
+    return r;
+}
+
+/* ---- in the site database ----------------------------------------------- */
+
+int mf_db_save(sqlite3 *db, const char *pkg, long long version, const struct manifest *m)
+{
+    static const char sql[] =
+        "INSERT INTO manifest (package, version, path, mode, size, mtime_ns, sha256)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    sqlite3_stmt *st = NULL;
+    int r;
+
+    if ((r = sitedb_prepare(db, sql, &st)) < 0)
+        return r;
+    for (size_t i = 0; i < m->n && r == 0; i++) {
+        const struct mf_entry *e = &m->e[i];
+        int rc;
+
+        sqlite3_bind_text(st, 1, pkg, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, version);
+        sqlite3_bind_text(st, 3, e->path, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, e->mode);
+        sqlite3_bind_int64(st, 5, e->size);
+        sqlite3_bind_int64(st, 6, e->mtime_ns);
+        if (S_ISDIR(e->mode))
+            sqlite3_bind_null(st, 7);
+        else
+            sqlite3_bind_blob(st, 7, e->sha, 32, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if ((r = sitedb_errno(db, rc)) < 0)
+            log_error("site database: cannot record %s version %lld path %s: %s",
+                      pkg, version, e->path, sqlite3_errmsg(db));
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+int mf_db_load(sqlite3 *db, const char *pkg, long long version, struct manifest *m)
+{
+    static const char sql[] =
+        "SELECT path, mode, size, mtime_ns, sha256 FROM manifest"
+        " WHERE package = ?1 AND version = ?2 ORDER BY path";
+    sqlite3_stmt *st = NULL;
+    int r, rc, sorted = 1;
+
+    mf_init(m);
+    if ((r = sitedb_prepare(db, sql, &st)) < 0)
+        return r;
+    sqlite3_bind_text(st, 1, pkg, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, version);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct mf_entry e;
+        const char *path = (const char *)sqlite3_column_text(st, 0);
+        sqlite3_int64 mode = sqlite3_column_int64(st, 1);
+        const void *sha = sqlite3_column_blob(st, 4);
+        int shalen = sqlite3_column_bytes(st, 4);
+
+        memset(&e, 0, sizeof e);
+        e.path = (char *)path;
+        e.mode = (unsigned)mode;
+        e.size = sqlite3_column_int64(st, 2);
+        e.mtime_ns = sqlite3_column_int64(st, 3);
+        /* The rows were written by mf_db_save, but a database is a file:
+         * a row that no manifest could hold is refused, not installed. */
+        if (path == NULL || !mf_path_ok(path) || mode < 0 || (mode & ~(sqlite3_int64)(S_IFMT | 07777)) ||
+            !(S_ISDIR(e.mode) ? sha == NULL && e.size == 0
+                              : S_ISREG(e.mode) && shalen == 32 && e.size >= 0)) {
+            log_error("site database: manifest of %s version %lld has a malformed row (path %s)",
+                      pkg, version, path ? path : "NULL");
+            r = -EBADMSG;
+            break;
+        }
+        if (sha != NULL)
+            memcpy(e.sha, sha, 32);
+        if (m->n > 0) {
+            int c = strcmp(m->e[m->n - 1].path, path);
+            if (c == 0) {
+                log_error("site database: manifest of %s version %lld lists %s twice",
+                          pkg, version, path);
+                r = -EBADMSG;
+                break;
+            }
+            if (c > 0)
+                sorted = 0;
+        }
+        if ((r = mf_add(m, &e)) < 0)
+            break;
+    }
+    if (r == 0 && rc != SQLITE_DONE && (r = sitedb_errno(db, rc)) < 0)
+        log_error("site database: cannot load the manifest of %s version %lld: %s",
+                  pkg, version, sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    if (r < 0) {
+        mf_free(m);
+        return r;
+    }
+    if (!sorted)            /* a collation other than BINARY, should one appear */
+        mf_sort(m);
+    return 0;
+}
+
+/* ---- as record text -------------------------------------------------------- */
+
+int mf_to_record(const struct manifest *m, struct sbuf *b)
+{
+    char hex[65];
+    int r;
+
+    for (size_t i = 0; i < m->n; i++) {
+        const struct mf_entry *e = &m->e[i];
+        if (S_ISDIR(e->mode)) {
+            r = rec_addf(b, "dir", "%o %lld %s", e->mode & 07777,
+                         (long long)e->mtime_ns, e->path);
+        } else if (S_ISREG(e->mode)) {
+            ss_hex(e->sha, 32, hex);
+            r = rec_addf(b, "file", "%o %lld %lld %s %s", e->mode & 07777,
+                         (long long)e->size, (long long)e->mtime_ns, hex, e->path);
+        } else {
+            r = -EINVAL;
+        }
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Parse one canonical number ending at a single space: octal (base 8) or
+ * decimal, no sign unless neg_ok, no leading zero unless the number is
+ * 0, within [0, max] (or down to -max).  Advances *s past the space. */
+static int parse_num(const char **s, int base, int neg_ok, int64_t max, int64_t *out)
+{
+    const char *p = *s;
+    int neg = 0;
+    uint64_t v = 0;
+
+    if (neg_ok && *p == '-') {
+        neg = 1;
+        p++;
+    }
+    const char *d = p;
+    while (*p >= '0' && *p < '0' + base) {
+        uint64_t digit = (uint64_t)(*p - '0');
+        if (v > ((uint64_t)max - digit) / (uint64_t)base)
+            return -1;
+        v = v * (uint64_t)base + digit;
+        p++;
+    }
+    if (p == d || (*d == '0' && p - d > 1) || (neg && v == 0) || *p != ' ')
+        return -1;
+    *out = neg ? -(int64_t)v : (int64_t)v;
+    *s = p + 1;
+    return 0;
+}
+
+static int parse_field(const char *name, const char *v, size_t vlen, struct mf_entry *e,
+                       char *err, size_t errlen)
+{
+    const char *p = v, *what = NULL;
+    int64_t mode, size = 0, mt;
+    int isdir = strcmp(name, "dir") == 0;
+
+    memset(e, 0, sizeof *e);
+    if (strlen(v) != vlen)
+        what = "a NUL byte";
+    else if (parse_num(&p, 8, 0, 07777, &mode) < 0)
+        what = "a bad mode";
+    else if (!isdir && parse_num(&p, 10, 0, INT64_MAX, &size) < 0)
+        what = "a bad size";
+    else if (parse_num(&p, 10, 1, INT64_MAX, &mt) < 0)
+        what = "a bad modification time";
+    if (what == NULL && !isdir) {
+        for (int i = 0; i < 64; i++)
+            if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) {
+                what = "a bad SHA-256 (64 lower-case hex digits)";
+                break;
+            }
+        if (what == NULL && p[64] != ' ')
+            what = "a bad SHA-256 (64 lower-case hex digits)";
+        for (int i = 0; what == NULL && i < 32; i++)
+            e->sha[i] = (unsigned char)(ss_hexval(p[2 * i]) << 4 | ss_hexval(p[2 * i + 1]));
+        p += 65;
+    }
+    if (what == NULL && !mf_path_ok(p))
+        what = "an unsafe path";
+    if (what != NULL) {
+        char shown[80];
+        show_path(shown, sizeof shown, v);
+        set_err(err, errlen, "manifest entry %s=%s%s has %s", name, shown,
+                   strlen(v) >= sizeof shown - 1 ? "..." : "", what);
+        return -EBADMSG;
+    }
+    e->path = (char *)p;
+    e->mode = (unsigned)mode | (isdir ? S_IFDIR : S_IFREG);
+    e->size = size;
+    e->mtime_ns = mt;
+    return 0;
+}
+
+static int entp_cmp(const void *a, const void *b)
+{
+    return strcmp((*(const struct mf_entry *const *)a)->path,
+                  (*(const struct mf_entry *const *)b)->path);
+}
+
+int mf_from_record(const struct rec *r, struct manifest *m, char *err, size_t errlen)
+{
+    const struct mf_entry **byname = NULL;
+    char shown[SS_PATH_MAX];
+    int rc = 0;
+
+    mf_init(m);
+    for (size_t i = 0; i < r->nfields && rc == 0; i++) {
+        const struct rec_field *f = &r->fields[i];
+        struct mf_entry e;
+        if (strcmp(f->name, "file") != 0 && strcmp(f->name, "dir") != 0)
+            continue;
+        if ((rc = parse_field(f->name, f->value, f->vlen, &e, err, errlen)) < 0)
+            break;
+        if ((rc = mf_add(m, &e)) == -EOVERFLOW) {
+            set_err(err, errlen, "manifest: the file sizes add up to more than 2^63 bytes");
+            rc = -EBADMSG;
+        } else if (rc < 0) {
+            set_err(err, errlen, "manifest: out of memory");
+        }
+    }
+    if (rc < 0)
+        goto out;
+
+    /* Duplicates and parents are checked on a sorted view of the entries
+     * in the record's own order: a parent must be a directory listed
+     * earlier, so that a reader creating entries in record order always
+     * has the parent in place. */
+    if (m->n > 0 && (byname = malloc(m->n * sizeof *byname)) == NULL) {
+        rc = -ENOMEM;
+        set_err(err, errlen, "manifest: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < m->n; i++)
+        byname[i] = &m->e[i];
+    if (m->n > 1)
+        qsort(byname, m->n, sizeof *byname, entp_cmp);
+    for (size_t i = 1; i < m->n; i++)
+        if (strcmp(byname[i - 1]->path, byname[i]->path) == 0) {
+            show_path(shown, sizeof shown, byname[i]->path);
+            set_err(err, errlen, "manifest lists %s twice", shown);
+            rc = -EBADMSG;
+            goto out;
+        }
+    for (size_t i = 0; i < m->n; i++) {
+        const char *path = m->e[i].path, *sl = strrchr(path, '/');
+        if (sl == NULL)
+            continue;
+        /* Binary search of the parent among the sorted view. */
+        size_t plen = (size_t)(sl - path), lo = 0, hi = m->n;
+        const struct mf_entry *par = NULL;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            int c = strncmp(byname[mid]->path, path, plen);
+            if (c == 0)
+                c = byname[mid]->path[plen] == '\0' ? 0 : 1;
+            if (c == 0) {
+                par = byname[mid];
+                break;
+            }
+            if (c < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (par == NULL || !S_ISDIR(par->mode) || par > &m->e[i]) {
+            show_path(shown, sizeof shown, path);
+            set_err(err, errlen, "manifest lists %s before its parent directory%s", shown,
+                   par == NULL ? " (which is missing)"
+                   : !S_ISDIR(par->mode) ? " (which is a file)" : "");
+            rc = -EBADMSG;
+            goto out;
+        }
+    }
+    mf_sort(m);
+
+out:
+    free(byname);
+    if (rc < 0)
+        mf_free(m);
+    return rc;
+}
