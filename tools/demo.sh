@@ -1,9 +1,13 @@
 #!/bin/bash
-# demo.sh - `make demo`: build a demo site under demo/ and show the status
-# message path end to end: statmgr serving, clients on several machines
-# dropping status messages into the client access point (one of them while
-# the drop box is unreachable, so its message waits in the client's local
-# queue), a corrupt file quarantined, and what an administrator sees.
+# demo.sh - `make demo`: build a demo site under demo/ and show
+#  - the status message path end to end: statmgr serving, clients on
+#    several machines dropping status messages into the client access
+#    point (one of them while the drop box is unreachable, so its message
+#    waits in the client's local queue), a corrupt file quarantined;
+#  - a package distributed to two distribution points, one of them
+#    unreachable for a while (retried alone, per DP), handed to a child
+#    site's scheduler job exactly once, and a delta update;
+#  - what an administrator sees.
 set -euo pipefail
 B=${B:-build}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +31,10 @@ say "A central site, CEN"
 run "$SITECTL" init --site CEN --root "$ROOT"
 run "$SITECTL" config set statmgr.rescan 2s
 
-say "Start the Status Manager (returns once it is ready)"
+run "$SITECTL" config set distmgr.retry_delay 1s
+run "$SITECTL" config set distmgr.retry_max_delay 2s
+
+say "Start the daemons (returns once each is ready)"
 run "$SITECTL" start
 
 say "Clients on three machines report status to the client access point"
@@ -57,6 +64,55 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+say "A package source share with a few files"
+SRCDIR=$DEMO/source/office
+mkdir -p "$SRCDIR/bin" "$SRCDIR/docs"
+printf 'setup program v1\n' > "$SRCDIR/bin/setup.exe"
+printf 'read me\n' > "$SRCDIR/docs/readme.txt"
+head -c 300000 /dev/zero | tr '\0' 'x' > "$SRCDIR/bin/data.cab"
+
+say "Two distribution points: DP1 is there, DP2's share is not mounted yet"
+mkdir -p "$DEMO/dp1"
+run "$SITECTL" dp add DP1 "$DEMO/dp1"
+run "$SITECTL" dp add DP2 "$DEMO/dp2"
+say "A child site B01 (its public key comes from its own sitectl init)"
+run "$SITECTL" init --site B01 --parent CEN --root "$DEMO/B01" >/dev/null
+run "$SITECTL" site add B01 --address "file:$DEMO/B01/inboxes/despoolr.box/receive" \
+    --key "$DEMO/B01/keys/site.pub"
+
+say "Add the package (prints its ID)"
+printf '$ %s\n' "sitectl package add --name Office --source $SRCDIR"
+PKG=$("$SITECTL" package add --name Office --source "$SRCDIR")
+echo "$PKG"
+run "$SITECTL" package wait "$PKG" --timeout 4 || true
+say "DP1 has it; DP2 is retried on its own, with a growing delay"
+run "$SITECTL" package show "$PKG"
+run "$SITECTL" retry list
+
+say "The share comes back: DP2 is brought to the version at its next retry"
+mkdir -p "$DEMO/dp2"
+run "$SITECTL" package wait "$PKG" --timeout 30
+find "$DEMO/dp2/$PKG" -type f | sort
+
+say "However many retries there were, one job per child site went to the scheduler"
+ls -1 "$ROOT/inboxes/schedule.box/"*.job
+cat "$ROOT/inboxes/schedule.box/"*.job
+
+say "A delta update: one file changed, one added, one removed"
+printf 'setup program v2\n' > "$SRCDIR/bin/setup.exe"
+printf 'new notes\n' > "$SRCDIR/docs/notes.txt"
+rm "$SRCDIR/docs/readme.txt"
+run "$SITECTL" package update "$PKG"
+run "$SITECTL" package wait "$PKG" --timeout 30
+run diff -r "$SRCDIR" "$DEMO/dp1/$PKG" && echo "DP1 matches the source"
+grep -h "installed on" "$ROOT/logs/distmgr.log" | sed 's/.*LOG\[//; s/\]LOG.*//'
+
+# statmgr records what distmgr reported.
+for _ in $(seq 1 100); do
+    [ -z "$(find "$ROOT/inboxes/statmgr.box/statmsgs" -maxdepth 1 -type f ! -name '.*' -print -quit)" ] && break
+    sleep 0.1
+done
+
 say "What the administrator sees"
 run "$SITECTL" status
 run "$SITECTL" inbox
@@ -69,4 +125,4 @@ tail -n 5 "$ROOT/logs/statmgr.log"
 
 say "Stop"
 run "$SITECTL" stop
-printf '\nThe demo site stays in %s (site.conf, inboxes/, db/site.db, logs/).\n' "$ROOT"
+printf '\nThe demo site stays in %s (site.conf, inboxes/, db/site.db, logs/, store/);\nthe DPs in %s/dp1 and %s/dp2.\n' "$ROOT" "$DEMO" "$DEMO"

@@ -170,7 +170,7 @@ static void task_done(struct pool_job *j, int cancelled)
             p->reqs = p->reqs_running;
             p->reqs_running = NULL;
             p->want_pkg = 1;
-            p->want_version |= t->new_version;
+            p->want_version = (t->new_version > p->want_version ? t->new_version : p->want_version);
             arm_retry_timer(dm, ss_now_ms() + BACKOFF_MS);
         } else {
             reqs_finish(dm, &p->reqs_running, 0);
@@ -195,7 +195,8 @@ static void task_done(struct pool_job *j, int cancelled)
                 continue;
             if (w->dp[0] == 0 || strcmp(w->dp, "+") == 0) {
                 q->want_pkg = 1;
-                q->want_version |= w->dp[0] == '+';
+                if (w->dp[0] == '+')
+                    q->want_version = q->want_version > VERSION_IF_DUE ? q->want_version : VERSION_IF_DUE;
             } else {
                 name_add(&q->dp_want, w->dp);
             }
@@ -355,7 +356,7 @@ static void intake_one(struct distmgr *dm, const char *name)
         (void)ss_strcpy(q->name, sizeof q->name, name);
         q->next = p->reqs;
         p->reqs = q;
-        p->want_version = 1;
+        p->want_version = VERSION_ASKED;
     } else {
         /* The database holds a deletion and `retry now`; the request
          * only wakes us. */

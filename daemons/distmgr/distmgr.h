@@ -37,13 +37,19 @@ struct want {
     char dp[33];               /* "" for the package task */
 };
 
+/* Whether a T_PKG walks the source for a new version: an administrator's
+ * update always does; a scan's finding (a package without a version, a
+ * source walk due for a retry) only if that still holds when the task
+ * runs, so that a scan racing with an update does not walk twice. */
+enum { VERSION_NO = 0, VERSION_IF_DUE = 1, VERSION_ASKED = 2 };
+
 struct task {
     struct pool_job job;
     struct distmgr *dm;
     enum task_kind  kind;
     char            pkg[16];
     char            dp[33];
-    int             new_version;   /* T_PKG: make a new source version */
+    int             new_version;   /* T_PKG: VERSION_* below */
     /* Results, read on the loop thread in done(). */
     int             rc;
     struct want    *wants;         /* T_PKG, T_SCAN: work found */
@@ -68,7 +74,7 @@ struct pkg {
     int             excl;          /* a T_PKG is submitted */
     int             ndp;           /* T_DP submitted */
     int             want_pkg;      /* a T_PKG is wanted */
-    int             want_version;  /*   ...that makes a new version */
+    int             want_version;  /*   ...that makes a new version (VERSION_*) */
     struct dpname  *dp_want;       /* DPs wanting a T_DP */
     struct dpname  *dp_busy;       /* DPs with a T_DP submitted */
     struct reqname *reqs;          /* update requests waiting for a T_PKG */

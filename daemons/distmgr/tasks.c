@@ -878,6 +878,15 @@ out:
     return rc;
 }
 
+/* Is a retry of the package's source walk due now? */
+static int source_retry_due(sqlite3 *db, const char *pkg)
+{
+    struct retry_state rs;
+
+    return retry_get(db, SCOPE_SOURCE, pkg, &rs) == 0 && rs.state == RETRY_RETRYING &&
+           rs.next_ms <= ss_now_ms();
+}
+
 static int task_pkg(struct task *t, sqlite3 *db)
 {
     struct pkgrow p;
@@ -891,7 +900,8 @@ static int task_pkg(struct task *t, sqlite3 *db)
         return rc;
     if (strcmp(p.state, "deleting") == 0)
         return pkg_finish_delete(t, db, &p);
-    if (p.source[0] && (t->new_version || p.version == 0)) {
+    if (p.source[0] && (t->new_version == VERSION_ASKED || p.version == 0 ||
+                        (t->new_version == VERSION_IF_DUE && source_retry_due(db, p.id)))) {
         if ((rc = pkg_new_version(t, db, &p)) < 0)
             return rc;
         if (p.version == 0)

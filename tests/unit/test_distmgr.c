@@ -251,7 +251,7 @@ static void test_install_and_retry(void **state)
     char s[64], path[SS_PATH_MAX];
     struct task *t;
 
-    t = run(f, T_PKG, "CEN00001", NULL, 1);
+    t = run(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
     assert_int_equal(sql_int(f, "SELECT version FROM package"), 1);
     assert_true(wants_dp(t, "DP1"));
     assert_true(wants_dp(t, "DP2"));
@@ -299,7 +299,7 @@ static void test_failed_after_max(void **state)
     char s[64];
     struct task *t;
 
-    run_free(f, T_PKG, "CEN00001", NULL, 1);
+    run_free(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
     for (int i = 0; i < 3; i++) {
         usleep(5000);
         run_free(f, T_DP, "CEN00001", "DP2", 0);
@@ -337,7 +337,7 @@ static void test_failed_after_max(void **state)
     char path[SS_PATH_MAX];
     assert_int_equal(ss_path(path, sizeof path, "%s/a.txt", f->src), 0);
     tu_write(path, "alpha, changed\n");
-    t = run(f, T_PKG, "CEN00001", NULL, 1);
+    t = run(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
     assert_int_equal(sql_int(f, "SELECT version FROM package"), 2);
     assert_true(wants_dp(t, "DP2"));
     task_free(t);
@@ -352,11 +352,11 @@ static void test_jobs_exactly_once(void **state)
 
     add_child_sites(f, 3);
     assert_int_equal(ss_path(box, sizeof box, "%s/inboxes/schedule.box", f->root), 0);
-    run_free(f, T_PKG, "CEN00001", NULL, 1);
+    run_free(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
     for (int i = 0; i < 20; i++) {
         usleep(3000);
         run_free(f, T_DP, "CEN00001", "DP2", 0);    /* unreachable: retried */
-        run_free(f, T_PKG, "CEN00001", NULL, i % 2); /* unchanged source */
+        run_free(f, T_PKG, "CEN00001", NULL, i % 3); /* unchanged source */
         run_free(f, T_SCAN, NULL, NULL, 0);
     }
     assert_int_equal(sql_int(f, "SELECT version FROM package"), 1);
@@ -369,8 +369,8 @@ static void test_jobs_exactly_once(void **state)
     /* A new version: three more, once. */
     assert_int_equal(ss_path(path, sizeof path, "%s/new.txt", f->src), 0);
     tu_write(path, "charlie\n");
-    run_free(f, T_PKG, "CEN00001", NULL, 1);
-    run_free(f, T_PKG, "CEN00001", NULL, 1);
+    run_free(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
+    run_free(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
     assert_int_equal(sql_int(f, "SELECT version FROM package"), 2);
     assert_int_equal(count_suffix(box, ".job"), 6);
     assert_int_equal(count_msgs(f, SM_DIST_TO_SITE), 6);
@@ -398,7 +398,7 @@ static void test_recover_staged(void **state)
     add_child_sites(f, 1);
     assert_int_equal(ss_path(box, sizeof box, "%s/inboxes/schedule.box", f->root), 0);
     assert_int_equal(ss_path(out, sizeof out, "%s/inboxes/distmgr.box/outgoing", f->root), 0);
-    run_free(f, T_PKG, "CEN00001", NULL, 1);
+    run_free(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
     assert_int_equal(count_suffix(box, ".job"), 1);
 
     /* As if killed after the commit of a staged row, before the move. */
@@ -431,7 +431,7 @@ static void test_delete(void **state)
     struct task *t;
 
     assert_int_equal(ss_mkdir_p(f->dp2, 0755), 0);
-    run_free(f, T_PKG, "CEN00001", NULL, 1);
+    run_free(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
     run_free(f, T_DP, "CEN00001", "DP1", 0);
     run_free(f, T_DP, "CEN00001", "DP2", 0);
     assert_int_equal(sql_int(f, "SELECT count(*) FROM dp_state WHERE state = 'installed'"), 2);
@@ -474,11 +474,11 @@ static void test_bad_source(void **state)
     struct fx *f = *state;
     char path[SS_PATH_MAX], s[512];
 
-    run_free(f, T_PKG, "CEN00001", NULL, 1);
+    run_free(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
     run_free(f, T_DP, "CEN00001", "DP1", 0);
     assert_int_equal(ss_path(path, sizeof path, "%s/sub/link", f->src), 0);
     assert_int_equal(symlink("/etc/passwd", path), 0);
-    struct task *t = run(f, T_PKG, "CEN00001", NULL, 1);
+    struct task *t = run(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
     assert_int_equal(t->outcome, 2);
     task_free(t);
     assert_int_equal(sql_int(f, "SELECT version FROM package"), 1);
@@ -490,7 +490,7 @@ static void test_bad_source(void **state)
     /* The administrator's to fix: not retried.  A source that is away is. */
     assert_int_equal(sql_int(f, "SELECT count(*) FROM retry WHERE scope = 'source'"), 0);
     assert_int_equal(ss_rm_rf(f->src), 0);
-    t = run(f, T_PKG, "CEN00001", NULL, 1);
+    t = run(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
     assert_int_equal(t->outcome, 2);
     assert_true(wants_dp(t, "DP2"));    /* DPs still served the version there is */
     task_free(t);
