@@ -1,0 +1,1066 @@
+/*
+ * NAME
+ *   pkgfile - the package file and the signed instruction a site sends a
+ *   child site for one package version (SPEC 3, issue 3).
+ *
+ * SYNOPSIS
+ *   pck_write pck_extract                  the zstd package file (.pck)
+ *   sign_load_private sign_load_public sign_load_public_pem
+ *                                          Ed25519 keys from PEM
+ *   instr_build instr_parse                the signed instruction (.ins)
+ *
+ * DESCRIPTION
+ *   The package file is the content of every regular file of a manifest,
+ *   in manifest order, concatenated and compressed as one zstd frame (with
+ *   zstd's own content checksum).  It holds no names and no sizes: the
+ *   instruction carries the manifest, and the unpacker splits the stream
+ *   by the manifest's sizes and checks each piece against its SHA-256.
+ *   Both directions stream through fixed buffers of zstd's recommended
+ *   sizes, so a package of any size costs the same memory (about 1 MiB
+ *   with the compressor's window at level 3).
+ *
+ *   pck_write builds path.tmp (O_EXCL, after removing the leftover of a
+ *   crash), hashes the compressed bytes as they are written, fsyncs,
+ *   renames over path and fsyncs the directory: path is either the old
+ *   file or the complete new one.
+ *
+ *   pck_extract refuses the file before decompressing a byte unless its
+ *   size and SHA-256 are those the (signed) instruction names, so a
+ *   damaged or substituted file never reaches the decoder.  Each file of
+ *   the stream is hashed as it is decoded; one the store lacks is written
+ *   at the same time to a temporary file in store/.tmp, and renamed into
+ *   store/objects/<aa>/<hex> (never replacing) only once its hash
+ *   matched, so the store never holds a wrong object.  Objects are not
+ *   fsync'ed one by one: the caller makes the whole store durable with one
+ *   syncfs before it records the version, as mf_snapshot's callers do.
+ *
+ *   The instruction is a record (record.h) whose last field is an Ed25519
+ *   signature over every byte before the signature line.  Ed25519 signs
+ *   the message itself, not a digest, so instr_parse keeps a copy of the
+ *   signed bytes while rec_parse works in place on the caller's buffer;
+ *   the copy is freed as soon as the signature is checked.  The record's
+ *   own checksum is verified first (a damaged file is -EBADMSG), the
+ *   signature next (an altered or forged one is -EPERM), and only then
+ *   are the fields trusted.
+ *
+ *   SHA-256 goes through EVP here, unlike ss_sha256 (record.c): a daemon
+ *   that loads a key has the provider machinery anyway, and EVP hashes a
+ *   stream with one context reused for every file.
+ *
+ *   Every function is thread safe: the state lives in each call.
+ *
+ * DIAGNOSTICS
+ *   Nothing is logged; the caller logs with the sentence left in err.
+ *   Returns 0 or a negative errno: -EBADMSG for a package file or an
+ *   instruction that does not match what it should be (size, SHA-256, a
+ *   file's hash, a short or long stream, a malformed record or field),
+ *   -EPERM for an instruction from an unknown site or whose signature
+ *   does not verify, -EINVAL for a key that is not an Ed25519 key or bad
+ *   arguments, -EIO for a store object whose size is not the manifest's
+ *   or a compressor failure, -ENOMEM, and the errno of a failed system
+ *   call (-ENOENT for a missing store object or key file, -ENOSPC, ...).
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <zstd.h>
+
+#include "fsutil.h"
+#include "manifest.h"
+#include "pkgfile.h"
+#include "pkgreq.h"
+#include "record.h"
+#include "util.h"
+
+#define ED25519_SIG_LEN  64
+#define KEY_FILE_MAX     (64 * 1024)
+/* "signature=" + 128 hex + "\n" and "end " + 64 hex + "\n". */
+#define SIG_FIELD        "signature="
+#define SIG_FIELD_LEN    10
+#define SIG_LINE_LEN     (SIG_FIELD_LEN + 2 * ED25519_SIG_LEN + 1)
+#define END_LINE_LEN     (4 + 64 + 1)
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) SS_PRINTF(3, 4);
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static ssize_t read_some(int fd, void *buf, size_t len)
+{
+    ssize_t n;
+
+    do
+        n = read(fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+/* The directory part of path ("." for a bare name), for its fsync. */
+static int dir_of(const char *path, char *buf, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL)
+        return ss_strcpy(buf, len, ".");
+    if (slash == path)
+        return ss_strcpy(buf, len, "/");
+    return ss_path(buf, len, "%.*s", (int)(slash - path), path);
+}
+
+/* ---- pck_write -------------------------------------------------------- */
+
+struct pckw {
+    int           fd;
+    ZSTD_CCtx    *cc;
+    EVP_MD_CTX   *md;
+    void         *in, *out;
+    size_t        insz, outsz;
+    int64_t       written;
+};
+
+/* Compress in[0..n) (or finish the frame with ZSTD_e_end), write out
+ * every byte the compressor gives back and hash it. */
+static int pckw_push(struct pckw *w, const void *data, size_t n, ZSTD_EndDirective mode,
+                     const char *path, char *err, size_t errlen)
+{
+    ZSTD_inBuffer in = { data, n, 0 };
+    size_t left;
+    int r;
+
+    do {
+        ZSTD_outBuffer out = { w->out, w->outsz, 0 };
+        left = ZSTD_compressStream2(w->cc, &out, &in, mode);
+        if (ZSTD_isError(left)) {
+            seterr(err, errlen, "%s: zstd: %s", path, ZSTD_getErrorName(left));
+            return -EIO;
+        }
+        if (out.pos > 0) {
+            if ((r = ss_write_all(w->fd, w->out, out.pos)) < 0) {
+                seterr(err, errlen, "%s: write: %s", path, strerror(-r));
+                return r;
+            }
+            if (EVP_DigestUpdate(w->md, w->out, out.pos) != 1) {
+                seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+                return -EIO;
+            }
+            w->written += (int64_t)out.pos;
+        }
+        /* e_continue: done when the input is consumed; e_end: when the
+         * frame is flushed whole. */
+    } while (mode == ZSTD_e_end ? left != 0 : in.pos < in.size);
+    return 0;
+}
+
+/* Append the store object of e to the stream. */
+static int pckw_file(struct pckw *w, const char *storedir, const struct mf_entry *e,
+                     const char *tmp, char *err, size_t errlen)
+{
+    char obj[SS_PATH_MAX];
+    struct stat st;
+    int r, fd;
+
+    if ((r = store_object_path(storedir, e->sha, obj, sizeof obj)) < 0) {
+        seterr(err, errlen, "store path too long for %s", e->path);
+        return r;
+    }
+    if ((fd = open(obj, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+        r = -errno;
+        seterr(err, errlen, "store object %s (of %s): %s", obj, e->path, strerror(-r));
+        return r;
+    }
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        seterr(err, errlen, "%s: fstat: %s", obj, strerror(-r));
+        goto out;
+    }
+    /* Objects are never modified, so a size that differs means a damaged
+     * store; sending it would only make every child refuse the package. */
+    if (!S_ISREG(st.st_mode) || st.st_size != e->size) {
+        seterr(err, errlen, "store object %s (of %s) is %lld bytes, the manifest says %lld",
+               obj, e->path, (long long)st.st_size, (long long)e->size);
+        r = -EIO;
+        goto out;
+    }
+    for (int64_t left = e->size; left > 0;) {
+        size_t want = (uint64_t)left < w->insz ? (size_t)left : w->insz;
+        ssize_t n = read_some(fd, w->in, want);
+        if (n < 0) {
+            r = (int)n;
+            seterr(err, errlen, "%s: read: %s", obj, strerror(-r));
+            goto out;
+        }
+        if (n == 0) {
+            seterr(err, errlen, "store object %s (of %s) ended early", obj, e->path);
+            r = -EIO;
+            goto out;
+        }
+        if ((r = pckw_push(w, w->in, (size_t)n, ZSTD_e_continue, tmp, err, errlen)) < 0)
+            goto out;
+        left -= n;
+    }
+    r = 0;
+out:
+    close(fd);
+    return r;
+}
+
+int pck_write(const char *storedir, const struct manifest *m, const char *path,
+              int level, int64_t *size, unsigned char sha[32], char *err, size_t errlen)
+{
+    char tmp[SS_PATH_MAX], dir[SS_PATH_MAX];
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    struct pckw w = { .fd = -1 };
+    int r;
+
+    if (err && errlen)
+        err[0] = '\0';
+    if ((r = ss_path(tmp, sizeof tmp, "%s.tmp", path)) < 0 ||
+        (r = dir_of(path, dir, sizeof dir)) < 0) {
+        seterr(err, errlen, "path too long: %s", path);
+        return r;
+    }
+    /* A leftover from a crash; nobody else writes this name. */
+    if (unlink(tmp) < 0 && errno != ENOENT) {
+        r = -errno;
+        seterr(err, errlen, "cannot remove %s: %s", tmp, strerror(-r));
+        return r;
+    }
+    if ((w.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0) {
+        r = -errno;
+        seterr(err, errlen, "%s: %s", tmp, strerror(-r));
+        return r;
+    }
+
+    w.insz = ZSTD_CStreamInSize();
+    w.outsz = ZSTD_CStreamOutSize();
+    w.in = malloc(w.insz);
+    w.out = malloc(w.outsz);
+    w.cc = ZSTD_createCCtx();
+    w.md = EVP_MD_CTX_new();
+    if (!w.in || !w.out || !w.cc || !w.md) {
+        seterr(err, errlen, "out of memory");
+        r = -ENOMEM;
+        goto fail;
+    }
+    /* No worker threads: the daemon decides its own parallelism.  The
+     * frame checksum lets any zstd tool check a file by itself, and the
+     * pledged size puts the content size in the frame header. */
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(w.cc, ZSTD_c_compressionLevel, level)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(w.cc, ZSTD_c_checksumFlag, 1)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(w.cc, ZSTD_c_nbWorkers, 0)) ||
+        ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(w.cc, (unsigned long long)m->bytes))) {
+        seterr(err, errlen, "cannot set up the zstd compressor (level %d)", level);
+        r = -EINVAL;
+        goto fail;
+    }
+    if (EVP_DigestInit_ex(w.md, EVP_sha256(), NULL) != 1) {
+        seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
+        r = -EIO;
+        goto fail;
+    }
+
+    for (size_t i = 0; i < m->n; i++) {
+        if (!S_ISREG(m->e[i].mode))
+            continue;
+        if ((r = pckw_file(&w, storedir, &m->e[i], tmp, err, errlen)) < 0)
+            goto fail;
+    }
+    if ((r = pckw_push(&w, NULL, 0, ZSTD_e_end, tmp, err, errlen)) < 0)
+        goto fail;
+    if (EVP_DigestFinal_ex(w.md, digest, &dlen) != 1 || dlen != 32) {
+        seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+        r = -EIO;
+        goto fail;
+    }
+
+    if ((r = ss_fsync_fd(w.fd)) < 0) {
+        seterr(err, errlen, "%s: fsync: %s", tmp, strerror(-r));
+        goto fail;
+    }
+    /* close() reports a deferred write error on some file systems. */
+    r = close(w.fd);
+    w.fd = -1;
+    if (r < 0) {
+        r = -errno;
+        seterr(err, errlen, "%s: close: %s", tmp, strerror(-r));
+        goto fail;
+    }
+    if (rename(tmp, path) < 0) {
+        r = -errno;
+        seterr(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(-r));
+        goto fail;
+    }
+    if ((r = ss_fsync_dir(dir)) < 0) {
+        /* The file is complete at path; only its durability is in doubt,
+         * which the caller must hear about before it records anything. */
+        seterr(err, errlen, "%s: fsync: %s", dir, strerror(-r));
+        goto done;
+    }
+    if (size)
+        *size = w.written;
+    if (sha)
+        memcpy(sha, digest, 32);
+    r = 0;
+    goto done;
+
+fail:
+    if (w.fd >= 0)
+        close(w.fd);
+    w.fd = -1;
+    unlink(tmp);
+done:
+    ZSTD_freeCCtx(w.cc);
+    EVP_MD_CTX_free(w.md);
+    free(w.in);
+    free(w.out);
+    return r;
+}
+
+/* ---- pck_extract ------------------------------------------------------ */
+
+/* The receiving end of the decompressed stream: splits it into the
+ * manifest's regular files, in order. */
+struct pckx {
+    const struct manifest *m;
+    const char   *storedir;
+    const char   *pckpath;
+    size_t        idx;          /* current entry; m->n once every file is done */
+    int64_t       left;         /* bytes of it still to come */
+    int           fd;           /* its temporary file, or -1 (hash only) */
+    char          tmp[SS_PATH_MAX];
+    EVP_MD_CTX   *md;
+    EVP_MD       *sha256;
+};
+
+static void pckx_drop_tmp(struct pckx *x)
+{
+    if (x->fd >= 0) {
+        close(x->fd);
+        unlink(x->tmp);
+        x->fd = -1;
+    }
+}
+
+/* Begin entry x->idx (a regular file). */
+static int pckx_begin(struct pckx *x, char *err, size_t errlen)
+{
+    const struct mf_entry *e = &x->m->e[x->idx];
+    int r;
+
+    x->left = e->size;
+    if (EVP_DigestInit_ex(x->md, x->sha256, NULL) != 1) {
+        seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
+        return -EIO;
+    }
+    if ((r = store_has(x->storedir, e->sha)) < 0) {
+        seterr(err, errlen, "store object of %s: %s", e->path, strerror(-r));
+        return r;
+    }
+    if (r == 1)
+        return 0;               /* already there: hash only */
+    if ((r = ss_path(x->tmp, sizeof x->tmp, "%s/.tmp/pck.XXXXXX", x->storedir)) < 0) {
+        seterr(err, errlen, "store path too long: %s", x->storedir);
+        return r;
+    }
+    /* mkostemp makes the file 0600; objects are read by whoever reads the
+     * store, like the ones mf_snapshot writes. */
+    if ((x->fd = mkostemp(x->tmp, O_CLOEXEC)) < 0) {
+        r = -errno;
+        seterr(err, errlen, "cannot create a file in %s/.tmp: %s", x->storedir, strerror(-r));
+        return r;
+    }
+    if (fchmod(x->fd, 0644) < 0) {
+        r = -errno;
+        seterr(err, errlen, "%s: fchmod: %s", x->tmp, strerror(-r));
+        pckx_drop_tmp(x);
+        return r;
+    }
+    return 0;
+}
+
+/* Move the verified temporary file to its object name. */
+static int pckx_store(struct pckx *x, const struct mf_entry *e, char *err, size_t errlen)
+{
+    char obj[SS_PATH_MAX], sub[SS_PATH_MAX];
+    int r;
+
+    if ((r = store_object_path(x->storedir, e->sha, obj, sizeof obj)) < 0 ||
+        (r = dir_of(obj, sub, sizeof sub)) < 0) {
+        seterr(err, errlen, "store path too long for %s", e->path);
+        return r;
+    }
+    r = close(x->fd);
+    x->fd = -1;
+    if (r < 0) {
+        r = -errno;
+        seterr(err, errlen, "%s: close: %s", x->tmp, strerror(-r));
+        unlink(x->tmp);
+        return r;
+    }
+    r = ss_rename_noreplace(AT_FDCWD, x->tmp, AT_FDCWD, obj);
+    if (r == -ENOENT) {
+        /* The first object under this prefix. */
+        if ((r = ss_mkdir_p(sub, 0755)) == 0)
+            r = ss_rename_noreplace(AT_FDCWD, x->tmp, AT_FDCWD, obj);
+    }
+    if (r == 0)
+        return 0;
+    /* Not moved: the temporary file is ours to remove. */
+    unlink(x->tmp);
+    if (r == -EEXIST)
+        return 0;               /* stored meanwhile: same name, same content */
+    seterr(err, errlen, "cannot store %s as %s: %s", e->path, obj, strerror(-r));
+    return r;
+}
+
+/* End entry x->idx: check its hash, store it, move to the next regular
+ * file (finishing empty ones on the way). */
+static int pckx_next(struct pckx *x, char *err, size_t errlen)
+{
+    int r;
+
+    while (x->idx < x->m->n) {
+        const struct mf_entry *e = &x->m->e[x->idx];
+        if (!S_ISREG(e->mode)) {
+            x->idx++;
+            continue;
+        }
+        if (x->left > 0)
+            return 0;           /* waiting for more bytes of e */
+        unsigned char got[EVP_MAX_MD_SIZE];
+        unsigned int glen = 0;
+        if (EVP_DigestFinal_ex(x->md, got, &glen) != 1 || glen != 32) {
+            seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+            return -EIO;
+        }
+        if (memcmp(got, e->sha, 32) != 0) {
+            pckx_drop_tmp(x);
+            seterr(err, errlen, "package file %s: %s does not match its SHA-256",
+                   x->pckpath, e->path);
+            return -EBADMSG;
+        }
+        if (x->fd >= 0 && (r = pckx_store(x, e, err, errlen)) < 0)
+            return r;
+        /* Find and begin the next file; an empty one ends at once. */
+        for (x->idx++; x->idx < x->m->n && !S_ISREG(x->m->e[x->idx].mode); x->idx++)
+            ;
+        if (x->idx < x->m->n && (r = pckx_begin(x, err, errlen)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Take data[0..n) of the decompressed stream. */
+static int pckx_feed(struct pckx *x, const unsigned char *data, size_t n,
+                     char *err, size_t errlen)
+{
+    int r;
+
+    while (n > 0) {
+        if (x->idx >= x->m->n) {
+            seterr(err, errlen, "package file %s holds more data than its manifest lists",
+                   x->pckpath);
+            return -EBADMSG;
+        }
+        size_t k = (uint64_t)x->left < n ? (size_t)x->left : n;
+        if (EVP_DigestUpdate(x->md, data, k) != 1) {
+            seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+            return -EIO;
+        }
+        if (x->fd >= 0 && (r = ss_write_all(x->fd, data, k)) < 0) {
+            seterr(err, errlen, "%s: write: %s", x->tmp, strerror(-r));
+            return r;
+        }
+        x->left -= (int64_t)k;
+        data += k;
+        n -= k;
+        if (x->left == 0 && (r = pckx_next(x, err, errlen)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* SHA-256 of the whole file from its start. */
+static int hash_fd(int fd, void *buf, size_t bufsz, EVP_MD *sha256,
+                   unsigned char out[32], const char *path, char *err, size_t errlen)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned int olen = 0;
+    ssize_t n;
+    int r = -EIO;
+
+    if (md == NULL || EVP_DigestInit_ex(md, sha256, NULL) != 1) {
+        seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
+        goto out;
+    }
+    while ((n = read_some(fd, buf, bufsz)) > 0) {
+        if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
+            seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+            goto out;
+        }
+    }
+    if (n < 0) {
+        r = (int)n;
+        seterr(err, errlen, "%s: read: %s", path, strerror(-r));
+        goto out;
+    }
+    if (EVP_DigestFinal_ex(md, out, &olen) != 1 || olen != 32) {
+        seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+        goto out;
+    }
+    r = 0;
+out:
+    EVP_MD_CTX_free(md);
+    return r;
+}
+
+int pck_extract(const char *path, int64_t want_size, const unsigned char want_sha[32],
+                const struct manifest *m, const char *storedir, char *err, size_t errlen)
+{
+    struct pckx x = { .m = m, .storedir = storedir, .pckpath = path, .fd = -1 };
+    ZSTD_DCtx *dc = NULL;
+    void *in = NULL, *out = NULL;
+    size_t insz = ZSTD_DStreamInSize(), outsz = ZSTD_DStreamOutSize();
+    size_t last = 1;            /* the decoder's last answer; 0: frame complete */
+    unsigned char got[32];
+    struct stat st;
+    ssize_t n;
+    int r, fd;
+
+    if (err && errlen)
+        err[0] = '\0';
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        r = -errno;
+        seterr(err, errlen, "%s: %s", path, strerror(-r));
+        return r;
+    }
+    in = malloc(insz);
+    out = malloc(outsz);
+    dc = ZSTD_createDCtx();
+    x.md = EVP_MD_CTX_new();
+    x.sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!in || !out || !dc || !x.md) {
+        seterr(err, errlen, "out of memory");
+        r = -ENOMEM;
+        goto out;
+    }
+    if (x.sha256 == NULL) {
+        seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
+        r = -EIO;
+        goto out;
+    }
+
+    /* The whole file is checked before the decoder sees a byte of it. */
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        seterr(err, errlen, "%s: fstat: %s", path, strerror(-r));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size != want_size) {
+        seterr(err, errlen, "package file %s is %lld bytes, the instruction says %lld",
+               path, (long long)st.st_size, (long long)want_size);
+        r = -EBADMSG;
+        goto out;
+    }
+    if ((r = hash_fd(fd, in, insz, x.sha256, got, path, err, errlen)) < 0)
+        goto out;
+    if (memcmp(got, want_sha, 32) != 0) {
+        seterr(err, errlen, "package file %s: SHA-256 mismatch", path);
+        r = -EBADMSG;
+        goto out;
+    }
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        r = -errno;
+        seterr(err, errlen, "%s: lseek: %s", path, strerror(-r));
+        goto out;
+    }
+
+    /* Position on the first regular file (empty ones end at once). */
+    for (x.idx = 0; x.idx < m->n && !S_ISREG(m->e[x.idx].mode); x.idx++)
+        ;
+    if (x.idx < m->n && ((r = pckx_begin(&x, err, errlen)) < 0 ||
+                         (r = pckx_next(&x, err, errlen)) < 0))
+        goto out;
+
+    /* zstd's default window limit (2^27) bounds the decoder's memory
+     * whatever the frame header asks for. */
+    while ((n = read_some(fd, in, insz)) > 0) {
+        ZSTD_inBuffer zin = { in, (size_t)n, 0 };
+        while (zin.pos < zin.size) {
+            ZSTD_outBuffer zout = { out, outsz, 0 };
+            last = ZSTD_decompressStream(dc, &zout, &zin);
+            if (ZSTD_isError(last)) {
+                seterr(err, errlen, "package file %s: zstd: %s", path,
+                       ZSTD_getErrorName(last));
+                r = -EBADMSG;
+                goto out;
+            }
+            if ((r = pckx_feed(&x, out, zout.pos, err, errlen)) < 0)
+                goto out;
+        }
+    }
+    if (n < 0) {
+        r = (int)n;
+        seterr(err, errlen, "%s: read: %s", path, strerror(-r));
+        goto out;
+    }
+    /* The input is consumed, but a full output buffer may have left
+     * decoded bytes inside the decoder. */
+    while (last != 0) {
+        ZSTD_inBuffer zin = { in, 0, 0 };
+        ZSTD_outBuffer zout = { out, outsz, 0 };
+        size_t rc = ZSTD_decompressStream(dc, &zout, &zin);
+        if (ZSTD_isError(rc)) {
+            seterr(err, errlen, "package file %s: zstd: %s", path, ZSTD_getErrorName(rc));
+            r = -EBADMSG;
+            goto out;
+        }
+        if (zout.pos == 0)
+            break;
+        last = rc;
+        if ((r = pckx_feed(&x, out, zout.pos, err, errlen)) < 0)
+            goto out;
+    }
+    if (last != 0) {
+        seterr(err, errlen, "package file %s: truncated zstd stream", path);
+        r = -EBADMSG;
+        goto out;
+    }
+    if (x.idx < m->n) {
+        seterr(err, errlen, "package file %s ends before %s is complete",
+               path, m->e[x.idx].path);
+        r = -EBADMSG;
+        goto out;
+    }
+    r = 0;
+
+out:
+    pckx_drop_tmp(&x);
+    EVP_MD_CTX_free(x.md);
+    EVP_MD_free(x.sha256);
+    ZSTD_freeDCtx(dc);
+    free(in);
+    free(out);
+    close(fd);
+    return r;
+}
+
+/* ---- keys ------------------------------------------------------------- */
+
+/* Never ask a terminal for a passphrase: site keys have none, and a
+ * daemon has no one to ask. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    return -1;
+}
+
+static int check_ed25519(EVP_PKEY *k, const char *what, char *err, size_t errlen)
+{
+    if (EVP_PKEY_get_id(k) != EVP_PKEY_ED25519) {
+        seterr(err, errlen, "%s: not an Ed25519 key", what);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int load_pem(const char *pem, size_t len, int priv, const char *what,
+                    EVP_PKEY **key, char *err, size_t errlen)
+{
+    EVP_PKEY *k = NULL;
+    BIO *bio;
+    int r;
+
+    *key = NULL;
+    if (len > KEY_FILE_MAX) {
+        seterr(err, errlen, "%s: %zu bytes is too large for a key", what, len);
+        return -EINVAL;
+    }
+    if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL) {
+        seterr(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    k = priv ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)
+             : PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
+    BIO_free(bio);
+    /* Leave the thread's OpenSSL error queue as we found it. */
+    ERR_clear_error();
+    if (k == NULL) {
+        seterr(err, errlen, "%s: not a PEM %s key", what, priv ? "private" : "public");
+        return -EINVAL;
+    }
+    if ((r = check_ed25519(k, what, err, errlen)) < 0) {
+        EVP_PKEY_free(k);
+        return r;
+    }
+    *key = k;
+    return 0;
+}
+
+static int load_file(const char *path, int priv, EVP_PKEY **key, char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int r;
+
+    *key = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    if ((r = ss_read_file(AT_FDCWD, path, KEY_FILE_MAX, &buf, &len)) < 0) {
+        seterr(err, errlen, "%s: %s", path, strerror(-r));
+        return r;
+    }
+    r = load_pem(buf, len, priv, path, key, err, errlen);
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+    return r;
+}
+
+int sign_load_private(const char *path, EVP_PKEY **key, char *err, size_t errlen)
+{
+    return load_file(path, 1, key, err, errlen);
+}
+
+int sign_load_public(const char *path, EVP_PKEY **key, char *err, size_t errlen)
+{
+    return load_file(path, 0, key, err, errlen);
+}
+
+int sign_load_public_pem(const char *pem, size_t len, EVP_PKEY **key, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (pem == NULL) {
+        *key = NULL;
+        seterr(err, errlen, "no public key");
+        return -EINVAL;
+    }
+    return load_pem(pem, len, 0, "public key", key, err, errlen);
+}
+
+/* ---- instructions ----------------------------------------------------- */
+
+int instr_build(struct sbuf *b, const struct instr *in, const struct manifest *m,
+                EVP_PKEY *key, char *err, size_t errlen)
+{
+    unsigned char sig[ED25519_SIG_LEN];
+    size_t siglen = sizeof sig;
+    char iso[64], hex[2 * ED25519_SIG_LEN + 1];
+    size_t namelen = strnlen(in->name, sizeof in->name);
+    EVP_MD_CTX *ctx = NULL;
+    int r;
+
+    if (err && errlen)
+        err[0] = '\0';
+    if (b->len != 0) {
+        seterr(err, errlen, "instruction buffer not empty");
+        return -EINVAL;
+    }
+    if (!pkgid_ok(in->package) || namelen == 0 || namelen >= sizeof in->name ||
+        in->version < 1 || !ss_site_code_ok(in->site) || in->pck_size < 0) {
+        seterr(err, errlen, "bad instruction fields (package %.16s, version %lld, site %.4s)",
+               in->package, in->version, in->site);
+        return -EINVAL;
+    }
+    if (key == NULL) {
+        seterr(err, errlen, "no signing key");
+        return -EINVAL;
+    }
+    if ((r = check_ed25519(key, "signing key", err, errlen)) < 0)
+        return r;
+    if ((r = ss_fmt_time_iso(in->created_ms, iso, sizeof iso)) < 0) {
+        seterr(err, errlen, "bad creation time %lld", (long long)in->created_ms);
+        return r;
+    }
+
+    char shahex[65];
+    ss_hex(in->pck_sha, 32, shahex);
+    if ((r = rec_begin(b, INSTR_KIND, INSTR_VERSION)) < 0 ||
+        (r = rec_add(b, "package", in->package)) < 0 ||
+        (r = rec_add(b, "name", in->name)) < 0 ||
+        (r = rec_addf(b, "version", "%lld", in->version)) < 0 ||
+        (r = rec_add(b, "site", in->site)) < 0 ||
+        (r = rec_add(b, "created", iso)) < 0 ||
+        (r = rec_addf(b, "pck_size", "%lld", (long long)in->pck_size)) < 0 ||
+        (r = rec_add(b, "pck_sha256", shahex)) < 0 ||
+        (r = rec_addf(b, "files", "%lld", (long long)m->files)) < 0 ||
+        (r = rec_addf(b, "bytes", "%lld", (long long)m->bytes)) < 0 ||
+        (r = mf_to_record(m, b)) < 0) {
+        seterr(err, errlen, "cannot format the instruction: %s", strerror(-r));
+        goto fail;
+    }
+
+    /* Ed25519 is one-shot: no digest, the whole text is the message. */
+    if ((ctx = EVP_MD_CTX_new()) == NULL ||
+        EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
+        EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)b->data, b->len) != 1 ||
+        siglen != sizeof sig) {
+        ERR_clear_error();
+        seterr(err, errlen, "cannot sign the instruction (OpenSSL)");
+        r = -EIO;
+        goto fail;
+    }
+    ss_hex(sig, sizeof sig, hex);
+    if ((r = rec_add(b, "signature", hex)) < 0 || (r = rec_end(b)) < 0) {
+        seterr(err, errlen, "cannot format the instruction: %s", strerror(-r));
+        goto fail;
+    }
+    EVP_MD_CTX_free(ctx);
+    return 0;
+
+fail:
+    EVP_MD_CTX_free(ctx);
+    ss_sbuf_reset(b);
+    return r;
+}
+
+/* The single field called name, or NULL with err (missing or repeated). */
+static const struct rec_field *one_field(const struct rec *r, const char *name,
+                                         char *err, size_t errlen)
+{
+    const struct rec_field *f = NULL;
+
+    for (size_t i = 0; i < r->nfields; i++) {
+        if (strcmp(r->fields[i].name, name) != 0)
+            continue;
+        if (f != NULL) {
+            seterr(err, errlen, "instruction: field %s repeated", name);
+            return NULL;
+        }
+        f = &r->fields[i];
+    }
+    if (f == NULL)
+        seterr(err, errlen, "instruction: missing field %s", name);
+    return f;
+}
+
+/* Exactly 2*len lower-case hex digits (one spelling per value). */
+static int lower_hex(const struct rec_field *f, unsigned char *out, size_t len)
+{
+    if (f->vlen != 2 * len)
+        return -EINVAL;
+    for (size_t i = 0; i < f->vlen; i++) {
+        char c = f->value[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return -EINVAL;
+    }
+    return ss_unhex(f->value, out, len);
+}
+
+static int one_int(const struct rec *r, const char *name, long long min, long long *out,
+                   char *err, size_t errlen)
+{
+    if (one_field(r, name, err, errlen) == NULL)
+        return -EBADMSG;
+    return rec_get_int(r, name, min, LLONG_MAX, out, err, errlen);
+}
+
+static const char *const instr_fields[] = {
+    "package", "name", "version", "site", "created", "pck_size", "pck_sha256",
+    "files", "bytes", "file", "dir", "signature",
+};
+
+/*
+ * Where the signature line starts in an instruction whose last two lines
+ * are "signature=<128 hex>" and the end line, or 0 when it has no such
+ * tail.  Found on the raw bytes, before rec_parse rewrites them.
+ */
+static size_t find_signature(const char *buf, size_t len)
+{
+    if (len < SIG_LINE_LEN + END_LINE_LEN + 1)
+        return 0;
+    size_t off = len - END_LINE_LEN - SIG_LINE_LEN;
+    if (buf[off - 1] != '\n' || memcmp(buf + off, SIG_FIELD, SIG_FIELD_LEN) != 0 ||
+        buf[off + SIG_LINE_LEN - 1] != '\n')
+        return 0;
+    return off;
+}
+
+int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
+                struct instr *out, struct manifest *m, char *err, size_t errlen)
+{
+    static const struct rec_limits lim = {
+        .max_size = INSTR_MAX_SIZE,
+        .max_line = 64 * 1024,
+        .max_fields = 1 << 20,
+    };
+    struct instr in;
+    struct rec r;
+    const struct rec_field *f;
+    unsigned char sig[ED25519_SIG_LEN];
+    char *signed_copy = NULL;
+    size_t sigoff;
+    EVP_PKEY *key = NULL;
+    EVP_MD_CTX *ctx = NULL;
+    long long v;
+    int rc;
+
+    memset(&in, 0, sizeof in);
+    memset(&r, 0, sizeof r);
+    mf_init(m);
+    if (err && errlen)
+        err[0] = '\0';
+
+    /* rec_parse rewrites the buffer in place, and the signature covers
+     * the raw bytes: keep them for the verification. */
+    sigoff = len <= INSTR_MAX_SIZE ? find_signature(buf, len) : 0;
+    if (sigoff > 0) {
+        if ((signed_copy = malloc(sigoff)) == NULL) {
+            seterr(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        memcpy(signed_copy, buf, sigoff);
+    }
+
+    if ((rc = rec_parse(&r, buf, len, &lim, err, errlen)) < 0) {
+        /* An oversized file is as malformed as any other. */
+        if (rc != -ENOMEM)
+            rc = -EBADMSG;
+        goto fail;
+    }
+    rc = -EBADMSG;
+    if (strcmp(r.kind, INSTR_KIND) != 0) {
+        seterr(err, errlen, "not an instruction (a record of kind %s)", r.kind);
+        goto fail;
+    }
+    if (r.version > INSTR_VERSION) {
+        seterr(err, errlen, "instruction version %d is newer than this sitesrv reads (%d)",
+               r.version, INSTR_VERSION);
+        goto fail;
+    }
+    /* The signature must be the last field, so that it covers every
+     * other one: the field's name sits at the start of its line. */
+    if (r.nfields == 0 || strcmp(r.fields[r.nfields - 1].name, "signature") != 0 ||
+        sigoff == 0 || (size_t)(r.fields[r.nfields - 1].name - buf) != sigoff) {
+        seterr(err, errlen, "instruction: the signature is not its last field");
+        goto fail;
+    }
+    if ((f = one_field(&r, "signature", err, errlen)) == NULL)
+        goto fail;
+    if (lower_hex(f, sig, sizeof sig) < 0) {
+        seterr(err, errlen, "instruction: malformed signature");
+        goto fail;
+    }
+    for (size_t i = 0; i < r.nfields; i++) {
+        size_t k;
+        for (k = 0; k < SS_ARRAY_LEN(instr_fields); k++)
+            if (strcmp(r.fields[i].name, instr_fields[k]) == 0)
+                break;
+        if (k == SS_ARRAY_LEN(instr_fields)) {
+            seterr(err, errlen, "instruction: unknown field %.64s", r.fields[i].name);
+            goto fail;
+        }
+    }
+
+    /* The signature, with the key recorded for the site it names. */
+    if ((f = one_field(&r, "site", err, errlen)) == NULL)
+        goto fail;
+    if (f->vlen != SS_SITE_LEN || !ss_site_code_ok(f->value)) {
+        seterr(err, errlen, "instruction: bad site code \"%.16s\"", f->value);
+        goto fail;
+    }
+    memcpy(in.site, f->value, SS_SITE_LEN + 1);
+    if ((key = key_for(arg, in.site)) == NULL) {
+        seterr(err, errlen, "no key recorded for site %s", in.site);
+        rc = -EPERM;
+        goto fail;
+    }
+    if (EVP_PKEY_get_id(key) != EVP_PKEY_ED25519) {
+        seterr(err, errlen, "the key recorded for site %s is not an Ed25519 key", in.site);
+        rc = -EPERM;
+        goto fail;
+    }
+    if ((ctx = EVP_MD_CTX_new()) == NULL) {
+        seterr(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) != 1 ||
+        EVP_DigestVerify(ctx, sig, sizeof sig, (const unsigned char *)signed_copy,
+                         sigoff) != 1) {
+        ERR_clear_error();
+        seterr(err, errlen, "instruction from site %s: signature does not verify", in.site);
+        rc = -EPERM;
+        goto fail;
+    }
+    EVP_MD_CTX_free(ctx);
+    ctx = NULL;
+    EVP_PKEY_free(key);
+    key = NULL;
+    free(signed_copy);
+    signed_copy = NULL;
+
+    /* Signed by the site: now the fields, strictly all the same. */
+    if ((f = one_field(&r, "package", err, errlen)) == NULL)
+        goto fail;
+    if (f->vlen >= sizeof in.package || !pkgid_ok(f->value)) {
+        seterr(err, errlen, "instruction: bad package ID \"%.16s\"", f->value);
+        goto fail;
+    }
+    memcpy(in.package, f->value, f->vlen + 1);
+    if ((f = one_field(&r, "name", err, errlen)) == NULL)
+        goto fail;
+    if (f->vlen == 0 || f->vlen >= sizeof in.name || strlen(f->value) != f->vlen) {
+        seterr(err, errlen, "instruction: bad package name (empty, too long or holding NUL)");
+        goto fail;
+    }
+    memcpy(in.name, f->value, f->vlen + 1);
+    if (one_int(&r, "version", 1, &v, err, errlen) < 0)
+        goto fail;
+    in.version = v;
+    if ((f = one_field(&r, "created", err, errlen)) == NULL)
+        goto fail;
+    if (ss_parse_time_iso(f->value, &in.created_ms) < 0) {
+        seterr(err, errlen, "instruction: bad creation time \"%.40s\"", f->value);
+        goto fail;
+    }
+    if (one_int(&r, "pck_size", 0, &v, err, errlen) < 0)
+        goto fail;
+    in.pck_size = v;
+    if ((f = one_field(&r, "pck_sha256", err, errlen)) == NULL)
+        goto fail;
+    if (lower_hex(f, in.pck_sha, sizeof in.pck_sha) < 0) {
+        seterr(err, errlen, "instruction: pck_sha256 is not 64 lower-case hex digits");
+        goto fail;
+    }
+    long long files, bytes;
+    if (one_int(&r, "files", 0, &files, err, errlen) < 0 ||
+        one_int(&r, "bytes", 0, &bytes, err, errlen) < 0)
+        goto fail;
+
+    if ((rc = mf_from_record(&r, m, err, errlen)) < 0)
+        goto fail;
+    rc = -EBADMSG;
+    if (m->files != files || m->bytes != bytes) {
+        seterr(err, errlen, "instruction: files=%lld bytes=%lld, but its manifest lists "
+               "%lld files of %lld bytes", files, bytes, (long long)m->files,
+               (long long)m->bytes);
+        goto fail;
+    }
+    rec_free(&r);
+    *out = in;
+    return 0;
+
+fail:
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(key);
+    free(signed_copy);
+    rec_free(&r);
+    mf_free(m);
+    return rc;
+}
