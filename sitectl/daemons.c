@@ -680,11 +680,8 @@ int cmd_status(struct ctl *c, int argc, char **argv)
         ss_sbuf_adds(&b, "\n ],\n \"inboxes\": ");
         ctl_inbox_report(root, 1, &b);
         ss_sbuf_adds(&b, "}\n");
-        if (!b.data) {
-            ctl_err("out of memory");
-            return CTL_FAIL;
-        }
-        fputs(b.data, stdout);
+        if (ctl_print_sbuf(&b) != CTL_OK)
+            rc = CTL_FAIL;
         ss_sbuf_free(&b);
         return rc;
     }

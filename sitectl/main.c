@@ -5,7 +5,8 @@
  * SYNOPSIS
  *   sitectl [--root DIR] COMMAND [options]
  *   ctl_err(), ctl_usage_error(), ctl_opt(), ctl_flag(), ctl_common(),
- *   ctl_listing_args(), ctl_root(), ctl_cmd_usage()
+ *   ctl_listing_args(), ctl_root(), ctl_cmd_usage(), ctl_print_sbuf(),
+ *   ctl_json_array_end()
  *
  * DESCRIPTION
  *   Dispatches the command word to its subsystem (site.c, daemons.c,
@@ -79,6 +80,24 @@ void ctl_err(const char *fmt, ...)
     va_start(ap, fmt);
     vctl_err(fmt, ap);
     va_end(ap);
+}
+
+int ctl_print_sbuf(const struct sbuf *b)
+{
+    /* An sbuf that failed to grow has no data: printing a part of a JSON
+     * document would hand a script something it cannot parse. */
+    if (!b->data) {
+        ctl_err("out of memory");
+        return CTL_FAIL;
+    }
+    fputs(b->data, stdout);
+    return CTL_OK;
+}
+
+int ctl_json_array_end(struct sbuf *b, int n)
+{
+    ss_sbuf_adds(b, n ? "\n]\n" : "]\n");
+    return ctl_print_sbuf(b);
 }
 
 /* A usage text, one line per '\n'-separated part, each as

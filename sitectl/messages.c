@@ -496,15 +496,8 @@ int cmd_messages(struct ctl *c, int argc, char **argv)
         free(m);
         sqlite3_finalize(st);
     }
-    if (json) {
-        ss_sbuf_adds(&b, nrows ? "\n]\n" : "]\n");
-        if (!b.data) {
-            ctl_err("out of memory");
-            rc = CTL_FAIL;
-        } else {
-            fputs(b.data, stdout);
-        }
-    }
+    if (json && ctl_json_array_end(&b, nrows) != CTL_OK)
+        rc = CTL_FAIL;
 out:
     ss_sbuf_free(&b);
     if (db)

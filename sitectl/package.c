@@ -226,6 +226,22 @@ static int need_pkg(struct ctl_site *s, const char *id, struct pkg *p)
     return CTL_OK;
 }
 
+/* The start of every command about one package: check the ID (a usage
+ * error), open the site (flags as ctl_site_open) and load the package.
+ * CTL_OK with s open, else CTL_FAIL with the error printed and s closed. */
+static int open_pkg(struct ctl *c, const char *id, int flags, struct ctl_site *s,
+                    struct pkg *p)
+{
+    id_arg(c, id);
+    if (ctl_site_open(c, s, flags) != CTL_OK)
+        return CTL_FAIL;
+    if (need_pkg(s, id, p) != CTL_OK) {
+        ctl_site_close(s);
+        return CTL_FAIL;
+    }
+    return CTL_OK;
+}
+
 /* ---- package add, update, delete ---- */
 
 /* A package name is for people: any text on one line, valid UTF-8. */
@@ -359,17 +375,14 @@ out:
     return rc;
 }
 
-static int pkg_update(struct ctl *c, const char *id)
+static int pkg_update(struct ctl *c, const struct ctl_args *a)
 {
-    id_arg(c, id);
+    const char *id = a->pos[0];
     struct ctl_site s;
     struct pkg p;
-    if (ctl_site_open(c, &s, CTL_SITE_WRITE) != CTL_OK)
+    if (open_pkg(c, id, CTL_SITE_WRITE, &s, &p) != CTL_OK)
         return CTL_FAIL;
-    int rc = need_pkg(&s, id, &p);
-    if (rc != CTL_OK)
-        goto out;
-    rc = CTL_FAIL;
+    int rc = CTL_FAIL;
     if (strcmp(p.state, "deleting") == 0) {
         ctl_err("package %s is being deleted", id);
         goto out;
@@ -393,16 +406,14 @@ out:
     return rc;
 }
 
-static int pkg_delete(struct ctl *c, const char *id)
+static int pkg_delete(struct ctl *c, const struct ctl_args *a)
 {
-    id_arg(c, id);
+    const char *id = a->pos[0];
     struct ctl_site s;
     struct pkg p;
-    if (ctl_site_open(c, &s, CTL_SITE_WRITE) != CTL_OK)
+    if (open_pkg(c, id, CTL_SITE_WRITE, &s, &p) != CTL_OK)
         return CTL_FAIL;
-    int rc = need_pkg(&s, id, &p);
-    if (rc != CTL_OK)
-        goto out;
+    int rc;
     if (ctl_sql(s.db, NULL, "UPDATE package SET state = 'deleting', updated_ms = ?2 "
                 "WHERE id = ?1", "si", id, (int64_t)ss_now_ms()) < 0) {
         rc = ctl_db_fail(&s, "cannot mark the package for deletion");
@@ -421,102 +432,58 @@ out:
 
 /* ---- package list, show ---- */
 
-static int pkg_list(struct ctl *c, int json)
+static void pkg_row(sqlite3_stmt *st, int json, struct sbuf *b)
 {
-    struct ctl_site s;
-    if (ctl_site_open(c, &s, 0) != CTL_OK)
-        return CTL_FAIL;
-    struct sbuf b;
-    ss_sbuf_init(&b);
-    int rc = CTL_OK, n = 0;
-    if (json)
-        ss_sbuf_adds(&b, "[");
-    else
-        printf("%-8s %7s %-8s %-6s %9s  %s\n", "id", "version", "state", "origin", "dps",
-               "name");
-    if (s.db) {
-        sqlite3_stmt *st = NULL;
-        if (sitedb_prepare(s.db,
-                "SELECT p.id, p.name, p.version, p.state, p.origin, p.last_error, p.all_dps,"
-                " (SELECT count(*) FROM dp d WHERE p.all_dps OR EXISTS (SELECT 1 FROM"
-                "   package_dp t WHERE t.package = p.id AND t.dp = d.name)),"
-                " (SELECT count(*) FROM dp_state s WHERE s.package = p.id AND"
-                "   s.state = 'installed' AND s.version = p.version AND p.version > 0)"
-                " FROM package p ORDER BY p.id", &st) < 0) {
-            rc = ctl_db_fail(&s, "cannot read the packages");
-            goto out;
-        }
-        int r;
-        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-            long long ver = sqlite3_column_int64(st, 2);
-            long long ntargets = sqlite3_column_int64(st, 7);
-            long long ninst = sqlite3_column_int64(st, 8);
-            if (json) {
-                ss_sbuf_adds(&b, n ? ",\n  {\"id\": " : "\n  {\"id\": ");
-                ss_sbuf_add_json_str(&b, ctl_col_text(st, 0));
-                ss_sbuf_adds(&b, ", \"name\": ");
-                ss_sbuf_add_json_str(&b, ctl_col_text(st, 1));
-                ss_sbuf_addf(&b, ", \"version\": %lld, \"state\": ", ver);
-                ss_sbuf_add_json_str(&b, ctl_col_text(st, 3));
-                ss_sbuf_adds(&b, ", \"origin\": ");
-                ss_sbuf_add_json_str(&b, ctl_col_text(st, 4));
-                ss_sbuf_addf(&b, ", \"all_dps\": %s, \"dps_installed\": %lld, "
-                             "\"dps_total\": %lld, \"last_error\": ",
-                             sqlite3_column_int(st, 6) ? "true" : "false", ninst, ntargets);
-                if (*ctl_col_text(st, 5))
-                    ss_sbuf_add_json_str(&b, ctl_col_text(st, 5));
-                else
-                    ss_sbuf_adds(&b, "null");
-                ss_sbuf_adds(&b, "}");
-            } else {
-                char dps[48];
-                snprintf(dps, sizeof dps, "%lld/%lld", ninst, ntargets);
-                printf("%-8s %7lld %-8s %-6s %9s  %s\n", ctl_col_text(st, 0), ver,
-                       ctl_col_text(st, 3), ctl_col_text(st, 4), dps, ctl_col_text(st, 1));
-            }
-            n++;
-        }
-        if (r != SQLITE_DONE)
-            rc = ctl_db_fail(&s, "cannot read the packages");
-        sqlite3_finalize(st);
+    long long ver = sqlite3_column_int64(st, 2);
+    long long ntargets = sqlite3_column_int64(st, 7);
+    long long ninst = sqlite3_column_int64(st, 8);
+    if (json) {
+        ss_sbuf_adds(b, "{\"id\": ");
+        ss_sbuf_add_json_str(b, ctl_col_text(st, 0));
+        ss_sbuf_adds(b, ", \"name\": ");
+        ss_sbuf_add_json_str(b, ctl_col_text(st, 1));
+        ss_sbuf_addf(b, ", \"version\": %lld, \"state\": ", ver);
+        ss_sbuf_add_json_str(b, ctl_col_text(st, 3));
+        ss_sbuf_adds(b, ", \"origin\": ");
+        ss_sbuf_add_json_str(b, ctl_col_text(st, 4));
+        ss_sbuf_addf(b, ", \"all_dps\": %s, \"dps_installed\": %lld, "
+                     "\"dps_total\": %lld, \"last_error\": ",
+                     sqlite3_column_int(st, 6) ? "true" : "false", ninst, ntargets);
+        ctl_json_str_or_null(b, ctl_col_text(st, 5));
+        ss_sbuf_adds(b, "}");
+    } else {
+        char dps[48];
+        snprintf(dps, sizeof dps, "%lld/%lld", ninst, ntargets);
+        printf("%-8s %7lld %-8s %-6s %9s  %s\n", ctl_col_text(st, 0), ver,
+               ctl_col_text(st, 3), ctl_col_text(st, 4), dps, ctl_col_text(st, 1));
     }
-    if (json && rc == CTL_OK) {
-        ss_sbuf_adds(&b, n ? "\n]\n" : "]\n");
-        if (!b.data) {
-            ctl_err("out of memory");
-            rc = CTL_FAIL;
-        } else {
-            fputs(b.data, stdout);
-        }
-    }
-out:
-    ss_sbuf_free(&b);
-    ctl_site_close(&s);
-    return rc;
 }
 
-static void json_str_or_null(struct sbuf *b, const char *s)
+static int pkg_list(struct ctl *c, const struct ctl_args *a)
 {
-    if (s && *s)
-        ss_sbuf_add_json_str(b, s);
-    else
-        ss_sbuf_adds(b, "null");
+    return ctl_site_listing(c, a->json,
+        "SELECT p.id, p.name, p.version, p.state, p.origin, p.last_error, p.all_dps,"
+        " (SELECT count(*) FROM dp d WHERE p.all_dps OR EXISTS (SELECT 1 FROM"
+        "   package_dp t WHERE t.package = p.id AND t.dp = d.name)),"
+        " (SELECT count(*) FROM dp_state s WHERE s.package = p.id AND"
+        "   s.state = 'installed' AND s.version = p.version AND p.version > 0)"
+        " FROM package p ORDER BY p.id", "cannot read the packages", pkg_row,
+        "%-8s %7s %-8s %-6s %9s  %s\n", "id", "version", "state", "origin", "dps", "name");
 }
 
-static int pkg_show(struct ctl *c, const char *id, int json)
+static int pkg_show(struct ctl *c, const struct ctl_args *a)
 {
-    id_arg(c, id);
+    const char *id = a->pos[0];
+    int json = a->json;
     struct ctl_site s;
     struct pkg p;
-    if (ctl_site_open(c, &s, 0) != CTL_OK)
+    if (open_pkg(c, id, 0, &s, &p) != CTL_OK)
         return CTL_FAIL;
     struct dpst *dps = NULL;
     int ndps = 0, nsites = 0;
     struct sbuf b;
     ss_sbuf_init(&b);
-    int rc = need_pkg(&s, id, &p);
-    if (rc != CTL_OK)
-        goto out;
+    int rc;
     if (load_dps(s.db, &p, &dps, &ndps) < 0) {
         rc = ctl_db_fail(&s, "cannot read the package's DPs");
         goto out;
@@ -534,7 +501,7 @@ static int pkg_show(struct ctl *c, const char *id, int json)
         ss_sbuf_addf(&b, ", \"version\": %lld, \"state\": ", p.version);
         ss_sbuf_add_json_str(&b, p.state);
         ss_sbuf_addf(&b, ", \"all_dps\": %s, \"last_error\": ", p.all_dps ? "true" : "false");
-        json_str_or_null(&b, p.last_error);
+        ctl_json_str_or_null(&b, p.last_error);
         ss_sbuf_adds(&b, ", \"created\": ");
         ctl_json_time(&b, p.created_ms);
         ss_sbuf_adds(&b, ", \"updated\": ");
@@ -552,7 +519,7 @@ static int pkg_show(struct ctl *c, const char *id, int json)
                          "\"next_retry\": ", d->version, d->target, d->attempts);
             ctl_json_time(&b, d->next_ms);
             ss_sbuf_adds(&b, ", \"last_error\": ");
-            json_str_or_null(&b, d->last_error);
+            ctl_json_str_or_null(&b, d->last_error);
             ss_sbuf_adds(&b, "}");
         }
         ss_sbuf_adds(&b, ndps ? "\n ],\n \"sites\": [" : "],\n \"sites\": [");
@@ -603,7 +570,7 @@ static int pkg_show(struct ctl *c, const char *id, int json)
             ss_sbuf_adds(&b, nsites ? ",\n  {\"code\": " : "\n  {\"code\": ");
             ss_sbuf_add_json_str(&b, ctl_col_text(st, 0));
             ss_sbuf_addf(&b, ", \"state\": \"pending\", \"version\": %lld, \"job\": ", ver);
-            json_str_or_null(&b, job ? ctl_col_text(st, 2) : NULL);
+            ctl_json_str_or_null(&b, job ? ctl_col_text(st, 2) : NULL);
             ss_sbuf_adds(&b, "}");
         } else {
             printf("%-4s %-8s %7lld  %s\n", ctl_col_text(st, 0), "pending", ver,
@@ -618,12 +585,8 @@ static int pkg_show(struct ctl *c, const char *id, int json)
     }
     if (json) {
         ss_sbuf_adds(&b, nsites ? "\n ]}\n" : "]}\n");
-        if (!b.data) {
-            ctl_err("out of memory");
-            rc = CTL_FAIL;
+        if ((rc = ctl_print_sbuf(&b)) != CTL_OK)
             goto out;
-        }
-        fputs(b.data, stdout);
     } else if (nsites == 0) {
         printf("(no child site)\n");
     }
@@ -756,8 +719,9 @@ static void sleep_ms(int ms)
         ;
 }
 
-static int pkg_wait(struct ctl *c, const char *id, const char *timeout)
+static int pkg_wait(struct ctl *c, const struct ctl_args *a)
 {
+    const char *id = a->pos[0], *timeout = a->timeout;
     id_arg(c, id);
     int64_t limit_ms = -1;
     if (timeout && (ss_parse_duration_ms(timeout, &limit_ms) < 0 || limit_ms < 0))
@@ -933,34 +897,15 @@ out:
 
 int cmd_package(struct ctl *c, int argc, char **argv)
 {
-    struct ctl_args a;
-    int rc;
-    ctl_args_parse(c, argc, argv, &a);
-    if (!a.sub)
-        ctl_usage_error(c, "package needs add, update, delete, list, show or wait");
-    if (strcmp(a.sub, "add") == 0) {
-        ctl_args_only(c, &a, CTL_A_NAME | CTL_A_SOURCE | CTL_A_DP, 0, 0);
-        rc = pkg_add(c, &a);
-    } else if (strcmp(a.sub, "update") == 0) {
-        ctl_args_only(c, &a, 0, 1, 1);
-        rc = pkg_update(c, a.pos[0]);
-    } else if (strcmp(a.sub, "delete") == 0) {
-        ctl_args_only(c, &a, 0, 1, 1);
-        rc = pkg_delete(c, a.pos[0]);
-    } else if (strcmp(a.sub, "list") == 0) {
-        ctl_args_only(c, &a, CTL_A_JSON, 0, 0);
-        rc = pkg_list(c, a.json);
-    } else if (strcmp(a.sub, "show") == 0) {
-        ctl_args_only(c, &a, CTL_A_JSON, 1, 1);
-        rc = pkg_show(c, a.pos[0], a.json);
-    } else if (strcmp(a.sub, "wait") == 0) {
-        ctl_args_only(c, &a, CTL_A_TIMEOUT, 1, 1);
-        rc = pkg_wait(c, a.pos[0], a.timeout);
-    } else {
-        ctl_usage_error(c, "unknown package subcommand '%s'", a.sub);
-    }
-    ctl_args_free(&a);
-    return rc;
+    static const struct ctl_sub subs[] = {
+        { "add", CTL_A_NAME | CTL_A_SOURCE | CTL_A_DP, 0, 0, pkg_add },
+        { "update", 0, 1, 1, pkg_update },
+        { "delete", 0, 1, 1, pkg_delete },
+        { "list", CTL_A_JSON, 0, 0, pkg_list },
+        { "show", CTL_A_JSON, 1, 1, pkg_show },
+        { "wait", CTL_A_TIMEOUT, 1, 1, pkg_wait },
+    };
+    return ctl_subcommand(c, argc, argv, subs, SS_ARRAY_LEN(subs));
 }
 
 /* ---- retry ---- */
@@ -977,7 +922,7 @@ static int retry_list_cb(void *arg, const struct retry_state *rs)
                      rs->state == RETRY_FAILED ? "failed" : "retrying", rs->attempts);
         ctl_json_time(b, rs->state == RETRY_RETRYING ? rs->next_ms : 0);
         ss_sbuf_adds(b, ", \"last_error\": ");
-        json_str_or_null(b, rs->last_error);
+        ctl_json_str_or_null(b, rs->last_error);
         ss_sbuf_adds(b, ", \"updated\": ");
         ctl_json_time(b, rs->updated_ms);
         ss_sbuf_adds(b, "}");
@@ -996,8 +941,9 @@ static int retry_list_cb(void *arg, const struct retry_state *rs)
     return 0;
 }
 
-static int retry_listing(struct ctl *c, int json)
+static int retry_listing(struct ctl *c, const struct ctl_args *a)
 {
+    int json = a->json;
     struct ctl_site s;
     if (ctl_site_open(c, &s, 0) != CTL_OK)
         return CTL_FAIL;
@@ -1011,15 +957,8 @@ static int retry_listing(struct ctl *c, int json)
                "next", "last error");
     if (s.db && retry_list(s.db, NULL, NULL, retry_list_cb, json ? &b : NULL) < 0)
         rc = ctl_db_fail(&s, "cannot read the retry history");
-    if (json && rc == CTL_OK) {
-        ss_sbuf_adds(&b, b.len > 1 ? "\n]\n" : "]\n");
-        if (!b.data) {
-            ctl_err("out of memory");
-            rc = CTL_FAIL;
-        } else {
-            fputs(b.data, stdout);
-        }
-    }
+    if (json && rc == CTL_OK)
+        rc = ctl_json_array_end(&b, b.len > 1);
     ss_sbuf_free(&b);
     ctl_site_close(&s);
     return rc;
@@ -1126,25 +1065,22 @@ out:
     return rc;
 }
 
+static int retry_now_cmd(struct ctl *c, const struct ctl_args *a)
+{
+    return retry_change(c, 0, a->npos > 0 ? a->pos[0] : NULL, a->npos > 1 ? a->pos[1] : NULL);
+}
+
+static int retry_clear_cmd(struct ctl *c, const struct ctl_args *a)
+{
+    return retry_change(c, 1, a->pos[0], a->npos > 1 ? a->pos[1] : NULL);
+}
+
 int cmd_retry(struct ctl *c, int argc, char **argv)
 {
-    struct ctl_args a;
-    int rc;
-    ctl_args_parse(c, argc, argv, &a);
-    if (!a.sub)
-        ctl_usage_error(c, "retry needs list, now or clear");
-    if (strcmp(a.sub, "list") == 0) {
-        ctl_args_only(c, &a, CTL_A_JSON, 0, 0);
-        rc = retry_listing(c, a.json);
-    } else if (strcmp(a.sub, "now") == 0) {
-        ctl_args_only(c, &a, 0, 0, 2);
-        rc = retry_change(c, 0, a.npos > 0 ? a.pos[0] : NULL, a.npos > 1 ? a.pos[1] : NULL);
-    } else if (strcmp(a.sub, "clear") == 0) {
-        ctl_args_only(c, &a, 0, 1, 2);
-        rc = retry_change(c, 1, a.pos[0], a.npos > 1 ? a.pos[1] : NULL);
-    } else {
-        ctl_usage_error(c, "unknown retry subcommand '%s'", a.sub);
-    }
-    ctl_args_free(&a);
-    return rc;
+    static const struct ctl_sub subs[] = {
+        { "list", CTL_A_JSON, 0, 0, retry_listing },
+        { "now", 0, 0, 2, retry_now_cmd },
+        { "clear", 0, 1, 2, retry_clear_cmd },
+    };
+    return ctl_subcommand(c, argc, argv, subs, SS_ARRAY_LEN(subs));
 }

@@ -506,11 +506,8 @@ static int config_show(struct ctl *c, const char *only, int json)
     }
     if (json) {
         ss_sbuf_adds(&b, "\n}\n");
-        if (!b.data) {
-            ctl_err("out of memory");
+        if (ctl_print_sbuf(&b) != CTL_OK)
             goto out;
-        }
-        fputs(b.data, stdout);
     }
     ss_sbuf_free(&b);
     rc = CTL_OK;
@@ -567,19 +564,6 @@ int cmd_config(struct ctl *c, int argc, char **argv)
 }
 
 /* ---- inbox ---- */
-
-/* An age for people: "42s", "17m", "5h", "3d" (rounded down). */
-static void fmt_age(int64_t s, char *buf, size_t len)
-{
-    if (s < 120)
-        snprintf(buf, len, "%llds", (long long)s);
-    else if (s < 120 * 60)
-        snprintf(buf, len, "%lldm", (long long)(s / 60));
-    else if (s < 48 * 3600)
-        snprintf(buf, len, "%lldh", (long long)(s / 3600));
-    else
-        snprintf(buf, len, "%lldd", (long long)(s / 86400));
-}
 
 /*
  * Files directly in dir, the way inbox_backlog counts an inbox: dot
@@ -673,7 +657,7 @@ int ctl_inbox_report(const char *root, int json, struct sbuf *out)
         } else {
             char age[32] = "-";
             if (files)
-                fmt_age(oldest, age, sizeof age);
+                ctl_fmt_span(oldest, age, sizeof age);
             printf("%-24s %-9s %7zu %8s %7zu %5zu %8zu  %s\n", d->path, d->reader, files,
                    age, claimed, tmp, corrupt, path);
         }
@@ -691,11 +675,9 @@ int cmd_inbox(struct ctl *c, int argc, char **argv)
     ss_sbuf_init(&b);
     int r = ctl_inbox_report(root, json, &b);
     if (json) {
-        if (!b.data) {
-            ctl_err("out of memory");
+        ss_sbuf_adds(&b, "\n");
+        if (ctl_print_sbuf(&b) != CTL_OK)
             return CTL_FAIL;
-        }
-        printf("%s\n", b.data);
     }
     ss_sbuf_free(&b);
     if (r < 0) {

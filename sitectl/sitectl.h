@@ -50,6 +50,13 @@ int ctl_common(struct ctl *c, int argc, char **argv, int *i);
  * returns 1 for --json; anything else is a usage error. */
 int ctl_listing_args(struct ctl *c, int argc, char **argv);
 
+/* Print a JSON document built in b to stdout: CTL_OK, or CTL_FAIL with
+ * "sitectl: out of memory" when b could not grow (nothing printed). */
+int ctl_print_sbuf(const struct sbuf *b);
+/* Close a JSON array opened with "[" whose n elements each began with
+ * ",\n  " (the first "\n  "), then ctl_print_sbuf() it. */
+int ctl_json_array_end(struct sbuf *b, int n);
+
 /* Resolve the site root: --root, $SITESRV_ROOT, CTL_DEFAULT_ROOT; made
  * absolute (daemons are given it and the user reads it back).  Returns
  * c->root. */
@@ -138,6 +145,20 @@ int ctl_sql_int(sqlite3 *db, long long *out, const char *sql, const char *types,
 const char *ctl_col_text(sqlite3_stmt *st, int i);
 /* An ISO 8601 UTC time as a JSON string, or null when ms <= 0. */
 void ctl_json_time(struct sbuf *b, int64_t ms);
+/* s as a JSON string, or null when s is NULL or "". */
+void ctl_json_str_or_null(struct sbuf *b, const char *s);
+
+/* One row of a listing: its JSON object appended to b (json), else its
+ * table line printed. */
+typedef void ctl_row_fn(sqlite3_stmt *st, int json, struct sbuf *b);
+/* A listing of the site database (dp, site and package list): opens the
+ * site for reading, prints the table header (printf of header and the
+ * arguments after it) or starts a JSON array, calls row for every row of
+ * sql, and prints the array when every row was read.  A site without a
+ * database lists nothing.  CTL_OK, or CTL_FAIL with "sitectl: WHAT: ..."
+ * printed (ctl_db_fail). */
+int ctl_site_listing(struct ctl *c, int json, const char *sql, const char *what,
+                     ctl_row_fn *row, const char *header, ...) SS_PRINTF(6, 7);
 /* A DP name: [A-Za-z0-9_.-]{1,32}. */
 int  ctl_dp_name_ok(const char *s);
 /* Can a DP root be written now: an existing directory we may write and
@@ -177,6 +198,21 @@ void ctl_args_parse(struct ctl *c, int argc, char **argv, struct ctl_args *a);
 void ctl_args_only(struct ctl *c, const struct ctl_args *a, unsigned allowed,
                    int min, int max);
 void ctl_args_free(struct ctl_args *a);
+
+/* A subcommand of dp, site, package or retry: the options it takes (a
+ * mask of CTL_A_*), how many positional arguments, and what runs it. */
+struct ctl_sub {
+    const char *name;
+    unsigned    allowed;
+    int         min, max;
+    int       (*run)(struct ctl *c, const struct ctl_args *a);
+};
+/* Parse argv (ctl_args_parse), find the subcommand in subs, check its
+ * arguments (ctl_args_only) and run it.  No subcommand or an unknown one
+ * is a usage error ("CMD needs A, B or C", "unknown CMD subcommand 'X'").
+ * Returns what the subcommand returns. */
+int ctl_subcommand(struct ctl *c, int argc, char **argv, const struct ctl_sub *subs,
+                   size_t nsubs);
 
 /* Commands: argv[0] is the first argument after the command word. */
 int cmd_init(struct ctl *c, int argc, char **argv);

@@ -8,9 +8,9 @@
  *   cmd_dp(), cmd_site()
  *   ctl_site_open(), ctl_site_close(), ctl_db_fail(), ctl_tell_distmgr(),
  *   ctl_sql(), ctl_sql_int(), ctl_col_text(), ctl_json_time(),
- *   ctl_dp_name_ok(), ctl_dp_reachable(), ctl_fmt_span(),
- *   ctl_dp_retry_targets(), ctl_args_parse(), ctl_args_only(),
- *   ctl_args_free()
+ *   ctl_json_str_or_null(), ctl_site_listing(), ctl_dp_name_ok(),
+ *   ctl_dp_reachable(), ctl_fmt_span(), ctl_dp_retry_targets(),
+ *   ctl_args_parse(), ctl_args_only(), ctl_args_free(), ctl_subcommand()
  *
  * DESCRIPTION
  *   sitectl writes the dp and site rows itself (design: "who writes
@@ -135,6 +135,33 @@ void ctl_args_free(struct ctl_args *a)
 {
     free(a->dps);
     a->dps = NULL;
+}
+
+int ctl_subcommand(struct ctl *c, int argc, char **argv, const struct ctl_sub *subs,
+                   size_t nsubs)
+{
+    struct ctl_args a;
+    ctl_args_parse(c, argc, argv, &a);
+    if (!a.sub) {
+        /* "dp needs add, remove or list", from the table itself so that
+         * the message never forgets a subcommand. */
+        char list[256] = "";
+        size_t used = 0;
+        for (size_t k = 0; k < nsubs && used < sizeof list; k++)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+                                     k == 0 ? "" : k + 1 < nsubs ? ", " : " or ",
+                                     subs[k].name);
+        ctl_usage_error(c, "%s needs %s", c->cmd, list);
+    }
+    for (size_t k = 0; k < nsubs; k++) {
+        if (strcmp(a.sub, subs[k].name) == 0) {
+            ctl_args_only(c, &a, subs[k].allowed, subs[k].min, subs[k].max);
+            int rc = subs[k].run(c, &a);
+            ctl_args_free(&a);
+            return rc;
+        }
+    }
+    ctl_usage_error(c, "unknown %s subcommand '%s'", c->cmd, a.sub);
 }
 
 /* ---- the site and its database ---- */
@@ -294,6 +321,57 @@ void ctl_json_time(struct sbuf *b, int64_t ms)
         ss_sbuf_add_json_str(b, iso);
     else
         ss_sbuf_adds(b, "null");
+}
+
+void ctl_json_str_or_null(struct sbuf *b, const char *s)
+{
+    if (s && *s)
+        ss_sbuf_add_json_str(b, s);
+    else
+        ss_sbuf_adds(b, "null");
+}
+
+int ctl_site_listing(struct ctl *c, int json, const char *sql, const char *what,
+                     ctl_row_fn *row, const char *header, ...)
+{
+    struct ctl_site s;
+    if (ctl_site_open(c, &s, 0) != CTL_OK)
+        return CTL_FAIL;
+    struct sbuf b;
+    ss_sbuf_init(&b);
+    int rc = CTL_OK, n = 0;
+    if (json) {
+        ss_sbuf_adds(&b, "[");
+    } else {
+        va_list ap;
+        va_start(ap, header);
+        vprintf(header, ap);
+        va_end(ap);
+    }
+    /* No database (or no package tables) yet: an empty list. */
+    if (s.db) {
+        sqlite3_stmt *st = NULL;
+        if (sitedb_prepare(s.db, sql, &st) < 0) {
+            rc = ctl_db_fail(&s, what);
+            goto out;
+        }
+        int r;
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+            if (json)
+                ss_sbuf_adds(&b, n ? ",\n  " : "\n  ");
+            row(st, json, &b);
+            n++;
+        }
+        if (r != SQLITE_DONE)
+            rc = ctl_db_fail(&s, what);
+        sqlite3_finalize(st);
+    }
+    if (json && rc == CTL_OK)
+        rc = ctl_json_array_end(&b, n);
+out:
+    ss_sbuf_free(&b);
+    ctl_site_close(&s);
+    return rc;
 }
 
 int ctl_dp_name_ok(const char *s)
@@ -541,92 +619,59 @@ out:
     return rc;
 }
 
-static int dp_list(struct ctl *c, int json)
+static void dp_row(sqlite3_stmt *st, int json, struct sbuf *b)
 {
-    struct ctl_site s;
-    if (ctl_site_open(c, &s, 0) != CTL_OK)
-        return CTL_FAIL;
-    struct sbuf b;
-    ss_sbuf_init(&b);
-    int rc = CTL_OK, n = 0;
-    if (json)
-        ss_sbuf_adds(&b, "[");
-    else
-        printf("%-16s %-9s %9s  %s\n", "dp", "reachable", "installed", "path");
-    if (s.db) {
-        sqlite3_stmt *st = NULL;
-        if (sitedb_prepare(s.db, "SELECT d.name, d.path, d.added_ms, (SELECT count(*) FROM "
-                           "dp_state t WHERE t.dp = d.name AND t.state = 'installed') "
-                           "FROM dp d ORDER BY d.name", &st) < 0) {
-            rc = ctl_db_fail(&s, "cannot read the DPs");
-            goto out;
-        }
-        int r;
-        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-            const char *name = ctl_col_text(st, 0), *path = ctl_col_text(st, 1);
-            char why[SS_ERR_MAX];
-            int ok = ctl_dp_reachable(path, why, sizeof why) == 0;
-            long long inst = sqlite3_column_int64(st, 3);
-            if (json) {
-                ss_sbuf_adds(&b, n ? ",\n  {\"name\": " : "\n  {\"name\": ");
-                ss_sbuf_add_json_str(&b, name);
-                ss_sbuf_adds(&b, ", \"path\": ");
-                ss_sbuf_add_json_str(&b, path);
-                ss_sbuf_addf(&b, ", \"reachable\": %s, \"unreachable_reason\": ",
-                             ok ? "true" : "false");
-                if (ok)
-                    ss_sbuf_adds(&b, "null");
-                else
-                    ss_sbuf_add_json_str(&b, why);
-                ss_sbuf_addf(&b, ", \"installed\": %lld, \"added\": ", inst);
-                ctl_json_time(&b, sqlite3_column_int64(st, 2));
-                ss_sbuf_adds(&b, "}");
-            } else {
-                printf("%-16s %-9s %9lld  %s%s%s%s\n", name, ok ? "yes" : "no", inst, path,
-                       ok ? "" : " (", ok ? "" : why, ok ? "" : ")");
-            }
-            n++;
-        }
-        if (r != SQLITE_DONE)
-            rc = ctl_db_fail(&s, "cannot read the DPs");
-        sqlite3_finalize(st);
+    const char *name = ctl_col_text(st, 0), *path = ctl_col_text(st, 1);
+    char why[SS_ERR_MAX];
+    int ok = ctl_dp_reachable(path, why, sizeof why) == 0;
+    long long inst = sqlite3_column_int64(st, 3);
+    if (json) {
+        ss_sbuf_adds(b, "{\"name\": ");
+        ss_sbuf_add_json_str(b, name);
+        ss_sbuf_adds(b, ", \"path\": ");
+        ss_sbuf_add_json_str(b, path);
+        ss_sbuf_addf(b, ", \"reachable\": %s, \"unreachable_reason\": ",
+                     ok ? "true" : "false");
+        if (ok)
+            ss_sbuf_adds(b, "null");
+        else
+            ss_sbuf_add_json_str(b, why);
+        ss_sbuf_addf(b, ", \"installed\": %lld, \"added\": ", inst);
+        ctl_json_time(b, sqlite3_column_int64(st, 2));
+        ss_sbuf_adds(b, "}");
+    } else {
+        printf("%-16s %-9s %9lld  %s%s%s%s\n", name, ok ? "yes" : "no", inst, path,
+               ok ? "" : " (", ok ? "" : why, ok ? "" : ")");
     }
-    if (json && rc == CTL_OK) {
-        ss_sbuf_adds(&b, n ? "\n]\n" : "]\n");
-        if (!b.data) {
-            ctl_err("out of memory");
-            rc = CTL_FAIL;
-        } else {
-            fputs(b.data, stdout);
-        }
-    }
-out:
-    ss_sbuf_free(&b);
-    ctl_site_close(&s);
-    return rc;
+}
+
+static int dp_list(struct ctl *c, const struct ctl_args *a)
+{
+    return ctl_site_listing(c, a->json, "SELECT d.name, d.path, d.added_ms, (SELECT "
+                            "count(*) FROM dp_state t WHERE t.dp = d.name AND t.state = "
+                            "'installed') FROM dp d ORDER BY d.name", "cannot read the DPs",
+                            dp_row, "%-16s %-9s %9s  %s\n", "dp", "reachable", "installed",
+                            "path");
+}
+
+static int dp_add_cmd(struct ctl *c, const struct ctl_args *a)
+{
+    return dp_add(c, a->pos[0], a->pos[1]);
+}
+
+static int dp_remove_cmd(struct ctl *c, const struct ctl_args *a)
+{
+    return dp_remove(c, a->pos[0]);
 }
 
 int cmd_dp(struct ctl *c, int argc, char **argv)
 {
-    struct ctl_args a;
-    int rc;
-    ctl_args_parse(c, argc, argv, &a);
-    if (!a.sub)
-        ctl_usage_error(c, "dp needs add, remove or list");
-    if (strcmp(a.sub, "add") == 0) {
-        ctl_args_only(c, &a, 0, 2, 2);
-        rc = dp_add(c, a.pos[0], a.pos[1]);
-    } else if (strcmp(a.sub, "remove") == 0) {
-        ctl_args_only(c, &a, 0, 1, 1);
-        rc = dp_remove(c, a.pos[0]);
-    } else if (strcmp(a.sub, "list") == 0) {
-        ctl_args_only(c, &a, CTL_A_JSON, 0, 0);
-        rc = dp_list(c, a.json);
-    } else {
-        ctl_usage_error(c, "unknown dp subcommand '%s'", a.sub);
-    }
-    ctl_args_free(&a);
-    return rc;
+    static const struct ctl_sub subs[] = {
+        { "add", 0, 2, 2, dp_add_cmd },
+        { "remove", 0, 1, 1, dp_remove_cmd },
+        { "list", CTL_A_JSON, 0, 0, dp_list },
+    };
+    return ctl_subcommand(c, argc, argv, subs, SS_ARRAY_LEN(subs));
 }
 
 /* ---- site ---- */
@@ -792,88 +837,47 @@ static int site_remove(struct ctl *c, const char *code)
     return rc;
 }
 
-static int site_list(struct ctl *c, int json)
+static void site_row(sqlite3_stmt *st, int json, struct sbuf *b)
 {
-    struct ctl_site s;
-    if (ctl_site_open(c, &s, 0) != CTL_OK)
-        return CTL_FAIL;
-    struct sbuf b;
-    ss_sbuf_init(&b);
-    int rc = CTL_OK, n = 0;
-    if (json)
-        ss_sbuf_adds(&b, "[");
-    else
-        printf("%-4s %-8s %-16s  %s\n", "site", "relation", "key sha256", "address");
-    if (s.db) {
-        sqlite3_stmt *st = NULL;
-        if (sitedb_prepare(s.db, "SELECT code, relation, address, pubkey, added_ms FROM site "
-                           "ORDER BY relation DESC, code", &st) < 0) {
-            rc = ctl_db_fail(&s, "cannot read the sites");
-            goto out;
-        }
-        int r;
-        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-            char fp[65];
-            pem_fingerprint(ctl_col_text(st, 3), fp);
-            if (json) {
-                ss_sbuf_adds(&b, n ? ",\n  {\"code\": " : "\n  {\"code\": ");
-                ss_sbuf_add_json_str(&b, ctl_col_text(st, 0));
-                ss_sbuf_adds(&b, ", \"relation\": ");
-                ss_sbuf_add_json_str(&b, ctl_col_text(st, 1));
-                ss_sbuf_adds(&b, ", \"address\": ");
-                ss_sbuf_add_json_str(&b, ctl_col_text(st, 2));
-                ss_sbuf_adds(&b, ", \"key_sha256\": ");
-                if (fp[0])
-                    ss_sbuf_add_json_str(&b, fp);
-                else
-                    ss_sbuf_adds(&b, "null");
-                ss_sbuf_adds(&b, ", \"added\": ");
-                ctl_json_time(&b, sqlite3_column_int64(st, 4));
-                ss_sbuf_adds(&b, "}");
-            } else {
-                printf("%-4s %-8s %-16.16s  %s\n", ctl_col_text(st, 0), ctl_col_text(st, 1),
-                       fp[0] ? fp : "(unreadable)", ctl_col_text(st, 2));
-            }
-            n++;
-        }
-        if (r != SQLITE_DONE)
-            rc = ctl_db_fail(&s, "cannot read the sites");
-        sqlite3_finalize(st);
+    char fp[65];
+    pem_fingerprint(ctl_col_text(st, 3), fp);
+    if (json) {
+        ss_sbuf_adds(b, "{\"code\": ");
+        ss_sbuf_add_json_str(b, ctl_col_text(st, 0));
+        ss_sbuf_adds(b, ", \"relation\": ");
+        ss_sbuf_add_json_str(b, ctl_col_text(st, 1));
+        ss_sbuf_adds(b, ", \"address\": ");
+        ss_sbuf_add_json_str(b, ctl_col_text(st, 2));
+        ss_sbuf_adds(b, ", \"key_sha256\": ");
+        ctl_json_str_or_null(b, fp);
+        ss_sbuf_adds(b, ", \"added\": ");
+        ctl_json_time(b, sqlite3_column_int64(st, 4));
+        ss_sbuf_adds(b, "}");
+    } else {
+        printf("%-4s %-8s %-16.16s  %s\n", ctl_col_text(st, 0), ctl_col_text(st, 1),
+               fp[0] ? fp : "(unreadable)", ctl_col_text(st, 2));
     }
-    if (json && rc == CTL_OK) {
-        ss_sbuf_adds(&b, n ? "\n]\n" : "]\n");
-        if (!b.data) {
-            ctl_err("out of memory");
-            rc = CTL_FAIL;
-        } else {
-            fputs(b.data, stdout);
-        }
-    }
-out:
-    ss_sbuf_free(&b);
-    ctl_site_close(&s);
-    return rc;
+}
+
+static int site_list(struct ctl *c, const struct ctl_args *a)
+{
+    return ctl_site_listing(c, a->json, "SELECT code, relation, address, pubkey, added_ms "
+                            "FROM site ORDER BY relation DESC, code", "cannot read the sites",
+                            site_row, "%-4s %-8s %-16s  %s\n", "site", "relation",
+                            "key sha256", "address");
+}
+
+static int site_remove_cmd(struct ctl *c, const struct ctl_args *a)
+{
+    return site_remove(c, a->pos[0]);
 }
 
 int cmd_site(struct ctl *c, int argc, char **argv)
 {
-    struct ctl_args a;
-    int rc;
-    ctl_args_parse(c, argc, argv, &a);
-    if (!a.sub)
-        ctl_usage_error(c, "site needs add, remove or list");
-    if (strcmp(a.sub, "add") == 0) {
-        ctl_args_only(c, &a, CTL_A_ADDRESS | CTL_A_KEY, 1, 1);
-        rc = site_add(c, &a);
-    } else if (strcmp(a.sub, "remove") == 0) {
-        ctl_args_only(c, &a, 0, 1, 1);
-        rc = site_remove(c, a.pos[0]);
-    } else if (strcmp(a.sub, "list") == 0) {
-        ctl_args_only(c, &a, CTL_A_JSON, 0, 0);
-        rc = site_list(c, a.json);
-    } else {
-        ctl_usage_error(c, "unknown site subcommand '%s'", a.sub);
-    }
-    ctl_args_free(&a);
-    return rc;
+    static const struct ctl_sub subs[] = {
+        { "add", CTL_A_ADDRESS | CTL_A_KEY, 1, 1, site_add },
+        { "remove", 0, 1, 1, site_remove_cmd },
+        { "list", CTL_A_JSON, 0, 0, site_list },
+    };
+    return ctl_subcommand(c, argc, argv, subs, SS_ARRAY_LEN(subs));
 }
