@@ -36,7 +36,12 @@ reseal "${F[0]}" 's/^istr=utf8case-[0-9]*$/istr=utf8bad-caf\xe9/'
 reseal "${F[1]}" 's/^istr=utf8case-[0-9]*$/istr=utf8good-caf\xc3\xa9/'
 grep -aq 'utf8bad' "${F[0]}" || fail "the insertion string of ${F[0]} was not replaced"
 grep -aq 'utf8good' "${F[1]}" || fail "the insertion string of ${F[1]} was not replaced"
-mv "${F[0]}" "${F[1]}" "$BOX/" || fail "cannot move the files into $BOX"
+# One rename each and nothing else: mv may look at a file again after
+# moving it, and statmgr may have taken it by then.
+python3 -c 'import os, sys
+for f in sys.argv[2:]:
+    os.rename(f, os.path.join(sys.argv[1], os.path.basename(f)))' "$BOX" "${F[@]}" ||
+    fail "cannot move the files into $BOX"
 
 good_in() { [ "$(db_count "SELECT count(*) FROM statmsg WHERE istr LIKE '%utf8good%'")" -eq 1 ]; }
 bad_out() { [ "$(corrupt_files "$BOX")" -eq 1 ]; }
