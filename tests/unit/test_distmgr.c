@@ -341,6 +341,14 @@ static void test_failed_after_max(void **state)
     assert_int_equal(sql_int(f, "SELECT version FROM package"), 2);
     assert_true(wants_dp(t, "DP2"));
     task_free(t);
+    /* Version 1 is pruned: its object no version uses is gone, the one
+     * version 2 still uses stays. */
+    unsigned char sha[32];
+    assert_int_equal(ss_sha256("alpha\n", 6, sha), 0);
+    assert_int_equal(store_has(f->dm.store, sha), 0);
+    assert_int_equal(ss_sha256("bravo\n", 6, sha), 0);
+    assert_int_equal(store_has(f->dm.store, sha), 1);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM pkg_version"), 1);
 }
 
 /* Q319207: one job per (package, version, child site), however many
