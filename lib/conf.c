@@ -68,6 +68,8 @@
       min, max, def, doc, flags }
 
 #define SEC  1000LL
+/* Retry delays may be short (tests, a lab); below this they would spin. */
+#define RETRY_MIN 100LL
 #define KIB  1024LL
 
 const struct conf_key conf_keys[] = {
@@ -78,9 +80,9 @@ const struct conf_key conf_keys[] = {
     KEY("site", "machine", CONF_STR, site_machine, 0, 0, "", CONF_COMPUTED,
         "this server's name in status messages (default: the short host name)"),
 
-    KEY("distmgr", "retry_delay", CONF_DURATION, distmgr_retry_delay, SEC, 0, "30m", 0,
+    KEY("distmgr", "retry_delay", CONF_DURATION, distmgr_retry_delay, RETRY_MIN, 0, "30m", 0,
         "first delay before retrying a distribution point"),
-    KEY("distmgr", "retry_max_delay", CONF_DURATION, distmgr_retry_max_delay, SEC, 0, "4h", 0,
+    KEY("distmgr", "retry_max_delay", CONF_DURATION, distmgr_retry_max_delay, RETRY_MIN, 0, "4h", 0,
         "cap of the growing delay between retries of a distribution point"),
     KEY("distmgr", "max_retries", CONF_INT, distmgr_max_retries, 1, 1000000, "100", 0,
         "attempts before a distribution point is failed for a package version"),
@@ -91,9 +93,9 @@ const struct conf_key conf_keys[] = {
         "transfers at once, all sites together"),
     KEY("sender", "max_per_site", CONF_INT, sender_max_per_site, 1, 256, "3", 0,
         "transfers at once to one site"),
-    KEY("sender", "retry_delay", CONF_DURATION, sender_retry_delay, SEC, 0, "1m", 0,
+    KEY("sender", "retry_delay", CONF_DURATION, sender_retry_delay, RETRY_MIN, 0, "1m", 0,
         "first delay before retrying a failed transfer"),
-    KEY("sender", "retry_max_delay", CONF_DURATION, sender_retry_max_delay, SEC, 0, "1h", 0,
+    KEY("sender", "retry_max_delay", CONF_DURATION, sender_retry_max_delay, RETRY_MIN, 0, "1h", 0,
         "cap of the growing delay between retries of a transfer"),
     KEY("sender", "job_lifetime", CONF_DURATION, sender_job_lifetime, SEC, 0, "7d", 0,
         "a job not delivered by then fails, with a status message"),

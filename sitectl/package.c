@@ -1031,7 +1031,7 @@ static int retry_change(struct ctl *c, int clear, const char *id, const char *dp
         ? ctl_sql(s.db, &nstate, "UPDATE dp_state SET state = 'failed', last_error = "
                   "'retries cleared by the administrator', updated_ms = ?3 WHERE "
                   "package = ?1 AND (?2 IS NULL OR dp = ?2) AND state IN ('retrying', "
-                  "'failed')", "ssi", id, dp, now)
+                  "'failed', 'installing')", "ssi", id, dp, now)
         : ctl_sql(s.db, &nstate, "UPDATE dp_state SET state = 'pending', updated_ms = ?3 "
                   "WHERE (?1 IS NULL OR package = ?1) AND (?2 IS NULL OR dp = ?2) AND "
                   "state = 'failed'", "ssi", id, dp, now);

@@ -18,6 +18,7 @@
  *     T_DP   one per (package, DP) at a time, DPs in parallel
  *     T_SCAN the whole site: at start, after `retry now` for every
  *            package, when a retry is due, and every minute
+ *     T_GC   store objects no version uses: at start, after a failed walk
  *
  *   An update request stays claimed in work/ until the T_PKG that answers
  *   it has finished, so a kill never loses one (inbox_recover returns it
@@ -58,6 +59,7 @@
 
 static void pump(struct distmgr *dm, struct pkg *p);
 static void want_scan(struct distmgr *dm);
+static void want_gc(struct distmgr *dm);
 
 /* ---------------------------------------------------------------- packages */
 
@@ -157,6 +159,8 @@ static void task_done(struct pool_job *j, int cancelled)
 
     if (t->kind == T_SCAN)
         dm->scan_busy = 0;
+    if (t->kind == T_GC)
+        dm->gc_busy = 0;
     if (p && t->kind == T_PKG) {
         p->excl = 0;
         if (stopped) {
@@ -175,6 +179,8 @@ static void task_done(struct pool_job *j, int cancelled)
         } else {
             reqs_finish(dm, &p->reqs_running, 0);
             dm->versions += t->outcome == 1;
+            if (t->outcome == 2)
+                dm->gc_again = 1;   /* the failed walk may have stored objects */
         }
     }
     if (p && t->kind == T_DP) {
@@ -219,6 +225,10 @@ static void task_done(struct pool_job *j, int cancelled)
     if (t->kind == T_SCAN && dm->scan_again && !stopped) {
         dm->scan_again = 0;
         want_scan(dm);
+    }
+    if (dm->gc_again && !dm->gc_busy && !stopped) {
+        dm->gc_again = 0;
+        want_gc(dm);
     }
     free(t->wants);
     free(t);
@@ -282,6 +292,19 @@ static void want_scan(struct distmgr *dm)
     }
     dm->scan_busy = 1;
     submit(dm, T_SCAN, NULL, NULL, 0);
+}
+
+/* Collect store objects no version uses: at start, after a failed walk. */
+static void want_gc(struct distmgr *dm)
+{
+    if (daemon_stopping(dm->d))
+        return;
+    if (dm->gc_busy) {
+        dm->gc_again = 1;
+        return;
+    }
+    dm->gc_busy = 1;
+    submit(dm, T_GC, NULL, NULL, 0);
 }
 
 static void retry_timer_cb(uv_timer_t *tm)
@@ -475,6 +498,7 @@ static int distmgr_start(struct daemon *d)
     uv_timer_init(daemon_loop(d), &dm->retry_timer);
     dm->retry_timer.data = dm;
     want_scan(dm);
+    want_gc(dm);
     uv_timer_start(&dm->retry_timer, retry_timer_cb, SCAN_EVERY_MS, 0);
     if (!(dm->watch = daemon_watch(d, dm->reqbox.path, SCAN_EVERY_MS, watch_cb, dm)))
         return -1;

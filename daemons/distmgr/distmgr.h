@@ -5,7 +5,8 @@
  *               scheduling of tasks onto the worker pool
  *   tasks.c     the tasks, on worker threads: a package's version and
  *               child-site jobs (exclusive per package), one DP's install
- *               or removal, and the scan that finds work
+ *               or removal, the scan that finds work, and the collection
+ *               of store objects no version uses
  *
  * Per package, either one exclusive task runs, or any number of DP tasks
  * (one per DP): a new version never prunes content that a DP install of
@@ -29,7 +30,7 @@ struct distmgr;
 
 /* One unit of work the loop wants done for a package (or, for the scan,
  * for the whole site). */
-enum task_kind { T_PKG, T_DP, T_SCAN };
+enum task_kind { T_PKG, T_DP, T_SCAN, T_GC };
 
 /* A (package, DP) or package pair the scan found wanting work. */
 struct want {
@@ -106,6 +107,7 @@ struct distmgr {
     uv_timer_t      retry_timer;
     struct pkg     *pkgs;
     int             scan_busy, scan_again;
+    int             gc_busy, gc_again;
     uint64_t        versions, installs, failures, quarantined;
 };
 

@@ -26,6 +26,11 @@
  *   T_SCAN: find every package and DP that wants work now (at start, after
  *   `sitectl retry now`, on the retry timer).
  *
+ *   T_GC: remove store objects no manifest references: what a source walk
+ *   stored before it was killed or failed.  At start, and after a failed
+ *   walk; one fan-out directory at a time under the exclusive store lock,
+ *   so that walks are held up briefly, not for the whole store.
+ *
  *   The hand-over of a job to the scheduler happens in three durable
  *   steps: the job file is written and fsync'ed in distmgr.box/outgoing/,
  *   a site_job row (state staged) is committed, and the file is moved into
@@ -41,6 +46,8 @@
  *   is committed; the removal of unreferenced objects holds it exclusively
  *   while it checks and removes.  So an object another walk is about to
  *   reference is never removed under it, by this or any other process.
+ *   Every writer of the store (the despooler unpacking a package file too)
+ *   holds the shared lock from its first object to its manifest's commit.
  *
  * DIAGNOSTICS
  *   logs/distmgr.log; status messages 2300-2342 and 8100 with the
@@ -1042,6 +1049,14 @@ static int dp_remove_task(struct task *t, sqlite3 *db, const char *path)
     return 0;
 }
 
+/* Did `sitectl retry clear` set this DP to failed while we were at it? */
+static int cleared_meanwhile(sqlite3 *db, const char *pkg, const char *dp)
+{
+    struct dprow r;
+
+    return load_dp(db, pkg, dp, &r) == 0 && r.has_state && strcmp(r.state, "failed") == 0;
+}
+
 static int task_dp(struct task *t, sqlite3 *db)
 {
     struct distmgr *dm = t->dm;
@@ -1052,7 +1067,7 @@ static int task_dp(struct task *t, sqlite3 *db)
     struct retry_state rs;
     char err[SS_ERR_MAX], vs[24], target[128], zb[32];
     const char *attrs[] = { "PackageID", t->pkg, "Version", vs, "DP", t->dp, NULL };
-    int rc, r2, failed_now;
+    int rc, r2, failed_now, cleared = 0;
     int64_t t0;
 
     if ((rc = load_pkg(db, t->pkg, &p)) == -ENOENT || (rc == 0 && p.version == 0))
@@ -1109,6 +1124,13 @@ static int task_dp(struct task *t, sqlite3 *db)
             r2 = exec_bind(db, "DELETE FROM retry WHERE scope = 'dp' AND target GLOB ?1 || '/*/' || ?2",
                            "ss", p.id, t->dp);
         failed_now = 0;
+    } else if (cleared_meanwhile(db, p.id, t->dp)) {
+        /* `retry clear` while this attempt ran: the administrator's word
+         * stands; no new history. */
+        r2 = 0;
+        cleared = 1;
+        log_info("package %s version %lld on %s failed, retries were cleared meanwhile: %s",
+                 p.id, p.version, t->dp, err[0] ? err : "");
     } else {
         const char *why = err[0] ? err : strerror(-rc);
         r2 = retry_failure(db, SCOPE_DP, target, why, &dm->policy, ss_now_ms(), &rs);
@@ -1122,7 +1144,9 @@ static int task_dp(struct task *t, sqlite3 *db)
         rc = r2;
         goto out;
     }
-    if (rc == 0) {
+    if (cleared) {
+        rc = 0;
+    } else if (rc == 0) {
         log_info("package %s version %lld installed on %s: %zu files copied (%s), %zu kept, "
                  "in %lld ms", p.id, p.version, t->dp, ds.copied, szs(ds.bytes_copied, zb),
                  ds.linked, (long long)(ss_mono_ms() - t0));
@@ -1150,6 +1174,59 @@ out:
     return rc;
 }
 
+/* ---------------------------------------------------------------- T_GC */
+
+static int task_gc(struct task *t, sqlite3 *db)
+{
+    struct distmgr *dm = t->dm;
+    sqlite3_stmt *st = NULL;
+    char dir[SS_PATH_MAX];
+    size_t removed = 0;
+    int rc;
+
+    if ((rc = sitedb_prepare(db, "SELECT 1 FROM manifest WHERE sha256 = ? LIMIT 1", &st)) < 0)
+        return rc;
+    for (int fan = 0; fan < 256 && !atomic_load(&dm->stopping); fan++) {
+        struct dirent *de;
+        DIR *d;
+        int lk;
+
+        if (ss_path(dir, sizeof dir, "%s/objects/%02x", dm->store, fan) < 0 || !(d = opendir(dir)))
+            continue;
+        if ((lk = store_lock(dm, LOCK_EX)) < 0) {
+            closedir(d);
+            rc = lk;
+            break;
+        }
+        (void)sitedb_exec(db, "BEGIN");
+        while ((de = readdir(d)) != NULL && !atomic_load(&dm->stopping)) {
+            unsigned char sha[32];
+            if (strlen(de->d_name) != 64 || ss_unhex(de->d_name, sha, 32) < 0)
+                continue;
+            sqlite3_reset(st);
+            sqlite3_bind_blob(st, 1, sha, 32, SQLITE_STATIC);
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_DONE) {
+                if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+                    removed++;
+            } else if (rc != SQLITE_ROW) {
+                break;
+            }
+        }
+        (void)sitedb_exec(db, "COMMIT");
+        store_unlock(lk);
+        closedir(d);
+        rc = (rc == SQLITE_ROW || rc == SQLITE_DONE || rc == 0) ? 0 : sitedb_errno(db, rc);
+        if (rc < 0)
+            break;
+    }
+    sqlite3_finalize(st);
+    if (removed)
+        log_info("store: removed %zu objects that no package version uses (left by an "
+                 "interrupted or failed source walk)", removed);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- dispatch */
 
 void task_work(struct pool_job *j)
@@ -1169,6 +1246,7 @@ void task_work(struct pool_job *j)
     case T_SCAN: t->rc = task_scan(t, db); break;
     case T_PKG:  t->rc = task_pkg(t, db); break;
     case T_DP:   t->rc = task_dp(t, db); break;
+    case T_GC:   t->rc = task_gc(t, db); break;
     }
     /* A statement a stop interrupted may have left a transaction open. */
     if (!sqlite3_get_autocommit(db))

@@ -163,7 +163,7 @@ static const struct {
     {"distmgr.retry_delay", "90s", 0, NULL},
     {"distmgr.retry_delay", "3x", -EINVAL,
      "bad duration \"3x\" for distmgr.retry_delay"},
-    {"distmgr.retry_delay", "0s", -EINVAL, "bad duration \"0s\" for distmgr.retry_delay (at least 1s)"},
+    {"distmgr.retry_delay", "0s", -EINVAL, "bad duration \"0s\" for distmgr.retry_delay (at least 100ms)"},
     {"statmgr.future_skew", "0", 0, NULL},
     {"distmgr.threads", "64", 0, NULL},
     {"distmgr.threads", "65", -EINVAL,

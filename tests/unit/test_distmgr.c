@@ -5,7 +5,8 @@
  * growing delay; failed after max_retries; back by `retry now` or a new
  * version), exactly one job per (package, version, child site) however
  * often the package task and the DP retries run (SPEC 4.1, Q319207), the
- * recovery of jobs staged by a killed run, and deletion.
+ * recovery of jobs staged by a killed run, deletion, and the collection
+ * of store objects no version uses.
  */
 #include "testutil.h"
 
@@ -508,6 +509,28 @@ static void test_bad_source(void **state)
     assert_int_equal(sql_int(f, "SELECT version FROM package"), 1);
 }
 
+/* Objects a killed or failed walk stored, that no version references,
+ * are collected; referenced ones stay. */
+static void test_gc(void **state)
+{
+    struct fx *f = *state;
+    unsigned char sha[32], used[32];
+    char path[SS_PATH_MAX], dir[SS_PATH_MAX];
+
+    run_free(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
+    assert_int_equal(ss_sha256("orphan\n", 7, sha), 0);
+    assert_int_equal(store_object_path(f->dm.store, sha, path, sizeof path), 0);
+    (void)ss_strcpy(dir, sizeof dir, path);
+    *strrchr(dir, '/') = 0;
+    assert_int_equal(ss_mkdir_p(dir, 0750), 0);
+    tu_write(path, "orphan\n");
+    assert_int_equal(store_has(f->dm.store, sha), 1);
+    run_free(f, T_GC, NULL, NULL, 0);
+    assert_int_equal(store_has(f->dm.store, sha), 0);
+    assert_int_equal(ss_sha256("alpha\n", 6, used), 0);
+    assert_int_equal(store_has(f->dm.store, used), 1);
+}
+
 int main(void)
 {
     setenv("SITESRV_UNSAFE_NOFSYNC", "1", 1);
@@ -518,6 +541,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recover_staged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
