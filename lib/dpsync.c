@@ -4,7 +4,8 @@
  * SYNOPSIS
  *   dp_check      is a DP root an existing directory we may write into
  *   dp_install    build DPPATH/.PKGID.new, make it durable, swap it in
- *   dp_remove     remove DPPATH/PKGID and its .new/.old trees
+ *   dp_sweep      remove the DPPATH/.PKGID.trash-* trees installs set aside
+ *   dp_remove     remove DPPATH/PKGID and its .new/.old/.trash-* trees
  *   ss_copy_fd    copy_file_range, or read/write where that is refused
  *
  * DESCRIPTION
@@ -22,6 +23,15 @@
  *   Directories are created owner-writable and get their own mode and
  *   mtime last, deepest first, once nothing more is created in them.
  *
+ *   Files are written by a small crew of threads (DP_THREADS), once the
+ *   calling thread has created every directory: most of the time of a
+ *   file creation is spent in the kernel waiting for the file system's
+ *   metadata (inode bitmaps, the journal), not on a CPU, so several
+ *   creators overlap those waits even on a machine with few cores.  Each
+ *   takes the next file from a shared index over the manifest; the first
+ *   error (or a stop request) makes every one of them stop before its
+ *   next file, and is the one reported.
+ *
  *   The staging tree is made durable before anyone can see it: one
  *   syncfs of the DP's file system where the kernel reports write-back
  *   errors to syncfs (5.8 and later), else an fsync of every file written
@@ -33,6 +43,14 @@
  *   next install or removal, so that a client in the middle of the old
  *   version can finish.
  *
+ *   Removing a tree of thousands of files takes as long as a good part of
+ *   an install, so the next install does not remove .old: it renames it,
+ *   in one call, to DPPATH/.PKGID.trash-<16 hex digits> (a name never
+ *   used twice, so that trees set aside by several installs never meet),
+ *   and the caller removes the trash later, once the new version is
+ *   recorded, with dp_sweep.  A leftover .PKGID.new is still removed
+ *   first: it exists only after a crash.
+ *
  *   Where a file system refuses RENAME_EXCHANGE (EINVAL: some network
  *   file systems), the swap is two renames: the visible tree to .old,
  *   then the staging tree in.  A reader may then find no package for a
@@ -40,7 +58,7 @@
  *
  *   Everything is done relative to a descriptor of the DP root, and
  *   nothing follows a symbolic link inside it.  Memory does not grow with
- *   the package: one copy buffer per call, allocated only when
+ *   the package: one copy buffer per thread, allocated only when
  *   copy_file_range cannot be used.
  *
  * DIAGNOSTICS
@@ -53,17 +71,23 @@
  *   a stop request -EINTR.  On an error before the swap the staging tree
  *   is removed and the visible tree is untouched.  Logs a warning only
  *   for cleanup that failed after the outcome was decided (a staging
- *   tree that could not be removed, a replaced tree left at .PKGID.new).
- *   ss_copy_fd returns -ENODATA when the input ends before size bytes.
+ *   tree that could not be removed, a replaced tree left at .PKGID.new,
+ *   a trash tree dp_sweep could not remove).  ss_copy_fd returns -ENODATA
+ *   when the input ends before size bytes.
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dpsync.h"
@@ -83,6 +107,21 @@
  * more than this; the loop goes on. */
 #define COPY_CHUNK_MAX  ((int64_t)1 << 30)
 #define PKGID_MAX       200
+
+/* Threads that write a package's files.  Creating a file on ext4 spends
+ * most of its time blocked in the kernel (reading inode bitmaps,
+ * waiting on the journal) rather than on a CPU, so a few creators overlap
+ * those waits even on 2 cores; beyond about 4 they mostly queue on the
+ * same directory locks and journal, and every thread may hold a 1 MB copy
+ * buffer.  A manifest gets one thread per DP_FILES_PER_THREAD files, so
+ * that small packages do not pay for starting threads. */
+#ifndef DP_THREADS
+#define DP_THREADS          4
+#endif
+#define DP_FILES_PER_THREAD 64
+
+#define TRASH_TAG       ".trash-"
+#define TRASH_HEX       16              /* hex digits after TRASH_TAG */
 
 /* ---- copying ------------------------------------------------------- */
 
@@ -322,6 +361,116 @@ int dp_check(const char *dproot, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- trash ------------------------------------------------------- */
+
+/* 16 hex digits nobody used before: random, or, where getrandom cannot
+ * answer at once, the clock, the process and a counter of this process. */
+static void trash_suffix(char hex[TRASH_HEX + 1])
+{
+    static atomic_uint_fast64_t seq;
+    uint64_t v;
+
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        v = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+            ((uint64_t)getpid() << 40) ^ (atomic_fetch_add(&seq, 1) << 20);
+    }
+    ss_hex(&v, sizeof v, hex);
+}
+
+/* Is name one of pkgid's trash trees: "." pkgid ".trash-" and exactly
+ * TRASH_HEX hex digits, the only names set_aside makes?  Matching no
+ * looser than that keeps another package's names (an ID may contain
+ * ".trash-") out of reach. */
+static int is_trash(const char *name, const char *pkgid)
+{
+    size_t n = strlen(pkgid), t = strlen(TRASH_TAG);
+
+    if (name[0] != '.' || strncmp(name + 1, pkgid, n) != 0 ||
+        strncmp(name + 1 + n, TRASH_TAG, t) != 0)
+        return 0;
+    name += 1 + n + t;
+    for (size_t i = 0; i < TRASH_HEX; i++)
+        if (ss_hexval((unsigned char)name[i]) < 0)
+            return 0;
+    return name[TRASH_HEX] == '\0';
+}
+
+/* Move name (pkgid's .old tree) out of the way in one rename, to a fresh
+ * trash name for dp_sweep.  A missing name is success.  Where the rename
+ * fails for another reason than a name already taken (which a fresh
+ * random name makes all but impossible, and is retried), the tree is
+ * removed in place, as before there was trash. */
+static int set_aside(int rootfd, const char *pkgid, const char *name)
+{
+    char trash[SS_NAME_MAX + 1], hex[TRASH_HEX + 1];
+    int r = -EEXIST;
+
+    for (int tries = 0; tries < 8 && r == -EEXIST; tries++) {
+        trash_suffix(hex);
+        if (ss_path(trash, sizeof trash, ".%s" TRASH_TAG "%s", pkgid, hex) < 0)
+            return -ENAMETOOLONG;
+        r = rename_dir_noreplace(rootfd, name, trash);
+    }
+    if (r == 0 || r == -ENOENT)
+        return 0;
+    return rm_tree_at(rootfd, name);
+}
+
+/* Remove every trash tree of pkgid in the directory rootfd (dproot, for
+ * messages).  The first error is returned after trying them all; each
+ * tree that stays is logged. */
+static int sweep_at(int rootfd, const char *dproot, const char *pkgid, size_t *removed)
+{
+    struct dirent *de;
+    DIR *d;
+    int fd, r = 0;
+
+    fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    d = fdopendir(fd);
+    if (d == NULL) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    /* Entries removed behind the cursor do not disturb readdir. */
+    while ((de = readdir(d)) != NULL) {
+        if (!is_trash(de->d_name, pkgid))
+            continue;
+        int e = rm_tree_at(dirfd(d), de->d_name);
+        if (e < 0) {
+            log_warn("dpsync: cannot remove the set-aside tree %s/%s: %s", dproot,
+                     de->d_name, strerror(-e));
+            if (r == 0)
+                r = e;
+            continue;
+        }
+        if (removed != NULL)
+            (*removed)++;
+    }
+    closedir(d);
+    return r;
+}
+
+int dp_sweep(const char *dproot, const char *pkgid, size_t *removed)
+{
+    int rootfd, r;
+
+    if (removed != NULL)
+        *removed = 0;
+    if (!pkgid_ok(pkgid) || dproot == NULL || *dproot == '\0')
+        return -EINVAL;
+    rootfd = open(dproot, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return -errno;
+    r = sweep_at(rootfd, dproot, pkgid, removed);
+    close(rootfd);
+    return r;
+}
+
 /* ---- dp_install ---------------------------------------------------- */
 
 struct inst {
@@ -332,11 +481,30 @@ struct inst {
     int   stagefd;
     int   visfd;                 /* the visible tree, or -1 */
     int   fsync_each;            /* fsync every file and directory */
-    char *buf;                   /* copy buffer, on first need */
     struct dp_stats st;
     char  stagepath[SS_PATH_MAX];   /* dproot/.PKGID.new, for messages */
     char *err;
     size_t errlen;
+};
+
+/* What the file crew shares.  inst is only read while the crew runs. */
+struct crew {
+    const struct inst  *in;
+    const volatile int *stop;
+    atomic_size_t next;          /* the next manifest index to take */
+    atomic_int    failed;        /* someone failed: stop before the next file */
+    pthread_mutex_t mu;          /* guards r and in->err */
+    int           r;             /* the first error */
+};
+
+/* One member of the crew: its own buffer, message and counts, summed by
+ * the caller after the join, so that no count is shared. */
+struct worker {
+    struct crew *c;
+    char   *buf;                 /* copy buffer, on first need */
+    size_t  linked, copied;
+    int64_t bytes;
+    char    err[SS_ERR_MAX];
 };
 
 /* The visible copy of e is unchanged: same type, size, mtime and
@@ -351,8 +519,9 @@ static int vis_same(const struct inst *in, const struct mf_entry *e)
            mtime_ns_of(&vs) == e->mtime_ns && (vs.st_mode & 07777) == (e->mode & 07777);
 }
 
-static int copy_from_store(struct inst *in, const struct mf_entry *e)
+static int copy_from_store(struct worker *w, const struct mf_entry *e)
 {
+    const struct inst *in = w->c->in;
     char obj[SS_PATH_MAX];
     struct timespec t[2];
     struct stat os;
@@ -360,65 +529,68 @@ static int copy_from_store(struct inst *in, const struct mf_entry *e)
 
     r = store_object_path(in->storedir, e->sha, obj, sizeof obj);
     if (r < 0)
-        return seterr(in->err, in->errlen, r, "store object path for %s", e->path);
+        return seterr(w->err, sizeof w->err, r, "store object path for %s", e->path);
     src = open(obj, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (src < 0) {
         r = -errno;
         /* A missing object is damage to the store, not a missing DP:
          * -ENOENT is kept for the DP root gone. */
         if (r == -ENOENT)
-            return seterr(in->err, in->errlen, -EUCLEAN,
+            return seterr(w->err, sizeof w->err, -EUCLEAN,
                           "store object %s for %s is missing", obj, e->path);
-        return seterr(in->err, in->errlen, r, "opening store object %s for %s", obj, e->path);
+        return seterr(w->err, sizeof w->err, r, "opening store object %s for %s", obj,
+                      e->path);
     }
     if (fstat(src, &os) < 0) {
-        r = seterr(in->err, in->errlen, -errno, "reading store object %s", obj);
+        r = seterr(w->err, sizeof w->err, -errno, "reading store object %s", obj);
         close(src);
         return r;
     }
     if (!S_ISREG(os.st_mode) || os.st_size != e->size) {
         close(src);
-        return seterr(in->err, in->errlen, -EUCLEAN,
+        return seterr(w->err, sizeof w->err, -EUCLEAN,
                       "store object %s for %s has the wrong size (%lld bytes, the manifest says %lld)",
                       obj, e->path, (long long)os.st_size, (long long)e->size);
     }
     dst = openat(in->stagefd, e->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                  0600);
     if (dst < 0) {
-        r = seterr(in->err, in->errlen, -errno, "creating %s in %s", e->path, in->stagepath);
+        r = seterr(w->err, sizeof w->err, -errno, "creating %s in %s", e->path, in->stagepath);
         close(src);
         return r;
     }
-    r = copy_fd_buf(src, dst, e->size, &in->buf);
+    r = copy_fd_buf(src, dst, e->size, &w->buf);
     close(src);
     if (r == -ENODATA) {
-        r = seterr(in->err, in->errlen, -EUCLEAN,
+        r = seterr(w->err, sizeof w->err, -EUCLEAN,
                    "store object %s for %s is shorter than its size", obj, e->path);
         goto fail;
     }
     if (r < 0) {
-        seterr(in->err, in->errlen, r, "copying %s to %s", e->path, in->stagepath);
+        seterr(w->err, sizeof w->err, r, "copying %s to %s", e->path, in->stagepath);
         goto fail;
     }
     /* Mode after the data (fchmod does not touch the mtime), mtime last. */
     ns_to_times(e->mtime_ns, t);
     if (fchmod(dst, e->mode & 07777) < 0 || futimens(dst, t) < 0) {
-        r = seterr(in->err, in->errlen, -errno, "setting mode and time of %s in %s",
+        r = seterr(w->err, sizeof w->err, -errno, "setting mode and time of %s in %s",
                    e->path, in->stagepath);
         goto fail;
     }
+    /* The thread that wrote the file syncs it: nobody else has it open. */
     if (in->fsync_each && (r = ss_fsync_fd(dst)) < 0) {
-        seterr(in->err, in->errlen, r, "syncing %s in %s", e->path, in->stagepath);
+        seterr(w->err, sizeof w->err, r, "syncing %s in %s", e->path, in->stagepath);
         goto fail;
     }
     /* Some file systems (NFS) report a failed write only here. */
     if (close(dst) < 0) {
         dst = -1;
-        r = seterr(in->err, in->errlen, -errno, "copying %s to %s", e->path, in->stagepath);
+        r = seterr(w->err, sizeof w->err, -errno, "copying %s to %s", e->path,
+                   in->stagepath);
         goto fail;
     }
-    in->st.copied++;
-    in->st.bytes_copied += e->size;
+    w->copied++;
+    w->bytes += e->size;
     return 0;
 fail:
     if (dst >= 0)
@@ -426,11 +598,13 @@ fail:
     return r;
 }
 
-static int install_file(struct inst *in, const struct mf_entry *e)
+static int install_file(struct worker *w, const struct mf_entry *e)
 {
+    const struct inst *in = w->c->in;
+
     if (vis_same(in, e)) {
         if (linkat(in->visfd, e->path, in->stagefd, e->path, 0) == 0) {
-            in->st.linked++;
+            w->linked++;
             return 0;
         }
         /* Another file system (cannot happen beside each other, but a
@@ -438,10 +612,115 @@ static int install_file(struct inst *in, const struct mf_entry *e)
          * links (fs.protected_hardlinks, a file not ours), or the file
          * went away: write it from the store instead. */
         if (errno != EXDEV && errno != EMLINK && errno != EPERM && errno != ENOENT)
-            return seterr(in->err, in->errlen, -errno, "linking %s into %s", e->path,
+            return seterr(w->err, sizeof w->err, -errno, "linking %s into %s", e->path,
                           in->stagepath);
     }
-    return copy_from_store(in, e);
+    return copy_from_store(w, e);
+}
+
+/* Keep the first error of the crew (with its message) and make the others
+ * stop before their next file. */
+static void crew_fail(struct worker *w, int r)
+{
+    struct crew *c = w->c;
+
+    pthread_mutex_lock(&c->mu);
+    if (c->r == 0) {
+        c->r = r;
+        if (c->in->err != NULL && c->in->errlen > 0)
+            ss_strcpy(c->in->err, c->in->errlen, w->err);   /* truncation is fine */
+    }
+    pthread_mutex_unlock(&c->mu);
+    atomic_store(&c->failed, 1);
+}
+
+/* Take files from the shared index until there are none left, someone
+ * failed, or a stop is requested. */
+static void crew_work(struct worker *w)
+{
+    struct crew *c = w->c;
+    const struct manifest *m = c->in->m;
+    int r;
+
+    while (!atomic_load_explicit(&c->failed, memory_order_relaxed)) {
+        if (c->stop != NULL && *c->stop) {
+            crew_fail(w, seterr(w->err, sizeof w->err, -EINTR,
+                                "installing into %s was interrupted", c->in->stagepath));
+            return;
+        }
+        size_t i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
+        if (i >= m->n)
+            return;
+        if (!S_ISREG(m->e[i].mode))
+            continue;
+        if ((r = install_file(w, &m->e[i])) < 0) {
+            crew_fail(w, r);
+            return;
+        }
+    }
+}
+
+static void *crew_main(void *arg)
+{
+    crew_work(arg);
+    return NULL;
+}
+
+/* Write the files of the manifest into the staging tree, whose
+ * directories all exist, with up to DP_THREADS threads (the calling
+ * thread is one of them); join them, then add their counts to in->st.
+ * 0 or the first error, whose message is in in->err. */
+static int write_files(struct inst *in, size_t files, const volatile int *stop)
+{
+    struct worker w[DP_THREADS];
+    pthread_t tid[DP_THREADS];
+    sigset_t all, old;
+    struct crew c;
+    size_t n, started = 1;
+
+    if (files == 0)
+        return 0;
+    n = (files + DP_FILES_PER_THREAD - 1) / DP_FILES_PER_THREAD;
+    if (n > DP_THREADS)
+        n = DP_THREADS;
+    memset(&c, 0, sizeof c);
+    c.in = in;
+    c.stop = stop;
+    atomic_init(&c.next, 0);
+    atomic_init(&c.failed, 0);
+    pthread_mutex_init(&c.mu, NULL);
+    memset(w, 0, sizeof w);
+    for (size_t k = 0; k < n; k++)
+        w[k].c = &c;
+
+    /* The crew blocks every asynchronous signal, so that the caller's
+     * handlers keep running on the threads the caller expects (the
+     * synchronous ones stay open, so that a fault is reported as such).
+     * A thread that cannot be started is no error: the others take its
+     * share. */
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGABRT);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (; started < n; started++)
+        if (pthread_create(&tid[started], NULL, crew_main, &w[started]) != 0)
+            break;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    crew_work(&w[0]);
+    for (size_t k = 1; k < started; k++)
+        pthread_join(tid[k], NULL);
+
+    for (size_t k = 0; k < n; k++) {
+        in->st.linked += w[k].linked;
+        in->st.copied += w[k].copied;
+        in->st.bytes_copied += w[k].bytes;
+        free(w[k].buf);
+    }
+    pthread_mutex_destroy(&c.mu);
+    return c.r;
 }
 
 /* Give directories their mode and mtime, deepest first (reverse path
@@ -512,9 +791,13 @@ static int make_durable(struct inst *in)
     return 0;
 }
 
-/* Build the staging tree's content, given stagefd. */
+/* Build the staging tree's content, given stagefd: every directory first,
+ * in manifest (path) order on this thread, which puts each before its
+ * contents; then the files, by the crew; then the directories' modes and
+ * times; then durability. */
 static int build(struct inst *in, const volatile int *stop)
 {
+    size_t files = 0;
     int r;
 
     for (size_t i = 0; i < in->m->n; i++) {
@@ -536,13 +819,14 @@ static int build(struct inst *in, const volatile int *stop)
                               e->path, in->stagepath);
             in->st.dirs++;
         } else if (S_ISREG(e->mode)) {
-            if ((r = install_file(in, e)) < 0)
-                return r;
+            files++;
         } else {
             return seterr(in->err, in->errlen, -EINVAL,
                           "manifest entry %s is neither a file nor a directory", e->path);
         }
     }
+    if ((r = write_files(in, files, stop)) < 0)
+        return r;
     if ((r = finish_dirs(in)) < 0)
         return r;
     /* The package root is read by every client of the DP. */
@@ -584,8 +868,8 @@ static int swap_in(struct inst *in, const char *pkgid, const char *newname,
                       pkgid);
     r = rename2(in->rootfd, newname, pkgid, RENAME_EXCHANGE);
     if (r == -EOPNOTSUPP) {
-        /* No exchange on this file system: two renames.  .old was removed
-         * before the build, so the first cannot replace anything. */
+        /* No exchange on this file system: two renames.  .old was set
+         * aside before the build, so the first cannot replace anything. */
         r = rename_dir_noreplace(in->rootfd, pkgid, oldname);
         if (r < 0)
             return seterr(in->err, in->errlen, r, "renaming %s/%s to %s", in->dproot, pkgid,
@@ -608,7 +892,7 @@ static int swap_in(struct inst *in, const char *pkgid, const char *newname,
      * move it aside is no failure of the install: the next install or
      * removal removes it as a leftover. */
     r = rename_dir_noreplace(in->rootfd, newname, oldname);
-    if (r == -EEXIST && rm_tree_at(in->rootfd, oldname) == 0)
+    if (r == -EEXIST && set_aside(in->rootfd, pkgid, oldname) == 0)
         r = rename_dir_noreplace(in->rootfd, newname, oldname);
     if (r < 0)
         log_warn("dpsync: the replaced version of %s/%s stays at %s: %s", in->dproot, pkgid,
@@ -668,13 +952,14 @@ int dp_install(const char *dproot, const char *pkgid, const struct manifest *m,
         goto out;
     }
 
-    /* An interrupted install, then the generation before the visible one
-     * (kept until now for clients still reading it). */
+    /* An interrupted install is removed; the generation before the
+     * visible one (kept until now for clients still reading it) only
+     * moves to a trash name, for dp_sweep to remove after the install. */
     if ((r = rm_tree_at(in.rootfd, newname)) < 0) {
         seterr(err, errlen, r, "removing the leftover %s", in.stagepath);
         goto out;
     }
-    if ((r = rm_tree_at(in.rootfd, oldname)) < 0) {
+    if ((r = set_aside(in.rootfd, pkgid, oldname)) < 0) {
         seterr(err, errlen, r, "removing the previous version %s/%s", dproot, oldname);
         goto out;
     }
@@ -712,7 +997,6 @@ out:
     }
     if (in.rootfd >= 0)
         close(in.rootfd);
-    free(in.buf);
     if (st != NULL)
         *st = in.st;
     return r;
@@ -771,6 +1055,11 @@ int dp_remove(const char *dproot, const char *pkgid, char *err, size_t errlen)
     }
     if ((r = rm_tree_at(rootfd, newname)) < 0) {
         seterr(err, errlen, r, "removing %s/%s", dproot, newname);
+        goto out;
+    }
+    if ((r = sweep_at(rootfd, dproot, pkgid, NULL)) < 0) {
+        seterr(err, errlen, r, "removing the set-aside trees .%s" TRASH_TAG "* in %s", pkgid,
+               dproot);
         goto out;
     }
     r = ss_fsync_fd(rootfd);

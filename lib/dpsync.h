@@ -17,7 +17,15 @@
  *
  * The tree that was replaced is kept as DPPATH/.PKGID.old until the
  * next install or removal of that package on that DP, so that a client
- * in the middle of reading the old version can finish.
+ * in the middle of reading the old version can finish.  The next install
+ * does not spend its time removing it: it renames it (one rename) to
+ * DPPATH/.PKGID.trash-<16 hex digits>, and the caller removes such trees
+ * with dp_sweep once the new version is recorded, off the path that
+ * decides when a DP is "installed".
+ *
+ * The files of a version are written by up to DP_THREADS threads (see
+ * dpsync.c), started and joined inside dp_install, with the asynchronous
+ * signals blocked.
  *
  * distmgr never creates DPPATH itself: a missing DP root is an error.
  */
@@ -43,21 +51,34 @@ int dp_check(const char *dproot, char *err, size_t errlen);
 
 /*
  * Bring dproot/pkgid to manifest m, content from storedir (store_object_path).
- * Leftovers of an interrupted install (.pkgid.new) are removed first,
- * and the previous .pkgid.old.  Returns 0 once the new version is visible
- * and durable; on any error (-ENOENT DP root gone, -ENOSPC, -EIO, a store
- * object missing or of the wrong size: -EUCLEAN...) the staging tree is
- * removed, the visible tree is untouched, and err names the file and the
- * cause.  stop (may be NULL) is polled between files: -EINTR.
- * Thread safe for different (dproot, pkgid); the caller never runs two
- * installs of one pair at once.
+ * Leftovers of an interrupted install (.pkgid.new) are removed first, and
+ * the previous .pkgid.old is renamed to a .pkgid.trash-* name for
+ * dp_sweep.  Returns 0 once the new version is visible and durable; on
+ * any error (-ENOENT DP root gone, -ENOSPC, -EIO, a store object missing
+ * or of the wrong size: -EUCLEAN...) the staging tree is removed, the
+ * visible tree is untouched, and err names the file and the cause (the
+ * first error when several files failed at once).  stop (may be NULL) is
+ * polled between files by every thread: -EINTR.  Thread safe for
+ * different (dproot, pkgid); the caller never runs two installs of one
+ * pair at once.
  */
 int dp_install(const char *dproot, const char *pkgid, const struct manifest *m,
                const char *storedir, const volatile int *stop,
                struct dp_stats *st, char *err, size_t errlen);
 
-/* Remove dproot/pkgid and its .new/.old trees.  0 (also when there was
- * nothing), or -errno with err (a missing DP root is -ENOENT). */
+/*
+ * Remove every dproot/.pkgid.trash-<16 hex> tree that installs set aside,
+ * and nothing else; *removed (may be NULL) counts them.  0 (also when
+ * there was none), or the first -errno after trying them all (each tree
+ * that stays is logged as a warning; -EINVAL for a bad pkgid, -ENOENT for
+ * a missing DP root).  Safe while an install of the same pair runs: it
+ * touches no other name.  Not made durable: a tree that comes back after
+ * a crash is swept next time.
+ */
+int dp_sweep(const char *dproot, const char *pkgid, size_t *removed);
+
+/* Remove dproot/pkgid and its .new/.old/.trash-* trees.  0 (also when
+ * there was nothing), or -errno with err (a missing DP root is -ENOENT). */
 int dp_remove(const char *dproot, const char *pkgid, char *err, size_t errlen);
 
 /* Copy one regular file's content: copy_file_range, falling back to

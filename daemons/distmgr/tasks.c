@@ -1152,6 +1152,12 @@ static int task_dp(struct task *t, sqlite3 *db)
                  ds.linked, (long long)(ss_mono_ms() - t0));
         sm_emit(SM_DIST_DP_DONE, 0, attrs, p.id, vs, t->dp, NULL);
         t->outcome = 1;
+        /* The generation before the previous one goes now, after the DP
+         * is recorded installed, not on the way there. */
+        size_t swept = 0;
+        if (dp_sweep(r.path, p.id, &swept) < 0)
+            log_warn("package %s on %s: old generations not all removed; the next install "
+                     "tries again", p.id, t->dp);
     } else {
         t->outcome = 2;
         const char *why = err[0] ? err : strerror(-rc);

@@ -9,6 +9,12 @@
  * both ways: every entry found is in the manifest with the same type, mode,
  * mtime, size and content, and the number found is the manifest's.
  *
+ * Installs set the previous .old generation aside under a trash name
+ * (.PKG.trash-<16 hex>) rather than removing it; dp_sweep removes those.
+ * Manifests of more than 64 files are written by several threads: the
+ * parallel tests check exact counts and that the first failure among
+ * them is reported, with nothing left behind.
+ *
  * The atomic-visibility test runs a reader thread that walks the package
  * from a directory descriptor, reading every file, while the main thread
  * installs two alternating versions; every complete walk must be exactly
@@ -188,6 +194,29 @@ static ino_t ino_of(const char *dir, const char *rel)
     return st.st_ino;
 }
 
+/* How many entries of the DP root are trash trees of PKG (".PKG.trash-"
+ * and 16 lower-case hex digits); the path of the last one found in first
+ * (may be NULL). */
+static size_t count_trash(const struct fx *f, char *first, size_t len)
+{
+    DIR *d = opendir(f->dp);
+    struct dirent *de;
+    size_t n = 0, plen = strlen("." PKG ".trash-");
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, "." PKG ".trash-", plen) != 0 ||
+            strlen(de->d_name + plen) != 16 ||
+            strspn(de->d_name + plen, "0123456789abcdef") != 16)
+            continue;
+        if (first != NULL)
+            assert_int_equal(ss_path(first, len, "%s/%s", f->dp, de->d_name), 0);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
 static int install(struct fx *f, const struct manifest *m, struct dp_stats *st,
                    char *err, size_t errlen)
 {
@@ -283,12 +312,20 @@ static void test_delta_update(void **state)
     assert_false(tu_exists(AT_FDCWD, f->pnew));
 
     /* Again with the same version: everything is linked, the v1 tree is
-     * gone and the replaced v2 generation is the new .old. */
+     * set aside as trash (whole, until dp_sweep) and the replaced v2
+     * generation is the new .old. */
+    char trash[SS_PATH_MAX];
+    size_t swept = 99;
     assert_int_equal(install(f, &m2, &st, err, sizeof err), 0);
     assert_int_equal(st.copied, 0);
     assert_int_equal(st.linked, (size_t)m2.files);
     check_tree(f->pkg, &m2);
     check_tree(f->pold, &m2);
+    assert_int_equal(count_trash(f, trash, sizeof trash), 1);
+    check_tree(trash, &m1);
+    assert_int_equal(tu_count(f->dp), 3);
+    assert_int_equal(dp_sweep(f->dp, PKG, &swept), 0);
+    assert_int_equal(swept, 1);
     assert_int_equal(tu_count(f->dp), 2);
     mf_free(&m1);
     mf_free(&m2);
@@ -391,7 +428,9 @@ static void test_remove(void **state)
     build(f->store, V2, SS_ARRAY_LEN(V2), &m2);
     assert_int_equal(install(f, &m1, NULL, err, sizeof err), 0);
     assert_int_equal(install(f, &m2, NULL, err, sizeof err), 0);
+    assert_int_equal(install(f, &m1, NULL, err, sizeof err), 0);
     assert_true(tu_exists(AT_FDCWD, f->pold));
+    assert_int_equal(count_trash(f, NULL, 0), 1);     /* v1 with its 0555 doc/ */
     /* And an interrupted install's leftover, with a read-only directory. */
     char p[SS_PATH_MAX];
     assert_int_equal(mkdir(f->pnew, 0700), 0);
@@ -432,6 +471,218 @@ static void test_leftover_staging(void **state)
     assert_false(tu_exists(AT_FDCWD, f->pnew));
     check_tree(f->pkg, &m);
     mf_free(&m);
+}
+
+/* An install leaves the previous .old under a trash name instead of
+ * removing it; dp_sweep removes every trash tree of the package and
+ * nothing else: not the visible tree, not .old, not names that only look
+ * like trash or belong to another package. */
+static void test_sweep(void **state)
+{
+    static const char *const decoys[] = {
+        ".CEN00001.trash-0123456789abcdeX",       /* not hex */
+        ".CEN00001.trash-0123456789abcdef0",      /* too long */
+        ".CEN00001.trash-",
+        ".CEN000010.trash-0123456789abcdef",      /* another package */
+        "CEN00001.trash-0123456789abcdef",        /* not hidden */
+        ".CEN00001.old.trash-0123456789abcdef",
+    };
+    struct fx *f = *state;
+    struct manifest m1, m2;
+    char err[SS_ERR_MAX] = "", trash[SS_PATH_MAX], oldtrash[SS_PATH_MAX];
+    size_t removed = 99;
+    ino_t old_ino;
+
+    build(f->store, V1, SS_ARRAY_LEN(V1), &m1);
+    build(f->store, V2, SS_ARRAY_LEN(V2), &m2);
+    for (size_t i = 0; i < SS_ARRAY_LEN(decoys); i++) {
+        char p[SS_PATH_MAX];
+        assert_int_equal(ss_path(p, sizeof p, "%s/%s", f->dp, decoys[i]), 0);
+        tu_write(p, decoys[i]);
+    }
+    const size_t nd = SS_ARRAY_LEN(decoys);
+
+    /* Nothing to sweep yet. */
+    assert_int_equal(dp_sweep(f->dp, PKG, &removed), 0);
+    assert_int_equal(removed, 0);
+    assert_int_equal(install(f, &m1, NULL, err, sizeof err), 0);
+    assert_int_equal(install(f, &m2, NULL, err, sizeof err), 0);
+    assert_int_equal(count_trash(f, NULL, 0), 0);
+    old_ino = ino_of(f->pold, ".");
+
+    /* The third install moves .old (v1) to a trash name: the same tree
+     * (same inode), whole, read-only doc/ included. */
+    assert_int_equal(install(f, &m1, NULL, err, sizeof err), 0);
+    assert_int_equal(count_trash(f, trash, sizeof trash), 1);
+    assert_true(ino_of(trash, ".") == old_ino);
+    check_tree(trash, &m1);
+    check_tree(f->pkg, &m1);
+    check_tree(f->pold, &m2);
+    assert_int_equal(tu_count(f->dp), nd + 3);
+
+    /* Trash accumulates until swept: each name is new. */
+    assert_int_equal(install(f, &m2, NULL, err, sizeof err), 0);
+    assert_int_equal(ss_strcpy(oldtrash, sizeof oldtrash, trash), 0);
+    assert_int_equal(count_trash(f, NULL, 0), 2);
+    assert_true(tu_exists(AT_FDCWD, oldtrash));
+
+    assert_int_equal(dp_sweep(f->dp, PKG, &removed), 0);
+    assert_int_equal(removed, 2);
+    assert_int_equal(count_trash(f, NULL, 0), 0);
+    check_tree(f->pkg, &m2);
+    check_tree(f->pold, &m1);
+    assert_int_equal(tu_count(f->dp), nd + 2);
+    for (size_t i = 0; i < nd; i++) {
+        char p[SS_PATH_MAX];
+        assert_int_equal(ss_path(p, sizeof p, "%s/%s", f->dp, decoys[i]), 0);
+        tu_assert_content(AT_FDCWD, p, decoys[i]);
+    }
+    assert_int_equal(dp_sweep(f->dp, PKG, NULL), 0);
+
+    /* dp_remove removes trash too, and only the package's. */
+    assert_int_equal(install(f, &m1, NULL, err, sizeof err), 0);
+    assert_int_equal(count_trash(f, NULL, 0), 1);
+    assert_int_equal(dp_remove(f->dp, PKG, err, sizeof err), 0);
+    assert_int_equal(tu_count(f->dp), nd);
+
+    /* Bad arguments. */
+    char missing[SS_PATH_MAX];
+    assert_int_equal(ss_path(missing, sizeof missing, "%s/missing", f->root), 0);
+    assert_int_equal(dp_sweep(missing, PKG, &removed), -ENOENT);
+    assert_int_equal(dp_sweep(f->dp, "../x", &removed), -EINVAL);
+    assert_int_equal(dp_sweep("", PKG, &removed), -EINVAL);
+    mf_free(&m1);
+    mf_free(&m2);
+}
+
+/* ---- many files: the crew -------------------------------------------- */
+
+#define MANY 500
+#define MANY_DIRS 10
+
+/* MANY files in MANY_DIRS directories; file i's content depends on i and,
+ * for the files change_every divides (none when 0), on gen. */
+static void build_many(const char *store, int gen, int change_every, struct manifest *m)
+{
+    mf_init(m);
+    for (int d = 0; d < MANY_DIRS; d++) {
+        struct mf_entry e;
+        char path[64];
+        memset(&e, 0, sizeof e);
+        assert_int_equal(ss_path(path, sizeof path, "d%02d", d), 0);
+        e.path = path;
+        e.mode = S_IFDIR | 0755;
+        e.mtime_ns = NS(5000 + d);
+        assert_int_equal(mf_add(m, &e), 0);
+    }
+    for (int i = 0; i < MANY; i++) {
+        struct mf_entry e;
+        char path[64], content[256];
+        int g = change_every > 0 && i % change_every == 0 ? gen : 0;
+        int len = snprintf(content, sizeof content, "file %d generation %d %.*s\n", i, g,
+                           i % 200, "................................................"
+                           "................................................................"
+                           "................................................................"
+                           "................................................................");
+        memset(&e, 0, sizeof e);
+        assert_int_equal(ss_path(path, sizeof path, "d%02d/f%04d", i % MANY_DIRS, i), 0);
+        e.path = path;
+        e.mode = S_IFREG | (i % 3 == 0 ? 0755 : 0644);
+        e.mtime_ns = NS(6000 + i + g);
+        e.size = len;
+        assert_int_equal(ss_sha256(content, (size_t)len, e.sha), 0);
+        put_object(store, e.sha, content, (size_t)len);
+        assert_int_equal(mf_add(m, &e), 0);
+    }
+    mf_sort(m);
+}
+
+/* Several threads write the files: the tree and the counts are exact. */
+static void test_parallel(void **state)
+{
+    struct fx *f = *state;
+    struct manifest m1, m2;
+    struct dp_stats st;
+    char err[SS_ERR_MAX] = "";
+
+    build_many(f->store, 1, 0, &m1);
+    build_many(f->store, 2, 7, &m2);          /* every 7th file changed */
+    assert_int_equal(install(f, &m1, &st, err, sizeof err), 0);
+    check_tree(f->pkg, &m1);
+    assert_int_equal(st.copied, MANY);
+    assert_int_equal(st.linked, 0);
+    assert_int_equal(st.dirs, MANY_DIRS);
+    assert_int_equal(st.bytes_copied, m1.bytes);
+
+    assert_int_equal(install(f, &m2, &st, err, sizeof err), 0);
+    check_tree(f->pkg, &m2);
+    check_tree(f->pold, &m1);
+    const size_t changed = (MANY + 6) / 7;
+    assert_int_equal(st.copied, changed);
+    assert_int_equal(st.linked, MANY - changed);
+    int64_t want = 0;
+    for (size_t i = 0; i < m2.n; i++)
+        if (S_ISREG(m2.e[i].mode) && mf_find(&m1, m2.e[i].path)->mtime_ns != m2.e[i].mtime_ns)
+            want += m2.e[i].size;
+    assert_int_equal(st.bytes_copied, want);
+    mf_free(&m1);
+    mf_free(&m2);
+}
+
+/* A store object missing among many files copied by several threads:
+ * the install fails with -EUCLEAN naming that file (the first failure of
+ * several when more are missing), no staging tree is left and the
+ * visible tree is untouched. */
+static void test_parallel_error(void **state)
+{
+    static const struct {
+        const char *label;
+        int missing[5];         /* file numbers whose object is removed; -1 ends */
+    } cases[] = {
+        { "one in the middle", { 245, -1 } },
+        { "late in the manifest", { 469, -1 } },   /* the last changed file of d09 */
+        { "several", { 7, 140, 252, 371, -1 } },
+    };
+    struct fx *f = *state;
+
+    for (size_t c = 0; c < SS_ARRAY_LEN(cases); c++) {
+        struct manifest m1, m2;
+        char err[SS_ERR_MAX] = "";
+        struct dp_stats st;
+        int found = 0;
+
+        build_many(f->store, 0, 0, &m1);
+        build_many(f->store, 3 + (int)c, 7, &m2);
+        assert_int_equal(dp_remove(f->dp, PKG, err, sizeof err), 0);
+        assert_int_equal(install(f, &m1, NULL, err, sizeof err), 0);
+        for (int k = 0; cases[c].missing[k] >= 0; k++) {
+            char path[64], obj[SS_PATH_MAX];
+            int i = cases[c].missing[k];
+            assert_int_equal(i % 7, 0);
+            assert_int_equal(ss_path(path, sizeof path, "d%02d/f%04d", i % MANY_DIRS, i), 0);
+            const struct mf_entry *e = mf_find(&m2, path);
+            assert_non_null(e);
+            assert_int_equal(store_object_path(f->store, e->sha, obj, sizeof obj), 0);
+            assert_int_equal(unlink(obj), 0);
+        }
+        err[0] = '\0';
+        assert_int_equal(install(f, &m2, &st, err, sizeof err), -EUCLEAN);
+        for (int k = 0; cases[c].missing[k] >= 0; k++) {
+            char path[64];
+            int i = cases[c].missing[k];
+            assert_int_equal(ss_path(path, sizeof path, "d%02d/f%04d", i % MANY_DIRS, i), 0);
+            found += strstr(err, path) != NULL;
+        }
+        if (found != 1 || strstr(err, "is missing") == NULL)
+            fail_msg("%s: unexpected message \"%s\"", cases[c].label, err);
+        assert_false(tu_exists(AT_FDCWD, f->pnew));
+        check_tree(f->pkg, &m1);
+        /* The counts say what was done before the failure, no more. */
+        assert_true(st.copied + st.linked < MANY);
+        assert_int_equal(tu_count(f->dp), 1);
+        mf_free(&m1);
+        mf_free(&m2);
+    }
 }
 
 /* Something that is not a package tree under the package's name is left
@@ -709,9 +960,10 @@ static void *reader_run(void *arg)
         size_t n = 0;
 
         /* The tree opened below was installed by install number c0 or a
-         * later one; a tree is removed only at the start of the second
-         * install after the one that replaced it (it is .old until then).
-         * So unless install c0+2 has started by the end of the walk, no
+         * later one; a tree is removed only by the dp_sweep that follows
+         * the second install after the one that replaced it (it is .old
+         * until then, and that install sets it aside as trash).  So
+         * unless install c0+2 has started by the end of the walk, no
          * removal can have touched what this walk read. */
         long c0 = atomic_load(&rd->installs_done);
         atomic_fetch_add(&rd->walks_started, 1);
@@ -776,6 +1028,12 @@ static void test_atomic_visibility(void **state)
         const struct manifest *m = i % 2 == 0 ? &mb : &ma;
         atomic_fetch_add(&rd->installs_started, 1);
         int r = install(f, m, &st, err, sizeof err);
+        /* As distmgr does, once the install is recorded. */
+        size_t swept = 0;
+        if (r == 0 && dp_sweep(f->dp, PKG, &swept) < 0)
+            fail_msg("dp_sweep after install %d failed", i);
+        if (r == 0 && swept != (i >= 1 ? 1u : 0u))
+            fail_msg("dp_sweep after install %d removed %zu trees", i, swept);
         atomic_fetch_add(&rd->installs_done, 1);
         if (r != 0) {
             atomic_store(&rd->stop, 1);
@@ -828,6 +1086,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_store_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leftover_staging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pkgid_is_a_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
