@@ -18,13 +18,18 @@
  *   changed files to a DP and to remove what a version dropped.
  *
  *   The content store keeps each file's bytes once under their SHA-256
- *   (objects/<aa>/<hex>).  An object is written under a unique name in
- *   store/.tmp and renamed in with a rename that cannot replace, so an
- *   object name always means complete content, and two writers storing
- *   the same bytes at once both succeed (the second rename says EEXIST and
- *   its copy is dropped).  Objects are never fsync'ed one by one: the
- *   caller makes the store durable with one syncfs before it records the
- *   version that needs them.
+ *   (objects/<aa>/<hex>; store_init makes the 256 <aa> directories once,
+ *   so no writer tries a mkdir per object).  An object is written as an
+ *   O_TMPFILE inode in store/.tmp, which has no name until linkat gives it
+ *   its object name (through /proc/self/fd, which needs no privilege), so
+ *   a crash leaves nothing to clean up and no random name is drawn; where
+ *   O_TMPFILE is refused (or /proc is missing) it is written under a
+ *   unique name in store/.tmp and renamed in.  Both the link and the
+ *   rename cannot replace, so an object name always means complete
+ *   content, and two writers storing the same bytes at once both succeed
+ *   (the second says EEXIST and its copy is dropped).  Objects are never
+ *   fsync'ed one by one: the caller makes the store durable with one
+ *   syncfs before it records the version that needs them.
  *
  *   mf_snapshot walks a source tree with openat() relative to directory
  *   descriptors and never follows a symbolic link below the root: a name
@@ -33,15 +38,25 @@
  *   walk, since a link could point outside the source and a device or
  *   FIFO could block or never end.  Each directory is listed whole into
  *   the manifest and its listing closed before its subdirectories are
- *   entered, so only one descriptor per level stays open and memory is
- *   the manifest plus one 1 MiB read buffer.  Each file is read once: its
- *   bytes are hashed and, when the store lacks them, stored in the same
- *   pass (see snap_file for how that is known before the hash is).  A file
- *   whose size, mtime or ctime moves while it is read, or whose byte count
- *   is not its size, fails the walk with -EAGAIN rather than being stored
- *   torn.
- *   A file whose path, type, size and mtime match the previous version,
- *   and whose object is stored, keeps its hash without being read.
+ *   entered, so only one descriptor per level stays open.  A file whose
+ *   path, type, size and mtime match the previous version, and whose
+ *   object is stored, keeps its hash without being read; the walk collects
+ *   the others.  A crew of readers (the calling thread and up to three
+ *   more, each with its own 1 MiB buffer and hash context) then takes
+ *   them from a shared index: creating inodes in the store is what a
+ *   first distribution waits for, and several creators overlap those
+ *   waits.  A reader opens its file from the source root with openat2
+ *   (RESOLVE_NO_SYMLINKS), or component by component with O_NOFOLLOW, so
+ *   that no link is followed even if a directory was replaced since the
+ *   walk.  Each file is read once: its bytes are hashed and, when the
+ *   store lacks them, stored in the same pass (see snap_file for how that
+ *   is known before the hash is).  A file whose size, mtime or ctime moves
+ *   while it is read, or whose byte count is not its size, fails the walk
+ *   with -EAGAIN rather than being stored torn.  The first error recorded
+ *   wins, and the other readers stop at their next buffer or file.  The
+ *   manifest array is not resized while the readers run, and each entry
+ *   is written by the one reader that took it, so the result is the
+ *   serial one.
  *
  *   The database rows (table manifest, migration 2 of sitedb.c) and the
  *   record text of instructions carry the same fields; both readers check
@@ -51,7 +66,8 @@
  *   every entry's parent directory listed before it.
  *
  *   Not thread safe per manifest; separate manifests and walks may run in
- *   separate threads.
+ *   separate threads.  mf_snapshot starts its readers itself and joins
+ *   them before it returns.
  *
  * DIAGNOSTICS
  *   Functions return 0 or a negative errno.  mf_snapshot fills err with a
@@ -66,12 +82,21 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>      /* struct open_how, RESOLVE_* (Linux 5.6) */
+#endif
+#endif
 
 #include "fsutil.h"
 #include "log.h"
@@ -235,15 +260,32 @@ int store_has(const char *storedir, const unsigned char sha[32])
 
 int store_init(const char *storedir)
 {
-    char path[SS_PATH_MAX];
-    int r;
+    char path[SS_PATH_MAX], sub[3];
+    struct stat st;
+    int r = 0, fd;
 
     if ((r = ss_path(path, sizeof path, "%s/objects", storedir)) < 0 ||
         (r = ss_mkdir_p(path, 0755)) < 0 ||
         (r = ss_path(path, sizeof path, "%s/.tmp", storedir)) < 0 ||
-        (r = ss_mkdir_p(path, 0755)) < 0)
+        (r = ss_mkdir_p(path, 0755)) < 0 ||
+        (r = ss_path(path, sizeof path, "%s/objects", storedir)) < 0)
         return r;
-    return 0;
+    /* The 256 fan-out directories are made here once, so that a writer
+     * storing an object does not try a mkdir per object.  They are made
+     * in order and "ff" last: when it is there, so are the others (a
+     * store an older build made, with them made on demand, may lack some;
+     * its writers make a missing one when the move in says ENOENT). */
+    if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return -errno;
+    if (fstatat(fd, "ff", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)) {
+        for (unsigned i = 0; i < 256 && r == 0; i++) {
+            ss_fmt(sub, sizeof sub, "%02x", i);
+            if (mkdirat(fd, sub, 0755) < 0 && errno != EEXIST)
+                r = -errno;
+        }
+    }
+    close(fd);
+    return r;
 }
 
 int store_remove(const char *storedir, const unsigned char sha[32])
@@ -305,26 +347,81 @@ int mf_diff(const struct manifest *old, const struct manifest *cur,
 
 /* ---- the source walk ---------------------------------------------------- */
 
-#define SNAP_BUF (1u << 20)     /* one read buffer per walk */
+#define SNAP_BUF (1u << 20)     /* one read buffer per reader */
+
+/* Readers of one walk.  What a first distribution waits for is the kernel
+ * creating inodes in the store (blocked on the file system's bitmaps far
+ * longer than hashing takes: 0.17 s of CPU for 196 MB), and several
+ * creators in flight overlap those waits even on two cores.  Four cost
+ * 4 MiB of buffers, well within distmgr's memory goal. */
+#define SNAP_THREADS 4
+/* At most one reader per this many files to read: a small tree is not
+ * worth starting a thread for. */
+#define SNAP_FILES_PER_THREAD 32
+
+/* A file the walk found to read: its entry, and prev's hash of it when
+ * that content is stored and likely the same (same size, new mtime). */
+struct snap_job {
+    size_t               idx;
+    const unsigned char *cand;
+};
 
 struct snap {
     const struct manifest *prev;
     const char          *storedir;
     struct manifest     *out;
-    struct mf_snapstat  *st;
     const volatile int  *stop;
     char                *err;
     size_t               errlen;
+    int                  rootfd;        /* the source root */
     int                  tmpfd;         /* store/.tmp */
     int                  objfd;         /* store/objects */
+    EVP_MD              *md;            /* SHA-256, fetched once, shared (EVP_MD is) */
+    size_t               reused;
+    struct snap_job     *job;           /* files to read, in walk order */
+    size_t               njob, capjob;
+    /* Shared by the readers: __atomic builtins, or under mu. */
+    size_t               next;          /* next job to take */
+    int                  failed;        /* an error is recorded: everyone stops */
     int                  noatime;       /* still ask for O_NOATIME */
-    unsigned char       *buf;
-    EVP_MD_CTX          *ctx;
-    EVP_MD              *md;            /* SHA-256, fetched once per walk */
-    /* The path of the name being listed: one buffer for the walk rather
-     * than one per level of a recursion that may be 2,000 levels deep. */
+    int                  tmpfile;       /* objects via O_TMPFILE + linkat */
+    int                  openat2;       /* openat2(RESOLVE_NO_SYMLINKS) works */
+    pthread_mutex_t      mu;
+    int                  rc;            /* the first error (under mu) */
+    /* The path of the name being listed (walk thread only): one buffer
+     * rather than one per level of a recursion that may be 2,000 deep. */
     char                 path[SS_PATH_MAX];
 };
+
+/* One reader of the crew: its own buffer, hash context and counts. */
+struct snap_reader {
+    struct snap   *s;
+    unsigned char *buf;
+    EVP_MD_CTX    *ctx;
+    size_t         hashed, stored;
+    int64_t        bytes_hashed;
+    int64_t        bytes_delta;         /* entry sizes corrected from fstat */
+    pthread_t      tid;
+    int            started;
+};
+
+/* A temporary object: an O_TMPFILE inode (no name until it is complete),
+ * or, where the file system has no O_TMPFILE, a named file in store/.tmp. */
+struct objtmp {
+    int  fd;                            /* -1: none */
+    int  named;
+    char name[UNIQ_NAME_MAX];
+};
+
+static int flag_get(const int *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static void flag_set(int *p, int v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
 
 /* A path for an error message: control bytes (which a source name may
  * hold, and which mf_path_ok refuses) shown as '?', cut to fit. */
@@ -336,12 +433,20 @@ static void show_path(char *dst, size_t len, const char *path)
             *p = '?';
 }
 
+/* Record an error of the walk.  The first one wins (its message and
+ * code are what mf_snapshot returns); it also tells every reader to stop. */
 static int snap_fail(struct snap *s, int r, const char *path, const char *what)
 {
     char shown[SS_PATH_MAX];
 
     show_path(shown, sizeof shown, path);
-    set_err(s->err, s->errlen, "%s: %s", shown, what);
+    pthread_mutex_lock(&s->mu);
+    if (s->rc == 0) {
+        s->rc = r;
+        set_err(s->err, s->errlen, "%s: %s", shown, what);
+    }
+    pthread_mutex_unlock(&s->mu);
+    flag_set(&s->failed, 1);
     return r;
 }
 
@@ -376,32 +481,131 @@ static int64_t mtime_ns(const struct stat *st)
     return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
-/* Move the finished temporary object tmpname into objects/<aa>/<hex>.
- * EEXIST means another writer (another version of this walk, the
- * despooler) stored the same content first: the object is complete
- * either way, and ours is dropped. */
-static int store_commit(struct snap *s, const char *tmpname, const unsigned char sha[32],
-                        const char *path)
+/* objects/<aa>/<hex> relative to store/objects: "aa/<hex>". */
+static void object_name(const unsigned char sha[32], char name[3 + 64 + 1])
 {
-    char hex[65], obj[3 + 64 + 1];
-    int r;
+    char hex[65];
 
     ss_hex(sha, 32, hex);
-    memcpy(obj, hex, 2);
-    obj[2] = '\0';
-    if (mkdirat(s->objfd, obj, 0755) < 0 && errno != EEXIST) {
-        r = -errno;
-        unlinkat(s->tmpfd, tmpname, 0);
-        return snap_errno(s, r, path, "make its store directory");
+    memcpy(name, hex, 2);
+    name[2] = '/';
+    memcpy(name + 3, hex, 65);
+}
+
+/* store_has, relative to the open objects directory. */
+static int object_has(struct snap *s, const char *name)
+{
+    struct stat st;
+
+    if (fstatat(s->objfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    return S_ISREG(st.st_mode) ? 1 : -EUCLEAN;
+}
+
+/* The fan-out directory of name ("aa/..."): store_init makes all 256, so
+ * this is for a store an older build made, which made them one by one. */
+static int make_fanout(struct snap *s, const char *name)
+{
+    char sub[3] = { name[0], name[1], '\0' };
+
+    if (mkdirat(s->objfd, sub, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static int obj_create(struct snap *s, struct objtmp *t, const char *path)
+{
+    int r;
+
+    t->named = 0;
+    if (flag_get(&s->tmpfile)) {
+        /* An inode with no name: nothing to clean up after a crash, no
+         * random name to draw, no rename.  linkat names it when it is
+         * complete (obj_commit). */
+        t->fd = openat(s->tmpfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
+        if (t->fd >= 0)
+            return 0;
+        if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+            return snap_errno(s, -errno, path, "create a temporary object in the store");
+        /* The file system (or kernel) has no O_TMPFILE: named temporary
+         * files from now on. */
+        flag_set(&s->tmpfile, 0);
     }
-    obj[2] = '/';
-    memcpy(obj + 3, hex, 65);
-    r = ss_rename_noreplace(s->tmpfd, tmpname, s->objfd, obj);
+    r = uniq_create(s->tmpfd, "obj", ".tmp", t->name, sizeof t->name, &t->fd);
+    if (r < 0) {
+        t->fd = -1;
+        return snap_errno(s, r, path, "create a temporary object in the store");
+    }
+    t->named = 1;
+    return 0;
+}
+
+static void obj_drop(struct snap *s, struct objtmp *t)
+{
+    if (t->fd >= 0)
+        close(t->fd);
+    if (t->named)
+        unlinkat(s->tmpfd, t->name, 0);
+    t->fd = -1;
+    t->named = 0;
+}
+
+static int link_tmpfile(struct snap *s, int fd, const char *name)
+{
+    char proc[48];
+
+    /* linkat(fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the
+     * descriptor's /proc name, followed, does the same for anyone. */
+    if (ss_path(proc, sizeof proc, "/proc/self/fd/%d", fd) < 0)
+        return -ENAMETOOLONG;
+    if (linkat(AT_FDCWD, proc, s->objfd, name, AT_SYMLINK_FOLLOW) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Give the complete temporary object its name objects/<aa>/<hex>, never
+ * replacing: EEXIST means another writer (another walk, the despooler)
+ * stored the same content first; the object is complete either way and
+ * ours is dropped.  *stored says whether ours is the one named. */
+static int obj_commit(struct snap *s, struct objtmp *t, const char *name, const char *path,
+                      int *stored)
+{
+    int r, c;
+
+    *stored = 0;
+    if (!t->named) {
+        r = link_tmpfile(s, t->fd, name);
+        if (r == -ENOENT && make_fanout(s, name) == 0)
+            r = link_tmpfile(s, t->fd, name);
+        /* Write errors were seen by write(); a local file system's close
+         * reports none, but one that did would leave the named object
+         * in doubt, so that name goes again. */
+        c = close(t->fd);
+        t->fd = -1;
+        if (r == 0 && c < 0) {
+            r = -errno;
+            unlinkat(s->objfd, name, 0);
+            return snap_errno(s, r, path, "write its content to the store");
+        }
+    } else {
+        c = close(t->fd);
+        t->fd = -1;
+        if (c < 0) {
+            r = -errno;
+            obj_drop(s, t);
+            return snap_errno(s, r, path, "write its content to the store");
+        }
+        r = ss_rename_noreplace(s->tmpfd, t->name, s->objfd, name);
+        if (r == -ENOENT && make_fanout(s, name) == 0)
+            r = ss_rename_noreplace(s->tmpfd, t->name, s->objfd, name);
+        if (r == 0)
+            t->named = 0;           /* moved: nothing left to remove */
+        obj_drop(s, t);
+    }
     if (r == 0) {
-        s->st->stored++;
+        *stored = 1;
         return 0;
     }
-    unlinkat(s->tmpfd, tmpname, 0);
     if (r == -EEXIST)
         return 0;
     return snap_errno(s, r, path, "store its content");
@@ -411,22 +615,26 @@ static int store_commit(struct snap *s, const char *tmpname, const unsigned char
  * to tmpfd when it is open (>= 0).  When whole is set the file fits the
  * buffer and is kept there (for a store write after the hash).  *got
  * counts the bytes read; reading stops past the size fstat gave, since a
- * longer file is already known to have changed. */
-static int read_hash(struct snap *s, int fd, int64_t size, int whole, int tmpfd,
+ * longer file is already known to have changed.  -ECANCELED, with no
+ * message, when another reader failed meanwhile. */
+static int read_hash(struct snap_reader *w, int fd, int64_t size, int whole, int tmpfd,
                      unsigned char sha[32], int64_t *got, const char *path)
 {
+    struct snap *s = w->s;
     unsigned char extra;
     unsigned int mdlen = 0;
     int64_t total = 0;
     int r;
 
-    if (EVP_DigestInit_ex(s->ctx, s->md, NULL) != 1)
+    if (EVP_DigestInit_ex(w->ctx, s->md, NULL) != 1)
         return snap_fail(s, -EIO, path, "cannot start SHA-256 (OpenSSL)");
     for (;;) {
-        unsigned char *dst = s->buf;
+        unsigned char *dst = w->buf;
         size_t room = SNAP_BUF;
+        if (flag_get(&s->failed))
+            return -ECANCELED;
         if (whole) {
-            dst = s->buf + total;
+            dst = w->buf + total;
             room = SNAP_BUF - (size_t)total;
             if (room == 0) {                /* only to see the end of the file */
                 dst = &extra;
@@ -444,72 +652,143 @@ static int read_hash(struct snap *s, int fd, int64_t size, int whole, int tmpfd,
         total += n;
         if (total > size || dst == &extra)
             break;
-        if (EVP_DigestUpdate(s->ctx, dst, (size_t)n) != 1)
+        if (EVP_DigestUpdate(w->ctx, dst, (size_t)n) != 1)
             return snap_fail(s, -EIO, path, "cannot hash it (OpenSSL)");
         if (tmpfd >= 0 && (r = ss_write_all(tmpfd, dst, (size_t)n)) < 0)
             return snap_errno(s, r, path, "write its content to the store");
     }
     *got = total;
-    if (EVP_DigestFinal_ex(s->ctx, sha, &mdlen) != 1 || mdlen != 32)
+    if (EVP_DigestFinal_ex(w->ctx, sha, &mdlen) != 1 || mdlen != 32)
         return snap_fail(s, -EIO, path, "cannot finish SHA-256 (OpenSSL)");
     return 0;
 }
 
-static int open_source_file(struct snap *s, int dfd, const char *name, const char *path)
+#if defined(SYS_openat2) && defined(RESOLVE_NO_SYMLINKS)
+static long sys_openat2(int dfd, const char *path, int flags)
+{
+    struct open_how how;
+
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)(unsigned)flags;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_BENEATH;
+    return syscall(SYS_openat2, dfd, path, &how, sizeof how);
+}
+#endif
+
+/* Does openat2 with RESOLVE_NO_SYMLINKS work here (Linux 5.6, and no
+ * seccomp filter refusing it)?  Asked once per walk. */
+static int probe_openat2(int rootfd)
+{
+#if defined(SYS_openat2) && defined(RESOLVE_NO_SYMLINKS)
+    long fd = sys_openat2(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        close((int)fd);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
+/* Open path (relative to the source root) following no symbolic link in
+ * any of its components: the walk saw directories and a regular file
+ * there, but the readers open the file later, from the root, and a
+ * directory on the way may have been replaced by a link meanwhile.
+ * Returns the descriptor, or -1 with errno (ELOOP for a link). */
+static int open_below(struct snap *s, const char *path, int flags)
+{
+#if defined(SYS_openat2) && defined(RESOLVE_NO_SYMLINKS)
+    if (s->openat2) {
+        for (int k = 0;; k++) {
+            long fd = sys_openat2(s->rootfd, path, flags);
+            /* EAGAIN: a rename elsewhere raced the lookup; it is safe to
+             * ask again, and a few times is plenty. */
+            if (fd >= 0 || errno != EAGAIN || k == 16)
+                return (int)fd;
+        }
+    }
+#endif
+    /* Without openat2: one component at a time, each O_NOFOLLOW. */
+    char part[SS_NAME_MAX + 1];
+    const char *p = path, *sl;
+    int dfd = s->rootfd, fd, e;
+
+    while ((sl = strchr(p, '/')) != NULL) {
+        size_t n = (size_t)(sl - p);
+        if (n >= sizeof part) {
+            fd = -1;
+            e = ENAMETOOLONG;
+            goto out;
+        }
+        memcpy(part, p, n);
+        part[n] = '\0';
+        fd = openat(dfd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        e = errno;
+        if (dfd != s->rootfd)
+            close(dfd);
+        if (fd < 0) {
+            errno = e;
+            return -1;
+        }
+        dfd = fd;
+        p = sl + 1;
+    }
+    fd = openat(dfd, p, flags);
+    e = errno;
+out:
+    if (dfd != s->rootfd)
+        close(dfd);
+    errno = e;
+    return fd;
+}
+
+static int open_source_file(struct snap *s, const char *path)
 {
     /* O_NONBLOCK: should the name have become a FIFO since it was
      * looked at, the open must not wait for a writer. */
     int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
 
     for (;;) {
-        int fd = openat(dfd, name, flags | (s->noatime ? O_NOATIME : 0));
+        int noatime = flag_get(&s->noatime);
+        int fd = open_below(s, path, flags | (noatime ? O_NOATIME : 0));
         if (fd >= 0)
             return fd;
         if (errno == EINTR)
             continue;
-        if (errno == EPERM && s->noatime) {
+        if (errno == EPERM && noatime) {
             /* O_NOATIME is for the file's owner (or CAP_FOWNER) only; a
              * source of someone else's files is read without it, and
              * the walk stops asking. */
-            s->noatime = 0;
+            flag_set(&s->noatime, 0);
             continue;
         }
-        if (errno == ELOOP)
-            return snap_fail(s, -EINVAL, path, "is a symbolic link (refused, never followed)");
+        /* The walk saw a regular file below directories here: a link
+         * now (the file or a directory above it), a directory that is
+         * no longer one, or no name at all, is a change during the walk. */
+        if (errno == ELOOP || errno == ENOTDIR)
+            return snap_fail(s, -EAGAIN, path, "was replaced during the walk of the source"
+                             " (a symbolic link or file on its path now; never followed)");
         if (errno == ENOENT)
             return snap_fail(s, -EAGAIN, path, "was removed during the walk of the source");
         return snap_errno(s, -errno, path, "open it");
     }
 }
 
-/* Hash (and store) the file of out->e[idx], whose name is in dfd. */
-static int snap_file(struct snap *s, int dfd, size_t idx)
+/* Hash (and store) the file of job j: run by one reader, which alone
+ * writes that manifest entry. */
+static int snap_file(struct snap_reader *w, const struct snap_job *j)
 {
-    const char *path = s->out->e[idx].path;     /* the string never moves */
-    const struct mf_entry *p = s->prev ? mf_find(s->prev, path) : NULL;
-    const unsigned char *cand = NULL;
+    struct snap *s = w->s;
+    struct mf_entry *e = &s->out->e[j->idx];
+    const char *path = e->path;             /* the array does not move while readers run */
+    const unsigned char *cand = j->cand;
     unsigned char sha[32];
-    char tmpname[UNIQ_NAME_MAX];
+    char name[3 + 64 + 1];
+    struct objtmp t = { .fd = -1 };
     struct stat before, after;
     int64_t got = 0;
-    int fd, tmpfd = -1, r, has;
+    int fd, r, has, stored;
 
-    /* The previous hash is worth a look-up when it may be kept (same
-     * mtime), or when it may spare a large file its temporary copy. */
-    if (p != NULL && S_ISREG(p->mode) && p->size == s->out->e[idx].size &&
-        (p->mtime_ns == s->out->e[idx].mtime_ns || p->size > (int64_t)SNAP_BUF)) {
-        has = store_has(s->storedir, p->sha);
-        if (has < 0)
-            return snap_errno(s, has, path, "look up its previous content in the store");
-        if (has == 1 && p->mtime_ns == s->out->e[idx].mtime_ns) {
-            memcpy(s->out->e[idx].sha, p->sha, 32);
-            s->st->reused++;
-            return 0;
-        }
-        if (has == 1)
-            cand = p->sha;
-    }
-    if ((fd = open_source_file(s, dfd, base_name(path), path)) < 0)
+    if ((fd = open_source_file(s, path)) < 0)
         return fd;
 
 again:
@@ -532,14 +811,9 @@ again:
      * is copied to a temporary object while it is hashed, and that copy
      * is dropped if the store turns out to hold the content already. */
     int whole = before.st_size <= (off_t)SNAP_BUF;
-    if (!whole && cand == NULL) {
-        r = uniq_create(s->tmpfd, "obj", ".tmp", tmpname, sizeof tmpname, &tmpfd);
-        if (r < 0) {
-            r = snap_errno(s, r, path, "create a temporary object in the store");
-            goto out;
-        }
-    }
-    r = read_hash(s, fd, before.st_size, whole, tmpfd, sha, &got, path);
+    if (!whole && cand == NULL && (r = obj_create(s, &t, path)) < 0)
+        goto out;
+    r = read_hash(w, fd, before.st_size, whole, t.fd, sha, &got, path);
     if (r < 0)
         goto out;
     if (fstat(fd, &after) < 0) {
@@ -550,7 +824,7 @@ again:
         r = snap_fail(s, -EAGAIN, path, "changed while it was read (will be read again later)");
         goto out;
     }
-    s->st->bytes_hashed += got;
+    w->bytes_hashed += got;
 
     if (!whole && cand != NULL && memcmp(cand, sha, 32) != 0) {
         /* Not the previous content after all: read it again, this time
@@ -562,44 +836,33 @@ again:
         }
         goto again;
     }
-    s->st->hashed++;
+    w->hashed++;
 
-    if (whole || tmpfd >= 0) {
-        has = store_has(s->storedir, sha);
+    if (whole || t.fd >= 0) {
+        object_name(sha, name);
+        has = object_has(s, name);
         if (has < 0) {
             r = snap_errno(s, has, path, "look up its content in the store");
             goto out;
         }
-        if (has == 0 && tmpfd < 0) {
-            r = uniq_create(s->tmpfd, "obj", ".tmp", tmpname, sizeof tmpname, &tmpfd);
-            if (r < 0) {
-                r = snap_errno(s, r, path, "create a temporary object in the store");
-                goto out;
+        if (has == 0) {
+            if (t.fd < 0) {
+                if ((r = obj_create(s, &t, path)) < 0)
+                    goto out;
+                if ((r = ss_write_all(t.fd, w->buf, (size_t)got)) < 0) {
+                    r = snap_errno(s, r, path, "write its content to the store");
+                    goto out;
+                }
             }
-            if ((r = ss_write_all(tmpfd, s->buf, (size_t)got)) < 0) {
-                r = snap_errno(s, r, path, "write its content to the store");
+            if ((r = obj_commit(s, &t, name, path, &stored)) < 0)
                 goto out;
-            }
-        }
-        if (tmpfd >= 0) {
-            int c = close(tmpfd);
-            tmpfd = -1;
-            if (c < 0) {
-                r = snap_errno(s, -errno, path, "write its content to the store");
-                unlinkat(s->tmpfd, tmpname, 0);
-                goto out;
-            }
-            if (has == 1)
-                unlinkat(s->tmpfd, tmpname, 0);
-            else if ((r = store_commit(s, tmpname, sha, path)) < 0)
-                goto out;
+            w->stored += (size_t)stored;
         }
     }
 
     /* The entry takes what the open file said, which is what was hashed
      * (the directory scan looked a moment earlier). */
-    struct mf_entry *e = &s->out->e[idx];
-    s->out->bytes += (int64_t)before.st_size - e->size;
+    w->bytes_delta += (int64_t)before.st_size - e->size;
     e->size = before.st_size;
     e->mtime_ns = mtime_ns(&before);
     e->mode = S_IFREG | (before.st_mode & 07777);
@@ -607,19 +870,53 @@ again:
     r = 0;
 
 out:
-    if (tmpfd >= 0) {
-        close(tmpfd);
-        unlinkat(s->tmpfd, tmpname, 0);
-    }
+    obj_drop(s, &t);
     close(fd);
     return r;
 }
 
+/* Decide, on the walk, what the file of out->e[idx] needs: prev's hash
+ * (same size and mtime, object stored), or a reader. */
+static int snap_plan(struct snap *s, size_t idx)
+{
+    struct mf_entry *e = &s->out->e[idx];
+    const struct mf_entry *p = s->prev ? mf_find(s->prev, e->path) : NULL;
+    const unsigned char *cand = NULL;
+
+    /* The previous hash is worth a look-up when it may be kept (same
+     * mtime), or when it may spare a large file its temporary copy. */
+    if (p != NULL && S_ISREG(p->mode) && p->size == e->size &&
+        (p->mtime_ns == e->mtime_ns || p->size > (int64_t)SNAP_BUF)) {
+        int has = store_has(s->storedir, p->sha);
+        if (has < 0)
+            return snap_errno(s, has, e->path, "look up its previous content in the store");
+        if (has == 1 && p->mtime_ns == e->mtime_ns) {
+            memcpy(e->sha, p->sha, 32);
+            s->reused++;
+            return 0;
+        }
+        if (has == 1)
+            cand = p->sha;
+    }
+    if (s->njob == s->capjob) {
+        size_t cap = s->capjob ? s->capjob * 2 : 64;
+        struct snap_job *nj;
+        if (cap > SIZE_MAX / sizeof *nj || (nj = realloc(s->job, cap * sizeof *nj)) == NULL)
+            return snap_fail(s, -ENOMEM, e->path, "out of memory");
+        s->job = nj;
+        s->capjob = cap;
+    }
+    s->job[s->njob].idx = idx;
+    s->job[s->njob].cand = cand;
+    s->njob++;
+    return 0;
+}
+
 /* Walk the directory open as dfd, whose path is rel ("" for the root):
  * first list it into the manifest (one fstatat per name, never following
- * a link), close the listing, then hash its files and descend into its
+ * a link), close the listing, then plan its files and descend into its
  * directories.  Only the descriptors of the directories being walked stay
- * open, one per level. */
+ * open, one per level.  Files are read afterwards, by the readers. */
 static int snap_dir(struct snap *s, int dfd, const char *rel)
 {
     char *path = s->path;
@@ -695,7 +992,7 @@ static int snap_dir(struct snap *s, int dfd, const char *rel)
             return snap_fail(s, -EINTR, s->out->e[i].path, "walk stopped before it");
         const char *p = s->out->e[i].path;
         if (S_ISREG(s->out->e[i].mode)) {
-            r = snap_file(s, dfd, i);
+            r = snap_plan(s, i);
             continue;
         }
         int cfd = openat(dfd, base_name(p), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -707,6 +1004,84 @@ static int snap_dir(struct snap *s, int dfd, const char *rel)
         r = snap_dir(s, cfd, p);
         close(cfd);
     }
+    return r;
+}
+
+/* A reader: take the next file until none is left, an error is
+ * recorded (by any reader) or stop is set. */
+static void *snap_reader_run(void *arg)
+{
+    struct snap_reader *w = arg;
+    struct snap *s = w->s;
+
+    while (!flag_get(&s->failed)) {
+        size_t i = __atomic_fetch_add(&s->next, 1, __ATOMIC_RELAXED);
+        if (i >= s->njob)
+            break;
+        if (s->stop != NULL && *s->stop) {
+            snap_fail(s, -EINTR, s->out->e[s->job[i].idx].path, "walk stopped before it");
+            break;
+        }
+        if (snap_file(w, &s->job[i]) < 0)
+            break;
+    }
+    return NULL;
+}
+
+/* Read the files the walk collected with a crew of readers: the calling
+ * thread and up to SNAP_THREADS - 1 more.  The manifest array is not
+ * resized while they run, and each entry has one writer. */
+static int snap_read_all(struct snap *s, struct mf_snapstat *st)
+{
+    struct snap_reader w[SNAP_THREADS];
+    size_t n = (s->njob + SNAP_FILES_PER_THREAD - 1) / SNAP_FILES_PER_THREAD, k;
+    sigset_t all, old;
+    int r = 0;
+
+    if (n > SNAP_THREADS)
+        n = SNAP_THREADS;
+    if (n == 0)
+        n = 1;
+    memset(w, 0, sizeof w);
+    for (k = 0; k < n; k++) {
+        w[k].s = s;
+        w[k].buf = malloc(SNAP_BUF);
+        w[k].ctx = EVP_MD_CTX_new();
+        if (w[k].buf == NULL || w[k].ctx == NULL)
+            break;
+    }
+    if (k == 0) {
+        r = snap_fail(s, -ENOMEM, ".", "out of memory (read buffer)");
+        goto out;
+    }
+    n = k;          /* fewer readers if memory ran short */
+    s->openat2 = probe_openat2(s->rootfd);
+
+    /* The readers take no signals: the caller's thread handles them as
+     * it did before there was a crew, and sets stop. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (k = 1; k < n; k++)
+        w[k].started = pthread_create(&w[k].tid, NULL, snap_reader_run, &w[k]) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    snap_reader_run(&w[0]);
+    for (k = 1; k < n; k++)
+        if (w[k].started)
+            pthread_join(w[k].tid, NULL);
+
+    for (k = 0; k < n; k++) {
+        st->hashed += w[k].hashed;
+        st->stored += w[k].stored;
+        st->bytes_hashed += w[k].bytes_hashed;
+        s->out->bytes += w[k].bytes_delta;
+    }
+out:
+    for (k = 0; k < SNAP_THREADS; k++) {
+        EVP_MD_CTX_free(w[k].ctx);
+        free(w[k].buf);
+    }
+    if (r == 0 && flag_get(&s->failed))
+        r = s->rc;
     return r;
 }
 
@@ -725,6 +1100,11 @@ static int open_store(struct snap *s)
         return snap_fail(s, r, s->storedir, "path too long");
     if ((s->objfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         return snap_errno(s, -errno, path, "open the store");
+    /* An O_TMPFILE object is named through /proc/self/fd: without /proc
+     * (a bare chroot), named temporary files are used instead. */
+    if (ss_path(path, sizeof path, "/proc/self/fd/%d", s->tmpfd) < 0 ||
+        faccessat(AT_FDCWD, path, F_OK, 0) < 0)
+        s->tmpfile = 0;
     return 0;
 }
 
@@ -734,21 +1114,23 @@ int mf_snapshot(const char *srcdir, const struct manifest *prev, const char *sto
 {
     struct mf_snapstat dummy;
     struct snap s = {
-        .prev = prev, .storedir = storedir, .out = out, .st = st ? st : &dummy,
-        .stop = stop, .err = err, .errlen = errlen, .tmpfd = -1, .objfd = -1,
-        .noatime = 1,
+        .prev = prev, .storedir = storedir, .out = out, .stop = stop,
+        .err = err, .errlen = errlen, .rootfd = -1, .tmpfd = -1, .objfd = -1,
+        .noatime = 1, .tmpfile = 1,
     };
-    int rootfd = -1, r;
+    int r;
 
+    if (st == NULL)
+        st = &dummy;
     mf_init(out);
-    memset(s.st, 0, sizeof *s.st);
+    memset(st, 0, sizeof *st);
     if (err != NULL && errlen > 0)
         err[0] = '\0';
 
     /* The root is the directory the administrator named, so a link in its
      * own path is followed like any path; nothing below it ever is. */
-    rootfd = open(srcdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0) {
+    s.rootfd = open(srcdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s.rootfd < 0) {
         r = -errno;
         const char *why = r == -ENOENT ? "does not exist"
                         : r == -ENOTDIR ? "is not a directory"
@@ -757,29 +1139,32 @@ int mf_snapshot(const char *srcdir, const struct manifest *prev, const char *sto
         set_err(err, errlen, "source directory %s %s", srcdir, why);
         return r;
     }
+    pthread_mutex_init(&s.mu, NULL);
     if ((r = open_store(&s)) < 0)
         goto out;
-    s.buf = malloc(SNAP_BUF);
-    s.ctx = EVP_MD_CTX_new();
     /* Fetched once rather than looked up by every EVP_DigestInit_ex. */
-    s.md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (s.buf == NULL || s.ctx == NULL || s.md == NULL) {
+    if ((s.md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL) {
         r = snap_fail(&s, -ENOMEM, srcdir, "out of memory (or no SHA-256 in OpenSSL)");
         goto out;
     }
-    r = snap_dir(&s, rootfd, "");
+    r = snap_dir(&s, s.rootfd, "");
+    st->reused = s.reused;
+    if (r == 0 && s.njob > 0)
+        r = snap_read_all(&s, st);
     if (r == 0)
         mf_sort(out);
 
 out:
+    if (r < 0 && s.rc < 0)
+        r = s.rc;               /* the first error, whose message err holds */
     EVP_MD_free(s.md);
-    EVP_MD_CTX_free(s.ctx);
-    free(s.buf);
+    free(s.job);
     if (s.tmpfd >= 0)
         close(s.tmpfd);
     if (s.objfd >= 0)
         close(s.objfd);
-    close(rootfd);
+    close(s.rootfd);
+    pthread_mutex_destroy(&s.mu);
     if (r < 0)
         mf_free(out);
     return r;

@@ -10,8 +10,10 @@
  *
  * The content store (<root>/store) keeps every file's content once, named
  * by its SHA-256: store/objects/<first 2 hex>/<64 hex>.  An object is
- * complete when it has its name (written in store/.tmp, renamed in), and
- * is never modified afterwards.
+ * complete when it has its name (written in store/.tmp as an O_TMPFILE
+ * inode and linked in, or, where the file system has no O_TMPFILE, as a
+ * named temporary file renamed in; never replacing), and is never
+ * modified afterwards.
  */
 #ifndef SITESRV_MANIFEST_H
 #define SITESRV_MANIFEST_H
@@ -71,7 +73,9 @@ int  store_object_path(const char *storedir, const unsigned char sha[32],
                        char *buf, size_t len);
 /* 1 if the object exists, 0 if not, -errno if that cannot be told. */
 int  store_has(const char *storedir, const unsigned char sha[32]);
-/* Create storedir/objects and storedir/.tmp if missing. */
+/* Create storedir/objects, its 256 fan-out directories 00..ff, and
+ * storedir/.tmp if missing (one stat when objects/ff exists).  Writers
+ * still make a missing fan-out directory of a store an older build made. */
 int  store_init(const char *storedir);
 /* Remove the object (ENOENT is success). */
 int  store_remove(const char *storedir, const unsigned char sha[32]);
@@ -92,9 +96,14 @@ struct mf_snapstat {
  * followed).  A file of prev (may be NULL) with the same path, type, size
  * and mtime keeps prev's hash without being read, provided its object is
  * in the store; any other file is read once, hashed (SHA-256) and, when
- * the store lacks the object, written to it (store/.tmp, then a rename
- * that never replaces).  Objects are not fsync'ed one by one: the caller
- * makes the store durable (syncfs) before it records the version.
+ * the store lacks the object, written to it (store/.tmp, then a link or
+ * rename that never replaces).  Objects are not fsync'ed one by one: the
+ * caller makes the store durable (syncfs) before it records the version.
+ *
+ * The tree is walked on the calling thread; the files to read are then
+ * read by a crew of up to 4 threads (the caller's and 3 more, one per 32
+ * files to read, with all signals blocked), joined before the return.
+ * The result does not depend on the crew: same manifest, same counts.
  *
  * A file that changes while it is read (size, mtime or ctime differ
  * between the fstat before and after -- the kernel moves ctime on every
@@ -103,8 +112,11 @@ struct mf_snapstat {
  * walk, refuses
  * the walk with -EAGAIN, err naming it: the caller retries the version
  * later, it is never stored torn.  Missing or unreadable srcdir: -ENOENT,
- * -ENOTDIR, -EACCES with err.  stop (may be NULL) is polled between files:
- * -EINTR when it becomes non-zero.  Memory: one read buffer, not the file.
+ * -ENOTDIR, -EACCES with err.  stop (may be NULL) is polled between files
+ * (by every reader): -EINTR when it becomes non-zero.  When several files
+ * fail at once the first error recorded is returned, err naming its file.
+ * Memory: the manifest, one 16-byte job per file to read, and one 1 MiB
+ * read buffer per reader (4 at most), never a whole file.
  */
 int mf_snapshot(const char *srcdir, const struct manifest *prev, const char *storedir,
                 struct manifest *out, struct mf_snapstat *st,

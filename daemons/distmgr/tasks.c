@@ -265,8 +265,10 @@ static void store_collect(struct distmgr *dm, sqlite3 *db, unsigned char (*cand)
     }
     if (sitedb_prepare(db, "SELECT 1 FROM manifest WHERE sha256 = ? LIMIT 1", &st) < 0)
         goto out;
-    /* One read transaction for every check, not a lock round per object. */
-    (void)sitedb_exec(db, "BEGIN");
+    /* One read transaction for every check, not a lock round per object;
+     * it starts after the lock is held (see task_gc). */
+    if (sitedb_exec(db, "BEGIN") < 0)
+        goto out;
     for (size_t i = 0; i < n && !atomic_load(&dm->stopping); i++) {
         sqlite3_reset(st);
         sqlite3_bind_blob(st, 1, cand[i], 32, SQLITE_STATIC);
@@ -1204,7 +1206,13 @@ static int task_gc(struct task *t, sqlite3 *db)
             rc = lk;
             break;
         }
-        (void)sitedb_exec(db, "BEGIN");
+        /* The read transaction starts after the lock is held, so it sees
+         * every manifest a walk committed before releasing its shared lock. */
+        if ((rc = sitedb_exec(db, "BEGIN")) < 0) {
+            store_unlock(lk);
+            closedir(d);
+            break;
+        }
         while ((de = readdir(d)) != NULL && !atomic_load(&dm->stopping)) {
             unsigned char sha[32];
             if (strlen(de->d_name) != 64 || ss_unhex(de->d_name, sha, 32) < 0)
@@ -1219,6 +1227,9 @@ static int task_gc(struct task *t, sqlite3 *db)
                 break;
             }
         }
+        /* A statement left on a row would keep this snapshot open past the
+         * COMMIT, and the next directory would be checked against it. */
+        sqlite3_reset(st);
         (void)sitedb_exec(db, "COMMIT");
         store_unlock(lk);
         closedir(d);

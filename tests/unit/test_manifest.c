@@ -2,12 +2,18 @@
  * test_manifest.c - unit tests of lib/manifest.c: path rules, the diff,
  * the content store, the source walk (links and FIFOs refused, hashes
  * reused, identical content stored once, a file changing while it is read
- * refused), database rows and record text.
+ * refused, the crew of readers giving the serial result, a read error
+ * naming its file), database rows and record text.
  *
- * The "changed while read" tests are deterministic: this file defines
- * read(2) itself (the library is linked statically into the test, so its
- * calls bind here), passing every call to the system and, once armed for
- * one inode, changing that file right after the first read of it returns.
+ * The "changed while read" and read error tests are deterministic: this
+ * file defines read(2) itself (the library is linked statically into the
+ * test, so its calls bind here), passing every call to the system and,
+ * once armed for one inode, changing that file (or failing the read with
+ * EIO) right after the first read of it returns.  The walk reads files
+ * from several threads, so the hook is armed for one named file and fires
+ * once whichever thread reads it (compare-and-swap on the action).  It
+ * also defines openat64(2), to refuse O_TMPFILE when asked, so that the
+ * store's fallback (named temporary files) is tested too.
  */
 #include "testutil.h"
 
@@ -21,27 +27,33 @@
 
 /* ---- read(2) with a hook for the changed-while-read tests ---------------- */
 
-enum hook_action { HOOK_NONE, HOOK_APPEND, HOOK_TOUCH, HOOK_TRUNCATE, HOOK_REWRITE };
+enum hook_action { HOOK_NONE, HOOK_APPEND, HOOK_TOUCH, HOOK_TRUNCATE, HOOK_REWRITE, HOOK_EIO };
 
 static struct {
-    enum hook_action action;
+    int    action;              /* enum hook_action; __atomic */
     dev_t  dev;
     ino_t  ino;
     char   path[SS_PATH_MAX];
-    int    fired;
+    int    fired;               /* read by the test after the walk joined its readers */
+    int    no_tmpfile;          /* openat64 refuses O_TMPFILE (EOPNOTSUPP) */
+    int    tmpfile_asked;       /* ... and counts the attempts (__atomic) */
 } hook;
 
 ssize_t read(int fd, void *buf, size_t n)
 {
     ssize_t r = syscall(SYS_read, fd, buf, n);
     struct stat st;
+    int a = __atomic_load_n(&hook.action, __ATOMIC_ACQUIRE);
 
-    if (hook.action != HOOK_NONE && r > 0 && fstat(fd, &st) == 0 &&
-        st.st_dev == hook.dev && st.st_ino == hook.ino) {
-        enum hook_action a = hook.action;
-        hook.action = HOOK_NONE;
+    if (a != HOOK_NONE && r > 0 && fstat(fd, &st) == 0 &&
+        st.st_dev == hook.dev && st.st_ino == hook.ino &&
+        __atomic_compare_exchange_n(&hook.action, &a, HOOK_NONE, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
         hook.fired++;
-        if (a == HOOK_APPEND) {
+        if (a == HOOK_EIO) {
+            errno = EIO;
+            return -1;
+        } else if (a == HOOK_APPEND) {
             int w = open(hook.path, O_WRONLY | O_APPEND | O_CLOEXEC);
             if (w >= 0) {
                 if (syscall(SYS_write, w, "more", 4) != 4)
@@ -81,6 +93,29 @@ ssize_t read(int fd, void *buf, size_t n)
     return r;
 }
 
+/* openat(2) as the library sees it (_FILE_OFFSET_BITS=64 names it
+ * openat64): refuses O_TMPFILE when the test asks, as a file system
+ * without it would. */
+int openat64(int dfd, const char *path, int flags, ...)
+{
+    mode_t mode = 0;
+
+    if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
+        va_list ap;
+        va_start(ap, flags);
+        mode = (mode_t)va_arg(ap, int);
+        va_end(ap);
+    }
+    if ((flags & O_TMPFILE) == O_TMPFILE) {
+        __atomic_fetch_add(&hook.tmpfile_asked, 1, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&hook.no_tmpfile, __ATOMIC_ACQUIRE)) {
+            errno = EOPNOTSUPP;
+            return -1;
+        }
+    }
+    return (int)syscall(SYS_openat, dfd, path, flags, mode);
+}
+
 static void hook_arm(const char *path, enum hook_action a)
 {
     struct stat st;
@@ -90,7 +125,7 @@ static void hook_arm(const char *path, enum hook_action a)
     hook.ino = st.st_ino;
     assert_int_equal(ss_strcpy(hook.path, sizeof hook.path, path), 0);
     hook.fired = 0;
-    hook.action = a;
+    __atomic_store_n(&hook.action, a, __ATOMIC_RELEASE);
 }
 
 /* ---- fixtures --------------------------------------------------------- */
@@ -123,6 +158,7 @@ static int teardown(void **state)
     int r = ss_rm_rf(f->root);
 
     hook.action = HOOK_NONE;
+    hook.no_tmpfile = 0;
     free(f);
     return r;
 }
@@ -497,8 +533,28 @@ static void test_store(void **state)
     assert_int_equal(store_has(f->store, sha), 0);
     assert_int_equal(store_remove(f->store, sha), 0);        /* ENOENT is success */
 
-    assert_int_equal(ss_path(want, sizeof want, "%s/objects/%.2s", f->store, hex), 0);
-    assert_int_equal(mkdir(want, 0755), 0);
+    /* store_init made the 256 fan-out directories: 00 to ff, nothing else. */
+    assert_int_equal(ss_path(want, sizeof want, "%s/objects", f->store), 0);
+    assert_int_equal(tu_count(want), 256);
+    for (unsigned i = 0; i < 256; i++) {
+        struct stat sb;
+        assert_int_equal(ss_path(want, sizeof want, "%s/objects/%02x", f->store, i), 0);
+        assert_int_equal(lstat(want, &sb), 0);
+        assert_true(S_ISDIR(sb.st_mode));
+    }
+    /* With "ff" there, store_init takes the others as made (one stat);
+     * without it, it makes the missing ones. */
+    assert_int_equal(ss_path(want, sizeof want, "%s/objects/3a", f->store), 0);
+    assert_int_equal(rmdir(want), 0);
+    assert_int_equal(store_init(f->store), 0);
+    assert_int_equal(access(want, F_OK), -1);
+    assert_int_equal(ss_path(want, sizeof want, "%s/objects/ff", f->store), 0);
+    assert_int_equal(rmdir(want), 0);
+    assert_int_equal(store_init(f->store), 0);
+    assert_int_equal(access(want, F_OK), 0);
+    assert_int_equal(ss_path(want, sizeof want, "%s/objects/3a", f->store), 0);
+    assert_int_equal(access(want, F_OK), 0);
+
     tu_write(path, "content");
     assert_int_equal(store_has(f->store, sha), 1);
     assert_int_equal(count_objects(f), 1);
@@ -868,6 +924,250 @@ static void test_snapshot_many(void **state)
     mf_free(&m);
 }
 
+/* A tree of 300 small files and four large ones (more than the read
+ * buffer), some sharing content, in nested directories: big enough for
+ * the whole crew of readers. */
+#define CREW_FILES 300
+#define CREW_BIG   4
+
+static const char *const crew_dirs[] = { "a", "a/b", "a/b/c", "d", "e", "e/f" };
+
+static void crew_rel(int i, char *rel, size_t len)
+{
+    assert_int_equal(ss_fmt(rel, len, "%s/f%03d", crew_dirs[i % SS_ARRAY_LEN(crew_dirs)], i), 0);
+}
+
+static void make_crew_tree(struct fx *f, const char *salt)
+{
+    char rel[64], text[128];
+    size_t big = (1u << 20) + 4321;
+    char *data = malloc(big + CREW_BIG);
+
+    assert_non_null(data);
+    for (size_t i = 0; i < SS_ARRAY_LEN(crew_dirs); i++)
+        mkd(f, crew_dirs[i]);
+    for (int i = 0; i < CREW_FILES; i++) {
+        crew_rel(i, rel, sizeof rel);
+        /* Every tenth file has one of three shared contents. */
+        if (i % 10 == 0)
+            ss_fmt(text, sizeof text, "shared %d %s", i % 3, salt);
+        else
+            ss_fmt(text, sizeof text, "file %d of the crew tree %s", i, salt);
+        put(f, rel, text);
+    }
+    for (int k = 0; k < CREW_BIG; k++) {
+        /* big3 has big0's bytes. */
+        for (size_t i = 0; i < big; i++)
+            data[i] = (char)(i * 13 + i / 777 + (k == 3 ? 0 : k) + salt[0]);
+        ss_fmt(rel, sizeof rel, "e/big%d", k);
+        put_len(f, rel, data, big + (k == 3 ? 0 : (size_t)k));
+    }
+    free(data);
+}
+
+/* The manifest of the tree as a serial reference: lstat and ss_sha256 of
+ * every entry, listed by the test itself. */
+static void crew_reference(struct fx *f, struct manifest *ref)
+{
+    char rel[64];
+    struct stat sb;
+
+    mf_init(ref);
+    for (size_t i = 0; i < SS_ARRAY_LEN(crew_dirs) + CREW_FILES + CREW_BIG; i++) {
+        struct mf_entry e;
+        if (i < SS_ARRAY_LEN(crew_dirs))
+            ss_strcpy(rel, sizeof rel, crew_dirs[i]);
+        else if (i < SS_ARRAY_LEN(crew_dirs) + CREW_FILES)
+            crew_rel((int)(i - SS_ARRAY_LEN(crew_dirs)), rel, sizeof rel);
+        else
+            ss_fmt(rel, sizeof rel, "e/big%d", (int)(i - SS_ARRAY_LEN(crew_dirs) - CREW_FILES));
+        assert_int_equal(lstat(sp(f, rel), &sb), 0);
+        memset(&e, 0, sizeof e);
+        e.path = rel;
+        e.mode = sb.st_mode;
+        e.mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        if (S_ISREG(sb.st_mode)) {
+            size_t len;
+            char *data = tu_read(sp(f, rel), &len);
+            e.size = (int64_t)len;
+            assert_int_equal(ss_sha256(data, len, e.sha), 0);
+            free(data);
+        }
+        assert_int_equal(mf_add(ref, &e), 0);
+    }
+    mf_sort(ref);
+}
+
+/* Distinct contents among the files of m. */
+static size_t distinct_contents(const struct manifest *m)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < m->n; i++) {
+        int seen = 0;
+        if (!S_ISREG(m->e[i].mode))
+            continue;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = S_ISREG(m->e[j].mode) && memcmp(m->e[i].sha, m->e[j].sha, 32) == 0;
+        n += !seen;
+    }
+    return n;
+}
+
+/* The crew of readers gives exactly the manifest a serial reading gives,
+ * stores each content once, counts exactly, and leaves nothing behind. */
+static void test_snapshot_crew(void **state)
+{
+    struct fx *f = *state;
+    struct manifest ref, m, again;
+    struct mf_snapstat st;
+    char err[SS_ERR_MAX];
+    size_t fds = count_fds();
+
+    make_crew_tree(f, "x");
+    crew_reference(f, &ref);
+    assert_int_equal(ref.files, CREW_FILES + CREW_BIG);
+    size_t distinct = distinct_contents(&ref);
+    /* 270 unique small ones, 3 shared, 3 distinct big ones. */
+    assert_int_equal(distinct, 270 + 3 + 3);
+
+    assert_int_equal(snap(f, NULL, &m, &st, err), 0);
+    assert_int_equal(count_fds(), fds);
+    assert_int_equal(mf_equal(&ref, &m), 1);
+    assert_int_equal(m.files, ref.files);
+    assert_int_equal(m.bytes, ref.bytes);
+    assert_int_equal(st.hashed, CREW_FILES + CREW_BIG);
+    assert_int_equal(st.reused, 0);
+    assert_int_equal(st.bytes_hashed, ref.bytes);
+    /* Two readers storing the same content at once: one names it, the
+     * other's copy is dropped, and only the first counts. */
+    assert_int_equal(st.stored, distinct);
+    assert_int_equal(count_objects(f), distinct);
+    assert_int_equal(count_tmp(f), 0);
+    for (size_t i = 0; i < m.n; i++)
+        if (S_ISREG(m.e[i].mode))
+            assert_int_equal(store_has(f->store, m.e[i].sha), 1);
+
+    /* Again with prev: all reused.  Without: all read, nothing new. */
+    assert_int_equal(snap(f, &m, &again, &st, err), 0);
+    assert_int_equal(mf_equal(&ref, &again), 1);
+    assert_int_equal(st.reused, CREW_FILES + CREW_BIG);
+    assert_int_equal(st.hashed + st.stored, 0);
+    mf_free(&again);
+    assert_int_equal(snap(f, NULL, &again, &st, err), 0);
+    assert_int_equal(mf_equal(&ref, &again), 1);
+    assert_int_equal(st.hashed, CREW_FILES + CREW_BIG);
+    assert_int_equal(st.stored, 0);
+    assert_int_equal(count_fds(), fds);
+    mf_free(&again);
+    mf_free(&m);
+    mf_free(&ref);
+}
+
+/* A read error in one file among hundreds fails the walk naming that
+ * file, with its errno, and leaves no temporary file nor object of it;
+ * the readers of the other files stop, and all descriptors are closed. */
+static void test_snapshot_read_error(void **state)
+{
+    static const struct { const char *label; size_t size; } cases[] = {
+        { "small", 1000 },
+        { "large", (2u << 20) + 1 },          /* streams into a temporary object */
+    };
+    struct fx *f = *state;
+    size_t fds = count_fds();
+
+    make_crew_tree(f, "y");
+    for (size_t c = 0; c < SS_ARRAY_LEN(cases); c++) {
+        struct manifest m;
+        struct mf_snapstat st;
+        char err[SS_ERR_MAX] = "";
+        unsigned char sum[32];
+        char *data = malloc(cases[c].size);
+
+        assert_non_null(data);
+        for (size_t i = 0; i < cases[c].size; i++)
+            data[i] = (char)(i * 31 + c * 7 + 1);
+        assert_int_equal(ss_sha256(data, cases[c].size, sum), 0);
+        put_len(f, "a/b/victim", data, cases[c].size);
+        free(data);
+
+        hook_arm(sp(f, "a/b/victim"), HOOK_EIO);
+        int r = snap(f, NULL, &m, &st, err);
+        if (hook.fired != 1)
+            fail_msg("%s: the hook fired %d times", cases[c].label, hook.fired);
+        if (r != -EIO)
+            fail_msg("%s: %d (%s), want -EIO", cases[c].label, r, err);
+        if (strstr(err, "a/b/victim") == NULL || strstr(err, "read") == NULL)
+            fail_msg("%s: err \"%s\" should name a/b/victim and say read", cases[c].label, err);
+        assert_int_equal(m.n, 0);
+        assert_null(m.e);
+        assert_int_equal(count_tmp(f), 0);
+        assert_int_equal(store_has(f->store, sum), 0);
+        assert_int_equal(count_fds(), fds);
+
+        /* Without the fault it goes through and stores it. */
+        assert_int_equal(snap(f, NULL, &m, &st, err), 0);
+        assert_int_equal(store_has(f->store, sum), 1);
+        assert_object_is(f, mf_find(&m, "a/b/victim"), "a/b/victim");
+        mf_free(&m);
+    }
+}
+
+/* A store an older build made (fan-out directories made on demand, so
+ * most are missing) takes new objects: the move in says ENOENT, the
+ * directory is made, the move is tried again.  Both ways of writing an
+ * object are tried: O_TMPFILE and linkat, and named temporary files and
+ * a rename, used when O_TMPFILE is refused (asked once per walk, then not
+ * again). */
+static void test_snapshot_old_store(void **state)
+{
+    static const struct { const char *label; int no_tmpfile; } cases[] = {
+        { "O_TMPFILE",       0 },
+        { "named temporary", 1 },
+    };
+    struct fx *f = *state;
+    size_t big = (1u << 20) + 777;
+    char *data = malloc(big);
+    char path[SS_PATH_MAX];
+
+    assert_non_null(data);
+    for (size_t i = 0; i < big; i++)
+        data[i] = (char)(i * 5 + i / 3000);
+    make_tree(f);
+    put_len(f, "big.bin", data, big);
+    free(data);
+    for (size_t c = 0; c < SS_ARRAY_LEN(cases); c++) {
+        struct manifest m;
+        struct mf_snapstat st;
+        char err[SS_ERR_MAX] = "";
+
+        assert_int_equal(ss_rm_rf(f->store), 0);
+        assert_int_equal(store_init(f->store), 0);
+        for (unsigned i = 0; i < 255; i++) {
+            assert_int_equal(ss_path(path, sizeof path, "%s/objects/%02x", f->store, i), 0);
+            assert_int_equal(rmdir(path), 0);
+        }
+        hook.no_tmpfile = cases[c].no_tmpfile;
+        hook.tmpfile_asked = 0;
+        int r = snap(f, NULL, &m, &st, err);
+        if (r != 0)
+            fail_msg("%s: %d (%s)", cases[c].label, r, err);
+        assert_int_equal(st.hashed, 7);
+        assert_int_equal(st.stored, 6);               /* five small contents and big.bin */
+        assert_int_equal(count_objects(f), 6);
+        assert_int_equal(count_tmp(f), 0);
+        for (size_t i = 0; i < m.n; i++)
+            if (S_ISREG(m.e[i].mode))
+                assert_object_is(f, &m.e[i], m.e[i].path);
+        if (cases[c].no_tmpfile)
+            assert_int_equal(hook.tmpfile_asked, 1);
+        else
+            assert_true(hook.tmpfile_asked >= 6);
+        mf_free(&m);
+        hook.no_tmpfile = 0;
+    }
+}
+
 /* ---- database ------------------------------------------------------------ */
 
 static long long qint(sqlite3 *db, const char *sql)
@@ -1106,6 +1406,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_changed_while_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_crew, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_read_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_old_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_db_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_refused, setup, teardown),
