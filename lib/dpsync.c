@@ -17,9 +17,13 @@
  *   visible copy already has the manifest's size, mtime and permission
  *   bits is hard-linked from the visible tree: it is not written again,
  *   and readers of the old version keep reading the same inode, which is
- *   never modified.  Other files are copied from the content store under
- *   their final names (the staging tree is invisible, so no temporary
- *   name is needed inside it), then given the manifest's mode and mtime.
+ *   never modified.  Other files are written from the content store
+ *   under their final names (the staging tree is invisible, so no
+ *   temporary name is needed inside it), then given the manifest's mode
+ *   and mtime.  One store reader (store_get) serves the whole install and
+ *   every thread of it: a small object (STORE_SMALL) arrives as a row of
+ *   store/small.db in the thread's own buffer and is written with one
+ *   write; a loose one is copied from its file with copy_file_range.
  *   Directories are created owner-writable and get their own mode and
  *   mtime last, deepest first, once nothing more is created in them.
  *
@@ -58,15 +62,18 @@
  *
  *   Everything is done relative to a descriptor of the DP root, and
  *   nothing follows a symbolic link inside it.  Memory does not grow with
- *   the package: one copy buffer per thread, allocated only when
- *   copy_file_range cannot be used.
+ *   the package: per thread, one STORE_SMALL_MAX buffer for small objects
+ *   and one copy buffer allocated only when copy_file_range cannot be
+ *   used, each allocated on first need and kept for the thread's next
+ *   files.
  *
  * DIAGNOSTICS
  *   Returns 0 or a negative errno; err receives a sentence naming the
  *   file and the cause ("copying tools/setup.exe to
  *   /srv/dp1/.CEN00001.new: No space left on device").  A store object
- *   that is missing, of the wrong size or shorter than its size is
- *   -EUCLEAN; a missing DP root -ENOENT; DPPATH/PKGID that is not a
+ *   that is missing (a loose file or a row of small.db alike), of the
+ *   wrong size or shorter than its size is -EUCLEAN, and so is a store
+ *   that cannot be found; a missing DP root -ENOENT; DPPATH/PKGID that is not a
  *   directory -EEXIST (dp_install) or -ENOTDIR (dp_remove), left alone;
  *   a stop request -EINTR.  On an error before the swap the staging tree
  *   is removed and the visible tree is untouched.  Logs a warning only
@@ -477,6 +484,7 @@ struct inst {
     const char *dproot;
     const char *storedir;
     const struct manifest *m;
+    struct store_reader *rd;     /* shared by the crew: store_get is thread safe */
     int   rootfd;
     int   stagefd;
     int   visfd;                 /* the visible tree, or -1 */
@@ -502,6 +510,7 @@ struct crew {
 struct worker {
     struct crew *c;
     char   *buf;                 /* copy buffer, on first need */
+    void   *small;               /* STORE_SMALL_MAX bytes for a small object, on first need */
     size_t  linked, copied;
     int64_t bytes;
     char    err[SS_ERR_MAX];
@@ -519,49 +528,71 @@ static int vis_same(const struct inst *in, const struct mf_entry *e)
            mtime_ns_of(&vs) == e->mtime_ns && (vs.st_mode & 07777) == (e->mode & 07777);
 }
 
+/* How messages name e's store object: its loose file, or its SHA-256
+ * in small.db. */
+static void object_name(const struct inst *in, const struct mf_entry *e, char *buf,
+                        size_t len)
+{
+    char hex[2 * 32 + 1];
+
+    ss_hex(e->sha, 32, hex);
+    if (STORE_SMALL(e->size)) {
+        if (ss_path(buf, len, "%s in %s/small.db", hex, in->storedir) == 0)
+            return;
+    } else if (store_object_path(in->storedir, e->sha, buf, len) == 0) {
+        return;
+    }
+    ss_strcpy(buf, len, hex);         /* too long to name in full: the hash says it */
+}
+
+/* Write e from the store into the staging tree: a small object from the
+ * worker's buffer, a loose one copied from its file. */
 static int copy_from_store(struct worker *w, const struct mf_entry *e)
 {
     const struct inst *in = w->c->in;
     char obj[SS_PATH_MAX];
     struct timespec t[2];
-    struct stat os;
-    int src, dst, r;
+    int src = -1, dst, r;
 
-    r = store_object_path(in->storedir, e->sha, obj, sizeof obj);
-    if (r < 0)
-        return seterr(w->err, sizeof w->err, r, "store object path for %s", e->path);
-    src = open(obj, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (src < 0) {
-        r = -errno;
+    if (e->size < 0)
+        return seterr(w->err, sizeof w->err, -EINVAL,
+                      "manifest entry %s has a negative size", e->path);
+    if (STORE_SMALL(e->size) && w->small == NULL && (w->small = malloc(STORE_SMALL_MAX)) == NULL)
+        return seterr(w->err, sizeof w->err, -ENOMEM, "reading the store object for %s",
+                      e->path);
+    /* The object is fetched before its file is created, so that a damaged
+     * store leaves nothing half written behind. */
+    r = store_get(in->rd, e->sha, e->size, w->small, &src);
+    if (r < 0) {
+        object_name(in, e, obj, sizeof obj);
         /* A missing object is damage to the store, not a missing DP:
          * -ENOENT is kept for the DP root gone. */
         if (r == -ENOENT)
             return seterr(w->err, sizeof w->err, -EUCLEAN,
                           "store object %s for %s is missing", obj, e->path);
-        return seterr(w->err, sizeof w->err, r, "opening store object %s for %s", obj,
+        if (r == -EUCLEAN)
+            return seterr(w->err, sizeof w->err, -EUCLEAN,
+                          "store object %s for %s has the wrong size (the manifest says %lld bytes)",
+                          obj, e->path, (long long)e->size);
+        return seterr(w->err, sizeof w->err, r, "reading store object %s for %s", obj,
                       e->path);
-    }
-    if (fstat(src, &os) < 0) {
-        r = seterr(w->err, sizeof w->err, -errno, "reading store object %s", obj);
-        close(src);
-        return r;
-    }
-    if (!S_ISREG(os.st_mode) || os.st_size != e->size) {
-        close(src);
-        return seterr(w->err, sizeof w->err, -EUCLEAN,
-                      "store object %s for %s has the wrong size (%lld bytes, the manifest says %lld)",
-                      obj, e->path, (long long)os.st_size, (long long)e->size);
     }
     dst = openat(in->stagefd, e->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                  0600);
     if (dst < 0) {
         r = seterr(w->err, sizeof w->err, -errno, "creating %s in %s", e->path, in->stagepath);
-        close(src);
+        if (src >= 0)
+            close(src);
         return r;
     }
-    r = copy_fd_buf(src, dst, e->size, &w->buf);
-    close(src);
+    if (src >= 0) {
+        r = copy_fd_buf(src, dst, e->size, &w->buf);
+        close(src);
+    } else {
+        r = ss_write_all(dst, w->small, (size_t)e->size);
+    }
     if (r == -ENODATA) {
+        object_name(in, e, obj, sizeof obj);
         r = seterr(w->err, sizeof w->err, -EUCLEAN,
                    "store object %s for %s is shorter than its size", obj, e->path);
         goto fail;
@@ -718,6 +749,7 @@ static int write_files(struct inst *in, size_t files, const volatile int *stop)
         in->st.copied += w[k].copied;
         in->st.bytes_copied += w[k].bytes;
         free(w[k].buf);
+        free(w[k].small);
     }
     pthread_mutex_destroy(&c.mu);
     return c.r;
@@ -930,9 +962,21 @@ int dp_install(const char *dproot, const char *pkgid, const struct manifest *m,
         ss_path(in.stagepath, sizeof in.stagepath, "%s/%s", dproot, newname) < 0)
         return seterr(err, errlen, -ENAMETOOLONG, "DP path %s/%s is too long", dproot, pkgid);
 
+    /* One reader for the whole install, opened before anything on the DP
+     * is touched (it makes a missing small.db, empty, like store_init).
+     * A store that still cannot be found is damage to the store, like an
+     * object that is missing: -ENOENT stays for a missing DP root. */
+    if ((r = store_reader_open(storedir, &in.rd)) < 0) {
+        if (r == -ENOENT)
+            return seterr(err, errlen, -EUCLEAN, "the store %s cannot be found", storedir);
+        return seterr(err, errlen, r, "opening the store %s", storedir);
+    }
     in.rootfd = open(dproot, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (in.rootfd < 0)
-        return seterr(err, errlen, -errno, "opening DP root %s", dproot);
+    if (in.rootfd < 0) {
+        r = seterr(err, errlen, -errno, "opening DP root %s", dproot);
+        store_reader_close(in.rd);
+        return r;
+    }
 
     /* Refuse before touching anything when the name is taken by
      * something that is not a package tree. */
@@ -997,6 +1041,7 @@ out:
     }
     if (in.rootfd >= 0)
         close(in.rootfd);
+    store_reader_close(in.rd);
     if (st != NULL)
         *st = in.st;
     return r;

@@ -7,8 +7,9 @@
  * and mtime).  A new version is built beside it, in DPPATH/.PKGID.new:
  * files unchanged since the visible tree (same type, size, mtime and
  * mode there) are hard links to it, so they are not written again; new
- * and changed files are copied from the content store.  The staging
- * tree is made durable (one syncfs of the DP's file system, or an fsync
+ * and changed files are written from the content store (a small object
+ * from its row of store/small.db, a loose one copied from its file; one
+ * store reader serves the whole install).  The staging tree is made durable (one syncfs of the DP's file system, or an fsync
  * per file where syncfs cannot report errors), then swapped with the
  * visible tree in one renameat2(RENAME_EXCHANGE) (RENAME_NOREPLACE for
  * the first version), and the DP directory is fsync'ed.  A reader that
@@ -50,12 +51,12 @@ struct dp_stats {
 int dp_check(const char *dproot, char *err, size_t errlen);
 
 /*
- * Bring dproot/pkgid to manifest m, content from storedir (store_object_path).
- * Leftovers of an interrupted install (.pkgid.new) are removed first, and
+ * Bring dproot/pkgid to manifest m, content from storedir (store_get:
+ * small.db rows and loose objects, as the manifest's sizes say).  Leftovers of an interrupted install (.pkgid.new) are removed first, and
  * the previous .pkgid.old is renamed to a .pkgid.trash-* name for
  * dp_sweep.  Returns 0 once the new version is visible and durable; on
  * any error (-ENOENT DP root gone, -ENOSPC, -EIO, a store object missing
- * or of the wrong size: -EUCLEAN...) the staging tree is removed, the
+ * or of the wrong size, or a store that cannot be found: -EUCLEAN...) the staging tree is removed, the
  * visible tree is untouched, and err names the file and the cause (the
  * first error when several files failed at once).  stop (may be NULL) is
  * polled between files by every thread: -EINTR.  Thread safe for

@@ -7,6 +7,9 @@
  *   mf_init mf_free mf_add mf_sort mf_find mf_path_ok mf_entry_same
  *   mf_equal mf_diff
  *   store_object_path store_has store_init store_remove
+ *   store_reader_open store_reader_close store_get
+ *   store_writer_open store_writer_has store_put_small store_writer_commit
+ *   store_writer_close store_gc_small
  *   mf_snapshot
  *   mf_db_save mf_db_load
  *   mf_to_record mf_from_record
@@ -17,14 +20,30 @@
  *   merges two of them in one pass; distmgr uses it to copy only new and
  *   changed files to a DP and to remove what a version dropped.
  *
- *   The content store keeps each file's bytes once under their SHA-256
- *   (objects/<aa>/<hex>; store_init makes the 256 <aa> directories once,
- *   so no writer tries a mkdir per object).  An object is written as an
- *   O_TMPFILE inode in store/.tmp, which has no name until linkat gives it
- *   its object name (through /proc/self/fd, which needs no privilege), so
- *   a crash leaves nothing to clean up and no random name is drawn; where
- *   O_TMPFILE is refused (or /proc is missing) it is written under a
- *   unique name in store/.tmp and renamed in.  Both the link and the
+ *   The content store keeps each file's bytes once under their SHA-256.
+ *   An object smaller than STORE_SMALL_MAX is a row of store/small.db
+ *   (SQLite, WAL, so that readers run beside a writer; mode 0640): a
+ *   package is mostly small files, and an inode each is what a first
+ *   distribution spent its store phase creating.  Every connection to it
+ *   is opened NOMUTEX and used under its owner's mutex, with a 10 s busy
+ *   timeout, since distmgr and the despooler both write it.  A writer
+ *   takes the write lock (BEGIN IMMEDIATE) at its first put only, so one
+ *   that finds everything stored blocks no one; its has() runs on the
+ *   same connection and so sees its own uncommitted rows; its commit is
+ *   durable (synchronous=FULL) and closing without one rolls back.  A put
+ *   that fails poisons the transaction: it is never committed, since
+ *   SQLite may already have rolled the earlier rows back.  store_gc_small
+ *   attaches the site database read-only and deletes the rows no manifest
+ *   row references, in one statement.
+ *
+ *   A larger object is a loose file (objects/<aa>/<hex>; store_init
+ *   makes the 256 <aa> directories once, so no writer tries a mkdir per
+ *   object).  It is written as an O_TMPFILE inode in store/.tmp, which
+ *   has no name until linkat gives it its object name (through
+ *   /proc/self/fd, which needs no privilege), so a crash leaves nothing
+ *   to clean up and no random name is drawn; where O_TMPFILE is refused
+ *   (or /proc is missing) it is written under a unique name in
+ *   store/.tmp and renamed in.  Both the link and the
  *   rename cannot replace, so an object name always means complete
  *   content, and two writers storing the same bytes at once both succeed
  *   (the second says EEXIST and its copy is dropped).  Objects are never
@@ -50,7 +69,10 @@
  *   that no link is followed even if a directory was replaced since the
  *   walk.  Each file is read once: its bytes are hashed and, when the
  *   store lacks them, stored in the same pass (see snap_file for how that
- *   is known before the hash is).  A file whose size, mtime or ctime moves
+ *   is known before the hash is): a small file, read whole into the
+ *   reader's buffer, as a row put in the walk's one small.db transaction,
+ *   committed before the walk returns 0 and rolled back on any error (a
+ *   loose object already linked in stays, complete, for distmgr's GC).  A file whose size, mtime or ctime moves
  *   while it is read, or whose byte count is not its size, fails the walk
  *   with -EAGAIN rather than being stored torn.  The first error recorded
  *   wins, and the other readers stop at their next buffer or file.  The
@@ -78,7 +100,13 @@
  *   returns -EBADMSG with err.  mf_db_save/mf_db_load log a database
  *   error and return -EIO or -EINTR (sitedb_errno); a malformed stored row
  *   is logged and refused with -EBADMSG.  store_has returns -EUCLEAN for an
- *   object name that is not a regular file.
+ *   object name that is not a regular file.  store_get and
+ *   store_writer_has return -ENOENT (get) or 0 (has) for a missing
+ *   object and -EUCLEAN for one of another size than asked, without a
+ *   log line.  A failed SQLite call on small.db is logged ("content
+ *   store DIR/small.db: cannot ...") and returns the system's errno
+ *   when SQLite saw one (-ENOSPC...), -EBUSY when another writer held
+ *   the lock past the busy timeout, -ENOMEM, or -EIO.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -236,6 +264,113 @@ int mf_equal(const struct manifest *a, const struct manifest *b)
     return 1;
 }
 
+/* ---- small objects: store/small.db -------------------------------------- */
+
+#define SMALL_DB "small.db"
+#define SMALL_BUSY_MS 10000     /* several processes write small.db */
+#define SMALL_SCHEMA \
+    "CREATE TABLE IF NOT EXISTS object (sha BLOB PRIMARY KEY, data BLOB NOT NULL)" \
+    " WITHOUT ROWID"
+
+/* The errno for a failed SQLite call on db, logged with what was being
+ * done: the system's errno when SQLite saw one (a full disk, a missing
+ * file), -EBUSY when another writer held the lock for the whole busy
+ * timeout, -ENOMEM, else -EIO. */
+static int small_err(sqlite3 *db, int rc, const char *storedir, const char *doing)
+{
+    int prim = rc & 0xff, e = db != NULL ? sqlite3_system_errno(db) : 0;
+    int r = prim == SQLITE_BUSY || prim == SQLITE_LOCKED ? -EBUSY
+          : prim == SQLITE_NOMEM ? -ENOMEM
+          : prim == SQLITE_FULL ? -ENOSPC
+          : (prim == SQLITE_IOERR || prim == SQLITE_CANTOPEN) && e > 0 ? -e
+          : prim == SQLITE_READONLY || prim == SQLITE_PERM ? -EACCES
+          : -EIO;
+
+    log_error("content store %s/%s: cannot %s: %s", storedir, SMALL_DB, doing,
+              db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    return r;
+}
+
+/* Open storedir/small.db with flags (SQLITE_OPEN_READONLY or _READWRITE;
+ * NOMUTEX is added: every user serializes a connection with its own
+ * mutex), with the busy timeout set.  It must exist (store_init). */
+static int small_open(const char *storedir, int flags, sqlite3 **dbp)
+{
+    char path[SS_PATH_MAX];
+    sqlite3 *db = NULL;
+    int r, rc;
+
+    *dbp = NULL;
+    if ((r = ss_path(path, sizeof path, "%s/%s", storedir, SMALL_DB)) < 0)
+        return r;
+    rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        r = small_err(db, rc, storedir, "open it");
+        sqlite3_close(db);
+        return r;
+    }
+    sqlite3_busy_timeout(db, SMALL_BUSY_MS);
+    /* Durable at COMMIT (WAL: an fsync of the log per commit), unless
+     * the tests turned every fsync off. */
+    if (!(flags & SQLITE_OPEN_READONLY)) {
+        rc = sqlite3_exec(db, ss_fsync_enabled() ? "PRAGMA synchronous=FULL"
+                                                 : "PRAGMA synchronous=OFF", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            r = small_err(db, rc, storedir, "set its synchronous mode");
+            sqlite3_close(db);
+            return r;
+        }
+    }
+    *dbp = db;
+    return 0;
+}
+
+static int wal_cb(void *arg, int ncol, char **val, char **name)
+{
+    int *is_wal = arg;
+
+    if (ncol > 0 && val[0] != NULL && strcmp(val[0], "wal") == 0)
+        *is_wal = 1;
+    return 0;
+}
+
+/* Create small.db (mode 0640, like the loose objects; SQLite gives its
+ * -wal and -shm files the same mode), switch it to WAL, so that readers
+ * run beside a writer, and create its table.  Idempotent, and safe
+ * beside another process doing the same. */
+static int small_create(const char *storedir, int storefd)
+{
+    sqlite3 *db;
+    int fd, r, rc, is_wal = 0;
+
+    fd = openat(storefd, SMALL_DB, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd >= 0) {
+        /* The umask could have taken bits off; an empty file is an empty
+         * database to SQLite. */
+        r = fchmod(fd, 0640) < 0 ? -errno : 0;
+        close(fd);
+        if (r < 0)
+            return r;
+    } else if (errno != EEXIST) {
+        return -errno;
+    }
+    if ((r = small_open(storedir, SQLITE_OPEN_READWRITE, &db)) < 0)
+        return r;
+    rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", wal_cb, &is_wal, NULL);
+    if (rc != SQLITE_OK) {
+        r = small_err(db, rc, storedir, "switch it to WAL");
+    } else if (!is_wal) {
+        log_error("content store %s/%s: cannot switch it to WAL mode", storedir, SMALL_DB);
+        r = -EIO;
+    } else if ((rc = sqlite3_exec(db, SMALL_SCHEMA, NULL, NULL, NULL)) != SQLITE_OK) {
+        r = small_err(db, rc, storedir, "create its table");
+    }
+    sqlite3_close(db);
+    return r;
+}
+
+/* ---- the content store --------------------------------------------------- */
+
 int store_object_path(const char *storedir, const unsigned char sha[32],
                       char *buf, size_t len)
 {
@@ -262,7 +397,7 @@ int store_init(const char *storedir)
 {
     char path[SS_PATH_MAX], sub[3];
     struct stat st;
-    int r = 0, fd;
+    int r = 0, fd, sfd;
 
     if ((r = ss_path(path, sizeof path, "%s/objects", storedir)) < 0 ||
         (r = ss_mkdir_p(path, 0755)) < 0 ||
@@ -285,6 +420,22 @@ int store_init(const char *storedir)
         }
     }
     close(fd);
+    if (r < 0)
+        return r;
+
+    /* small.db: made when missing, or when empty (a crash between its
+     * creation and its schema leaves an empty file; a database with its
+     * table is never empty). */
+    if ((sfd = open(storedir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return -errno;
+    if (fstatat(sfd, SMALL_DB, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        r = errno == ENOENT ? small_create(storedir, sfd) : -errno;
+    } else if (!S_ISREG(st.st_mode)) {
+        r = -EUCLEAN;
+    } else if (st.st_size == 0) {
+        r = small_create(storedir, sfd);
+    }
+    close(sfd);
     return r;
 }
 
@@ -298,6 +449,399 @@ int store_remove(const char *storedir, const unsigned char sha[32])
     if (unlink(path) < 0 && errno != ENOENT)
         return -errno;
     return 0;
+}
+
+/* small.db exists, with its table, for a reader or writer to open: a
+ * store that an older build made (loose objects only) gets it now. */
+static int small_ensure(const char *storedir)
+{
+    char path[SS_PATH_MAX];
+    struct stat st;
+    int r;
+
+    if ((r = ss_path(path, sizeof path, "%s/%s", storedir, SMALL_DB)) < 0)
+        return r;
+    if (stat(path, &st) == 0 && st.st_size > 0)
+        return 0;
+    return store_init(storedir);
+}
+
+struct store_reader {
+    pthread_mutex_t mu;         /* serializes db and get */
+    sqlite3        *db;         /* read-only */
+    sqlite3_stmt   *get;
+    char           *storedir;
+    int             objfd;      /* store/objects */
+    int             noatime;    /* still ask for O_NOATIME (atomic) */
+};
+
+int store_reader_open(const char *storedir, struct store_reader **rp)
+{
+    struct store_reader *r;
+    char path[SS_PATH_MAX];
+    int e, rc;
+
+    *rp = NULL;
+    if ((e = small_ensure(storedir)) < 0)
+        return e;
+    if ((e = ss_path(path, sizeof path, "%s/objects", storedir)) < 0)
+        return e;
+    if ((r = calloc(1, sizeof *r)) == NULL || (r->storedir = strdup(storedir)) == NULL) {
+        free(r);
+        return -ENOMEM;
+    }
+    r->noatime = 1;
+    pthread_mutex_init(&r->mu, NULL);
+    if ((r->objfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        e = -errno;
+        goto fail;
+    }
+    if ((e = small_open(storedir, SQLITE_OPEN_READONLY, &r->db)) < 0)
+        goto fail;
+    rc = sqlite3_prepare_v3(r->db, "SELECT data FROM object WHERE sha = ?1", -1,
+                            SQLITE_PREPARE_PERSISTENT, &r->get, NULL);
+    if (rc != SQLITE_OK) {
+        e = small_err(r->db, rc, storedir, "prepare a read");
+        goto fail;
+    }
+    *rp = r;
+    return 0;
+fail:
+    store_reader_close(r);
+    return e;
+}
+
+void store_reader_close(struct store_reader *r)
+{
+    if (r == NULL)
+        return;
+    sqlite3_finalize(r->get);
+    sqlite3_close(r->db);
+    if (r->objfd >= 0)
+        close(r->objfd);
+    pthread_mutex_destroy(&r->mu);
+    free(r->storedir);
+    free(r);
+}
+
+/* A loose object, opened read-only, that must have size bytes. */
+static int get_loose(struct store_reader *r, const unsigned char sha[32], int64_t size,
+                     int *fdp)
+{
+    char name[3 + 64 + 1], hex[65];
+    struct stat st;
+    int fd;
+
+    ss_hex(sha, 32, hex);
+    ss_fmt(name, sizeof name, "%.2s/%s", hex, hex);
+    for (;;) {
+        int noatime = __atomic_load_n(&r->noatime, __ATOMIC_RELAXED);
+        fd = openat(r->objfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+                    (noatime ? O_NOATIME : 0));
+        if (fd >= 0)
+            break;
+        if (errno == EPERM && noatime) {
+            /* O_NOATIME is for the owner only: a store of another user's
+             * objects is read without it. */
+            __atomic_store_n(&r->noatime, 0, __ATOMIC_RELAXED);
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        /* A link where an object should be is no object (never followed). */
+        return errno == ELOOP ? -EUCLEAN : -errno;
+    }
+    if (fstat(fd, &st) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size != size) {
+        close(fd);
+        return -EUCLEAN;
+    }
+    *fdp = fd;
+    return 0;
+}
+
+int store_get(struct store_reader *r, const unsigned char sha[32], int64_t size,
+              void *buf, int *fd)
+{
+    int e, rc;
+
+    *fd = -1;
+    if (size < 0)
+        return -EINVAL;
+    if (!STORE_SMALL(size))
+        return get_loose(r, sha, size, fd);
+
+    pthread_mutex_lock(&r->mu);
+    sqlite3_bind_blob(r->get, 1, sha, 32, SQLITE_STATIC);
+    rc = sqlite3_step(r->get);
+    if (rc == SQLITE_ROW) {
+        const void *data = sqlite3_column_blob(r->get, 0);
+        int n = sqlite3_column_bytes(r->get, 0);
+        if (n != size || sqlite3_column_type(r->get, 0) != SQLITE_BLOB) {
+            e = -EUCLEAN;
+        } else {
+            if (n > 0)
+                memcpy(buf, data, (size_t)n);
+            e = 0;
+        }
+    } else if (rc == SQLITE_DONE) {
+        e = -ENOENT;
+    } else {
+        e = small_err(r->db, rc, r->storedir, "read an object");
+    }
+    /* The reset ends the read transaction, which would otherwise keep the
+     * writers' checkpoints from reaching the end of the log. */
+    sqlite3_reset(r->get);
+    sqlite3_clear_bindings(r->get);
+    pthread_mutex_unlock(&r->mu);
+    return e;
+}
+
+struct store_writer {
+    pthread_mutex_t mu;         /* serializes db, its statements and intx */
+    sqlite3        *db;
+    sqlite3_stmt   *has, *put;
+    char           *storedir;
+    int             intx;       /* our BEGIN IMMEDIATE is open */
+    int             broken;     /* a put failed: no commit of this transaction */
+};
+
+int store_writer_open(const char *storedir, struct store_writer **wp)
+{
+    struct store_writer *w;
+    int e, rc;
+
+    *wp = NULL;
+    if ((e = small_ensure(storedir)) < 0)
+        return e;
+    if ((w = calloc(1, sizeof *w)) == NULL || (w->storedir = strdup(storedir)) == NULL) {
+        free(w);
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&w->mu, NULL);
+    if ((e = small_open(storedir, SQLITE_OPEN_READWRITE, &w->db)) < 0)
+        goto fail;
+    rc = sqlite3_prepare_v3(w->db, "SELECT length(data) FROM object WHERE sha = ?1", -1,
+                            SQLITE_PREPARE_PERSISTENT, &w->has, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v3(w->db, "INSERT OR IGNORE INTO object (sha, data) VALUES (?1, ?2)",
+                                -1, SQLITE_PREPARE_PERSISTENT, &w->put, NULL);
+    if (rc != SQLITE_OK) {
+        e = small_err(w->db, rc, storedir, "prepare its statements");
+        goto fail;
+    }
+    *wp = w;
+    return 0;
+fail:
+    store_writer_close(w);
+    return e;
+}
+
+void store_writer_close(struct store_writer *w)
+{
+    if (w == NULL)
+        return;
+    sqlite3_finalize(w->has);
+    sqlite3_finalize(w->put);
+    /* What was not committed goes: closing a connection with a transaction
+     * open rolls it back, but an explicit ROLLBACK says so. */
+    if (w->db != NULL && !sqlite3_get_autocommit(w->db))
+        sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(w->db);
+    pthread_mutex_destroy(&w->mu);
+    free(w->storedir);
+    free(w);
+}
+
+int store_writer_has(struct store_writer *w, const unsigned char sha[32], int64_t size)
+{
+    int e, rc;
+
+    if (size < 0)
+        return -EINVAL;
+    if (!STORE_SMALL(size))
+        return store_has(w->storedir, sha);
+
+    pthread_mutex_lock(&w->mu);
+    /* On the writer's own connection: inside its transaction, this sees
+     * the rows it put and has not committed yet. */
+    sqlite3_bind_blob(w->has, 1, sha, 32, SQLITE_STATIC);
+    rc = sqlite3_step(w->has);
+    if (rc == SQLITE_ROW)
+        e = sqlite3_column_int64(w->has, 0) == size ? 1 : -EUCLEAN;
+    else if (rc == SQLITE_DONE)
+        e = 0;
+    else
+        e = small_err(w->db, rc, w->storedir, "look up an object");
+    sqlite3_reset(w->has);
+    sqlite3_clear_bindings(w->has);
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+/* store_put_small, saying whether the row is new (*added 1) or was there
+ * (another writer, or an earlier put of this one, stored the same bytes):
+ * mf_snapshot counts the objects it stored. */
+static int writer_put(struct store_writer *w, const unsigned char sha[32],
+                      const void *data, int64_t size, int *added)
+{
+    int e = 0, rc;
+
+    *added = 0;
+    if (size < 0 || !STORE_SMALL(size) || (size > 0 && data == NULL))
+        return -EINVAL;
+    pthread_mutex_lock(&w->mu);
+    if (w->broken) {
+        e = w->broken;
+        goto out;
+    }
+    if (!w->intx) {
+        /* The write lock is taken at the first put, not at open: a writer
+         * that finds everything stored never blocks another one. */
+        rc = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            e = small_err(w->db, rc, w->storedir, "begin a transaction");
+            goto out;
+        }
+        w->intx = 1;
+    }
+    sqlite3_bind_blob(w->put, 1, sha, 32, SQLITE_STATIC);
+    /* A NULL pointer would bind NULL, not an empty blob. */
+    if (size == 0)
+        sqlite3_bind_zeroblob(w->put, 2, 0);
+    else
+        sqlite3_bind_blob(w->put, 2, data, (int)size, SQLITE_STATIC);
+    rc = sqlite3_step(w->put);
+    if (rc == SQLITE_DONE) {
+        *added = sqlite3_changes(w->db) > 0;
+    } else {
+        e = small_err(w->db, rc, w->storedir, "store an object");
+        /* SQLite may have rolled the whole transaction back already: the
+         * rows put before are in doubt, so this one is never committed. */
+        w->broken = e;
+    }
+    sqlite3_reset(w->put);
+    sqlite3_clear_bindings(w->put);
+out:
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+int store_put_small(struct store_writer *w, const unsigned char sha[32],
+                    const void *data, int64_t size)
+{
+    int added;
+
+    return writer_put(w, sha, data, size, &added);
+}
+
+int store_writer_commit(struct store_writer *w)
+{
+    int e = 0, rc;
+
+    pthread_mutex_lock(&w->mu);
+    if (w->broken) {
+        e = w->broken;
+        if (!sqlite3_get_autocommit(w->db))
+            sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+        w->intx = 0;
+        w->broken = 0;
+    } else if (w->intx) {
+        /* synchronous=FULL: the log is fsync'ed before COMMIT returns. */
+        rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            e = small_err(w->db, rc, w->storedir, "commit");
+            if (!sqlite3_get_autocommit(w->db))
+                sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+        }
+        w->intx = 0;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+/* A file name as a SQLite URI path: '%', '?', '#' and bytes outside
+ * printable ASCII percent-encoded. */
+static int uri_path(char *dst, size_t len, const char *path)
+{
+    static const char hexd[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        int esc = *p <= 0x20 || *p >= 0x7f || *p == '%' || *p == '?' || *p == '#';
+        if (o + (esc ? 3 : 1) >= len)
+            return -ENAMETOOLONG;
+        if (esc) {
+            dst[o++] = '%';
+            dst[o++] = hexd[*p >> 4];
+            dst[o++] = hexd[*p & 15];
+        } else {
+            dst[o++] = (char)*p;
+        }
+    }
+    dst[o] = '\0';
+    return 0;
+}
+
+int store_gc_small(const char *storedir, const char *sitedb_path, size_t *removed)
+{
+    char uri[3 * SS_PATH_MAX + 16], upath[3 * SS_PATH_MAX];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    if (removed != NULL)
+        *removed = 0;
+    if ((r = small_ensure(storedir)) < 0)
+        return r;
+    if ((r = uri_path(upath, sizeof upath, sitedb_path)) < 0 ||
+        (r = ss_path(uri, sizeof uri, "file:%s?mode=ro", upath)) < 0)
+        return r;
+    if ((r = small_open(storedir, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, &db)) < 0)
+        return r;
+    /* The site database only read, never created: mode=ro fails on a
+     * missing file rather than attaching an empty one, whose empty
+     * manifest table would say that nothing is referenced. */
+    rc = sqlite3_prepare_v2(db, "ATTACH ?1 AS site", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, uri, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK) {
+        r = small_err(db, rc, storedir, "attach the site database");
+        goto out;
+    }
+    rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        r = small_err(db, rc, storedir, "begin a transaction");
+        goto out;
+    }
+    /* manifest_sha indexes site.manifest(sha256): one probe per object.
+     * A missing manifest table is an error here, never "nothing referenced". */
+    rc = sqlite3_exec(db, "DELETE FROM object WHERE NOT EXISTS"
+                      " (SELECT 1 FROM site.manifest m WHERE m.sha256 = object.sha)",
+                      NULL, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        size_t n = (size_t)sqlite3_changes(db);
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        if (rc == SQLITE_OK && removed != NULL)
+            *removed = n;
+    }
+    if (rc != SQLITE_OK) {
+        r = small_err(db, rc, storedir, "remove unreferenced objects");
+        if (!sqlite3_get_autocommit(db))
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
+out:
+    sqlite3_close(db);
+    return r;
 }
 
 int mf_diff(const struct manifest *old, const struct manifest *cur,
@@ -348,6 +892,8 @@ int mf_diff(const struct manifest *old, const struct manifest *cur,
 /* ---- the source walk ---------------------------------------------------- */
 
 #define SNAP_BUF (1u << 20)     /* one read buffer per reader */
+/* A small object is put from the buffer it was read into. */
+_Static_assert(STORE_SMALL_MAX <= SNAP_BUF, "a small object must fit the read buffer");
 
 /* Readers of one walk.  What a first distribution waits for is the kernel
  * creating inodes in the store (blocked on the file system's bitmaps far
@@ -376,6 +922,7 @@ struct snap {
     int                  rootfd;        /* the source root */
     int                  tmpfd;         /* store/.tmp */
     int                  objfd;         /* store/objects */
+    struct store_writer *sw;            /* small objects: one small.db transaction */
     EVP_MD              *md;            /* SHA-256, fetched once, shared (EVP_MD is) */
     size_t               reused;
     struct snap_job     *job;           /* files to read, in walk order */
@@ -804,7 +1351,8 @@ again:
 
     /* Which content the store already holds is known only once the file
      * is hashed.  A file that fits the buffer is read into it, hashed,
-     * and written to the store only when the store lacks it.  A larger
+     * and written to the store only when the store lacks it (a small one,
+     * STORE_SMALL, as a row of small.db; the others as loose objects).  A larger
      * one streams through the buffer: it is hashed only, when the same
      * path had the same size in the previous version and that content is
      * stored (a touched file: most likely the same bytes); otherwise it
@@ -838,7 +1386,24 @@ again:
     }
     w->hashed++;
 
-    if (whole || t.fd >= 0) {
+    if (STORE_SMALL(got)) {
+        /* A small object is a row of small.db, put in the walk's one
+         * transaction: no inode.  Two readers with the same bytes may both
+         * find it missing; INSERT OR IGNORE keeps one row, and only the
+         * reader whose row it is counts it. */
+        has = store_writer_has(s->sw, sha, got);
+        if (has < 0) {
+            r = snap_errno(s, has, path, "look up its content in the store (small.db)");
+            goto out;
+        }
+        if (has == 0) {
+            if ((r = writer_put(s->sw, sha, w->buf, got, &stored)) < 0) {
+                r = snap_errno(s, r, path, "store its content (small.db)");
+                goto out;
+            }
+            w->stored += (size_t)stored;
+        }
+    } else if (whole || t.fd >= 0) {
         object_name(sha, name);
         has = object_has(s, name);
         if (has < 0) {
@@ -887,7 +1452,9 @@ static int snap_plan(struct snap *s, size_t idx)
      * mtime), or when it may spare a large file its temporary copy. */
     if (p != NULL && S_ISREG(p->mode) && p->size == e->size &&
         (p->mtime_ns == e->mtime_ns || p->size > (int64_t)SNAP_BUF)) {
-        int has = store_has(s->storedir, p->sha);
+        /* Small objects are rows of small.db, large ones loose files: the
+         * size says which (store_writer_has asks the right one). */
+        int has = store_writer_has(s->sw, p->sha, p->size);
         if (has < 0)
             return snap_errno(s, has, e->path, "look up its previous content in the store");
         if (has == 1 && p->mtime_ns == e->mtime_ns) {
@@ -1100,6 +1667,8 @@ static int open_store(struct snap *s)
         return snap_fail(s, r, s->storedir, "path too long");
     if ((s->objfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         return snap_errno(s, -errno, path, "open the store");
+    if ((r = store_writer_open(s->storedir, &s->sw)) < 0)
+        return snap_errno(s, r, s->storedir, "open the store's small.db");
     /* An O_TMPFILE object is named through /proc/self/fd: without /proc
      * (a bare chroot), named temporary files are used instead. */
     if (ss_path(path, sizeof path, "/proc/self/fd/%d", s->tmpfd) < 0 ||
@@ -1151,12 +1720,19 @@ int mf_snapshot(const char *srcdir, const struct manifest *prev, const char *sto
     st->reused = s.reused;
     if (r == 0 && s.njob > 0)
         r = snap_read_all(&s, st);
+    /* The small objects the walk put are one transaction, made durable
+     * here (synchronous=FULL) before the caller records the version.  On
+     * an error it is rolled back by store_writer_close below; loose
+     * objects already linked in stay, complete, for distmgr's GC. */
+    if (r == 0 && (r = store_writer_commit(s.sw)) < 0)
+        snap_errno(&s, r, storedir, "commit its small objects (small.db)");
     if (r == 0)
         mf_sort(out);
 
 out:
     if (r < 0 && s.rc < 0)
         r = s.rc;               /* the first error, whose message err holds */
+    store_writer_close(s.sw);
     EVP_MD_free(s.md);
     free(s.job);
     if (s.tmpfd >= 0)

@@ -8,12 +8,19 @@
  * root itself is not an entry).  Paths are relative, '/' separated, with
  * no empty, "." or ".." component and no leading or trailing '/'.
  *
- * The content store (<root>/store) keeps every file's content once, named
- * by its SHA-256: store/objects/<first 2 hex>/<64 hex>.  An object is
- * complete when it has its name (written in store/.tmp as an O_TMPFILE
- * inode and linked in, or, where the file system has no O_TMPFILE, as a
- * named temporary file renamed in; never replacing), and is never
- * modified afterwards.
+ * The content store (<root>/store) keeps every file's content once, by
+ * its SHA-256.  Where an object lives follows from its size alone:
+ *   - smaller than STORE_SMALL_MAX: a row of store/small.db (SQLite, WAL;
+ *     table object(sha BLOB PRIMARY KEY, data BLOB)).  A package is mostly
+ *     small files, and a file each would cost an inode each, which is
+ *     what a distribution spends its time on (the DP needs one per file;
+ *     the store does not);
+ *   - else a loose file store/objects/<first 2 hex>/<64 hex>, complete
+ *     when it has its name (written in store/.tmp as an O_TMPFILE inode
+ *     and linked in, or, where the file system has no O_TMPFILE, as a
+ *     named temporary file renamed in; never replacing), and never
+ *     modified afterwards.
+ * Readers and writers never guess: the manifest gives every file's size.
  */
 #ifndef SITESRV_MANIFEST_H
 #define SITESRV_MANIFEST_H
@@ -68,17 +75,61 @@ int mf_diff(const struct manifest *old, const struct manifest *cur,
 
 /* --- the content store --- */
 
-/* store/objects/<aa>/<hex> for sha under storedir. */
+#define STORE_SMALL_MAX (64 * 1024)     /* objects of fewer bytes live in small.db */
+#define STORE_SMALL(size) ((size) < STORE_SMALL_MAX)
+
+/* store/objects/<aa>/<hex> for sha under storedir (a loose object). */
 int  store_object_path(const char *storedir, const unsigned char sha[32],
                        char *buf, size_t len);
-/* 1 if the object exists, 0 if not, -errno if that cannot be told. */
+/* Loose objects only: 1 if it exists, 0 if not, -errno if that cannot be told. */
 int  store_has(const char *storedir, const unsigned char sha[32]);
-/* Create storedir/objects, its 256 fan-out directories 00..ff, and
- * storedir/.tmp if missing (one stat when objects/ff exists).  Writers
- * still make a missing fan-out directory of a store an older build made. */
+/* Create storedir/objects, its 256 fan-out directories 00..ff, storedir/.tmp
+ * and storedir/small.db (its schema) if missing (one stat when objects/ff
+ * exists).  Writers still make a missing fan-out directory of a store an
+ * older build made. */
 int  store_init(const char *storedir);
-/* Remove the object (ENOENT is success). */
+/* Remove a loose object (ENOENT is success). */
 int  store_remove(const char *storedir, const unsigned char sha[32]);
+
+/*
+ * Reading objects, for DP installs and package files.  A reader holds one
+ * read-only connection to small.db; store_get is thread safe (the
+ * connection is used under a mutex, microseconds per object).
+ * store_get(r, sha, size, buf, &fd): for a small object (STORE_SMALL(size))
+ * its bytes are copied into buf (size bytes) and *fd = -1; for a loose one
+ * *fd is the object opened read-only (the caller closes it).  -ENOENT when
+ * missing, -EUCLEAN when it has another size than asked.
+ */
+struct store_reader;
+int  store_reader_open(const char *storedir, struct store_reader **r);
+void store_reader_close(struct store_reader *r);
+int  store_get(struct store_reader *r, const unsigned char sha[32], int64_t size,
+               void *buf, int *fd);
+
+/*
+ * Writing objects (mf_snapshot uses one internally; pck_extract too).
+ * Small objects go into one small.db transaction that store_writer_commit
+ * makes durable; loose ones are written by the caller as above.
+ * store_writer_has: 1/0/-errno for (sha, size), small ones including those
+ * put in this writer's transaction.  store_put_small: INSERT OR IGNORE (an
+ * object another writer stored is the same bytes).  All three are thread
+ * safe.  store_writer_close rolls back what was not committed.
+ */
+struct store_writer;
+int  store_writer_open(const char *storedir, struct store_writer **w);
+int  store_writer_has(struct store_writer *w, const unsigned char sha[32], int64_t size);
+int  store_put_small(struct store_writer *w, const unsigned char sha[32],
+                     const void *data, int64_t size);
+int  store_writer_commit(struct store_writer *w);
+void store_writer_close(struct store_writer *w);
+
+/*
+ * Remove every small object that no row of the site database's manifest
+ * table (sitedb_path; column sha256) references; *removed (may be NULL)
+ * counts them.  The caller holds the store's exclusive lock (see
+ * daemons/distmgr/tasks.c), so no walk is about to reference one.
+ */
+int  store_gc_small(const char *storedir, const char *sitedb_path, size_t *removed);
 
 /* --- a source version --- */
 
@@ -96,8 +147,9 @@ struct mf_snapstat {
  * followed).  A file of prev (may be NULL) with the same path, type, size
  * and mtime keeps prev's hash without being read, provided its object is
  * in the store; any other file is read once, hashed (SHA-256) and, when
- * the store lacks the object, written to it (store/.tmp, then a link or
- * rename that never replaces).  Objects are not fsync'ed one by one: the
+ * the store lacks the object, written to it (small.db, or a loose file
+ * that is never replaced).  small.db is committed, durably, before the
+ * walk returns 0; loose objects are not fsync'ed one by one: the
  * caller makes the store durable (syncfs) before it records the version.
  *
  * The tree is walked on the calling thread; the files to read are then

@@ -17,7 +17,14 @@
  *   by the manifest's sizes and checks each piece against its SHA-256.
  *   Both directions stream through fixed buffers of zstd's recommended
  *   sizes, so a package of any size costs the same memory (about 1 MiB
- *   with the compressor's window at level 3).
+ *   with the compressor's window at level 3, and one STORE_SMALL_MAX
+ *   buffer for the small objects of the store).
+ *
+ *   The store keeps an object as a row of store/small.db when it is
+ *   smaller than STORE_SMALL_MAX and as a loose file otherwise; the
+ *   manifest's sizes say which.  pck_write reads every file through one
+ *   store reader: a small object arrives whole in the buffer, a loose one
+ *   is read from its file in pieces.
  *
  *   pck_write builds path.tmp (O_EXCL, after removing the leftover of a
  *   crash), hashes the compressed bytes as they are written, fsyncs,
@@ -27,12 +34,18 @@
  *   pck_extract refuses the file before decompressing a byte unless its
  *   size and SHA-256 are those the (signed) instruction names, so a
  *   damaged or substituted file never reaches the decoder.  Each file of
- *   the stream is hashed as it is decoded; one the store lacks is written
- *   at the same time to a temporary file in store/.tmp, and renamed into
- *   store/objects/<aa>/<hex> (never replacing) only once its hash
- *   matched, so the store never holds a wrong object.  Objects are not
- *   fsync'ed one by one: the caller makes the whole store durable with one
- *   syncfs before it records the version, as mf_snapshot's callers do.
+ *   the stream is hashed as it is decoded, and one the store lacks is
+ *   kept at the same time: a small one in the buffer, put into small.db
+ *   (store_put_small) once its hash matched; a large one in a temporary
+ *   file in store/.tmp (mode 0640, like the loose objects mf_snapshot
+ *   writes), renamed into store/objects/<aa>/<hex> (never replacing) once
+ *   its hash matched.  So the store never holds a wrong object.  The
+ *   small objects are one small.db transaction, committed (durably) only
+ *   when the whole package checked out; on any error it is rolled back,
+ *   while loose objects already verified stay (they are correct).  Loose
+ *   objects are not fsync'ed one by one: the caller makes the whole store
+ *   durable with one syncfs before it records the version, as
+ *   mf_snapshot's callers do.
  *
  *   The instruction is a record (record.h) whose last field is an Ed25519
  *   signature over every byte before the signature line.  Ed25519 signs
@@ -58,7 +71,8 @@
  *   does not verify, -EINVAL for a key that is not an Ed25519 key or bad
  *   arguments, -EIO for a store object whose size is not the manifest's
  *   or a compressor failure, -ENOMEM, and the errno of a failed system
- *   call (-ENOENT for a missing store object or key file, -ENOSPC, ...).
+ *   call (-ENOENT for a missing store object, small or loose, or key
+ *   file, -ENOSPC, ...).
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -128,6 +142,8 @@ struct pckw {
     int           fd;
     ZSTD_CCtx    *cc;
     EVP_MD_CTX   *md;
+    struct store_reader *rd;
+    void         *small;        /* STORE_SMALL_MAX bytes: a small object whole */
     void         *in, *out;
     size_t        insz, outsz;
     int64_t       written;
@@ -166,45 +182,65 @@ static int pckw_push(struct pckw *w, const void *data, size_t n, ZSTD_EndDirecti
     return 0;
 }
 
-/* Append the store object of e to the stream. */
+/* How messages name e's store object: its loose file, or its SHA-256
+ * in small.db. */
+static void object_name(const char *storedir, const struct mf_entry *e, char *buf,
+                        size_t len)
+{
+    char hex[2 * 32 + 1];
+
+    ss_hex(e->sha, 32, hex);
+    if (STORE_SMALL(e->size)) {
+        if (ss_path(buf, len, "%s in %s/small.db", hex, storedir) == 0)
+            return;
+    } else if (store_object_path(storedir, e->sha, buf, len) == 0) {
+        return;
+    }
+    ss_strcpy(buf, len, hex);         /* too long to name in full: the hash says it */
+}
+
+/* Append the store object of e to the stream: a small one from the
+ * buffer store_get filled, a loose one read from its file in pieces. */
 static int pckw_file(struct pckw *w, const char *storedir, const struct mf_entry *e,
                      const char *tmp, char *err, size_t errlen)
 {
     char obj[SS_PATH_MAX];
-    struct stat st;
-    int r, fd;
+    int r, fd = -1;
 
-    if ((r = store_object_path(storedir, e->sha, obj, sizeof obj)) < 0) {
-        seterr(err, errlen, "store path too long for %s", e->path);
-        return r;
+    if (e->size < 0) {
+        seterr(err, errlen, "manifest entry %s has a negative size", e->path);
+        return -EINVAL;
     }
-    if ((fd = open(obj, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-        r = -errno;
+    r = store_get(w->rd, e->sha, e->size, w->small, &fd);
+    if (r < 0) {
+        object_name(storedir, e, obj, sizeof obj);
+        /* Objects are never modified, so a size that differs means a
+         * damaged store; sending it would only make every child refuse
+         * the package. */
+        if (r == -EUCLEAN) {
+            seterr(err, errlen, "store object %s (of %s) is not %lld bytes as the manifest says",
+                   obj, e->path, (long long)e->size);
+            return -EIO;
+        }
         seterr(err, errlen, "store object %s (of %s): %s", obj, e->path, strerror(-r));
         return r;
     }
-    if (fstat(fd, &st) < 0) {
-        r = -errno;
-        seterr(err, errlen, "%s: fstat: %s", obj, strerror(-r));
-        goto out;
-    }
-    /* Objects are never modified, so a size that differs means a damaged
-     * store; sending it would only make every child refuse the package. */
-    if (!S_ISREG(st.st_mode) || st.st_size != e->size) {
-        seterr(err, errlen, "store object %s (of %s) is %lld bytes, the manifest says %lld",
-               obj, e->path, (long long)st.st_size, (long long)e->size);
-        r = -EIO;
-        goto out;
-    }
+    if (fd < 0)
+        return pckw_push(w, w->small, (size_t)e->size, ZSTD_e_continue, tmp, err, errlen);
+
+    /* store_get checked the loose object's size; a file that still ends
+     * early was truncated under us. */
     for (int64_t left = e->size; left > 0;) {
         size_t want = (uint64_t)left < w->insz ? (size_t)left : w->insz;
         ssize_t n = read_some(fd, w->in, want);
         if (n < 0) {
             r = (int)n;
+            object_name(storedir, e, obj, sizeof obj);
             seterr(err, errlen, "%s: read: %s", obj, strerror(-r));
             goto out;
         }
         if (n == 0) {
+            object_name(storedir, e, obj, sizeof obj);
             seterr(err, errlen, "store object %s (of %s) ended early", obj, e->path);
             r = -EIO;
             goto out;
@@ -241,9 +277,14 @@ int pck_write(const char *storedir, const struct manifest *m, const char *path,
         seterr(err, errlen, "cannot remove %s: %s", tmp, strerror(-r));
         return r;
     }
+    if ((r = store_reader_open(storedir, &w.rd)) < 0) {
+        seterr(err, errlen, "cannot open the store %s: %s", storedir, strerror(-r));
+        return r;
+    }
     if ((w.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0) {
         r = -errno;
         seterr(err, errlen, "%s: %s", tmp, strerror(-r));
+        store_reader_close(w.rd);
         return r;
     }
 
@@ -251,9 +292,10 @@ int pck_write(const char *storedir, const struct manifest *m, const char *path,
     w.outsz = ZSTD_CStreamOutSize();
     w.in = malloc(w.insz);
     w.out = malloc(w.outsz);
+    w.small = malloc(STORE_SMALL_MAX);
     w.cc = ZSTD_createCCtx();
     w.md = EVP_MD_CTX_new();
-    if (!w.in || !w.out || !w.cc || !w.md) {
+    if (!w.in || !w.out || !w.small || !w.cc || !w.md) {
         seterr(err, errlen, "out of memory");
         r = -ENOMEM;
         goto fail;
@@ -325,8 +367,10 @@ fail:
     w.fd = -1;
     unlink(tmp);
 done:
+    store_reader_close(w.rd);
     ZSTD_freeCCtx(w.cc);
     EVP_MD_CTX_free(w.md);
+    free(w.small);
     free(w.in);
     free(w.out);
     return r;
@@ -340,9 +384,12 @@ struct pckx {
     const struct manifest *m;
     const char   *storedir;
     const char   *pckpath;
+    struct store_writer *sw;    /* small objects: one small.db transaction */
     size_t        idx;          /* current entry; m->n once every file is done */
     int64_t       left;         /* bytes of it still to come */
-    int           fd;           /* its temporary file, or -1 (hash only) */
+    int           fd;           /* its temporary file (a large object), or -1 */
+    int           keep;         /* a small object kept in small for small.db */
+    unsigned char *small;       /* STORE_SMALL_MAX bytes */
     char          tmp[SS_PATH_MAX];
     EVP_MD_CTX   *md;
     EVP_MD       *sha256;
@@ -363,10 +410,27 @@ static int pckx_begin(struct pckx *x, char *err, size_t errlen)
     const struct mf_entry *e = &x->m->e[x->idx];
     int r;
 
+    /* mf_from_record refuses negative sizes; a manifest from elsewhere
+     * must not make the split (or the small buffer) go wrong either. */
+    if (e->size < 0) {
+        seterr(err, errlen, "manifest entry %s has a negative size", e->path);
+        return -EBADMSG;
+    }
     x->left = e->size;
+    x->keep = 0;
     if (EVP_DigestInit_ex(x->md, x->sha256, NULL) != 1) {
         seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
         return -EIO;
+    }
+    if (STORE_SMALL(e->size)) {
+        /* Kept in the buffer as it is decoded, stored once it checks out
+         * (unless small.db has it, or had it earlier in this package). */
+        if ((r = store_writer_has(x->sw, e->sha, e->size)) < 0) {
+            seterr(err, errlen, "store object of %s: %s", e->path, strerror(-r));
+            return r;
+        }
+        x->keep = r == 0;
+        return 0;
     }
     if ((r = store_has(x->storedir, e->sha)) < 0) {
         seterr(err, errlen, "store object of %s: %s", e->path, strerror(-r));
@@ -378,14 +442,15 @@ static int pckx_begin(struct pckx *x, char *err, size_t errlen)
         seterr(err, errlen, "store path too long: %s", x->storedir);
         return r;
     }
-    /* mkostemp makes the file 0600; objects are read by whoever reads the
-     * store, like the ones mf_snapshot writes. */
+    /* mkostemp makes the file 0600; loose objects are 0640, like the
+     * ones mf_snapshot writes: readable by the site's group, not by
+     * everyone. */
     if ((x->fd = mkostemp(x->tmp, O_CLOEXEC)) < 0) {
         r = -errno;
         seterr(err, errlen, "cannot create a file in %s/.tmp: %s", x->storedir, strerror(-r));
         return r;
     }
-    if (fchmod(x->fd, 0644) < 0) {
+    if (fchmod(x->fd, 0640) < 0) {
         r = -errno;
         seterr(err, errlen, "%s: fchmod: %s", x->tmp, strerror(-r));
         pckx_drop_tmp(x);
@@ -451,12 +516,21 @@ static int pckx_next(struct pckx *x, char *err, size_t errlen)
         }
         if (memcmp(got, e->sha, 32) != 0) {
             pckx_drop_tmp(x);
+            x->keep = 0;
             seterr(err, errlen, "package file %s: %s does not match its SHA-256",
                    x->pckpath, e->path);
             return -EBADMSG;
         }
         if (x->fd >= 0 && (r = pckx_store(x, e, err, errlen)) < 0)
             return r;
+        if (x->keep) {
+            x->keep = 0;
+            if ((r = store_put_small(x->sw, e->sha, x->small, e->size)) < 0) {
+                seterr(err, errlen, "cannot store %s in %s/small.db: %s", e->path,
+                       x->storedir, strerror(-r));
+                return r;
+            }
+        }
         /* Find and begin the next file; an empty one ends at once. */
         for (x->idx++; x->idx < x->m->n && !S_ISREG(x->m->e[x->idx].mode); x->idx++)
             ;
@@ -487,6 +561,9 @@ static int pckx_feed(struct pckx *x, const unsigned char *data, size_t n,
             seterr(err, errlen, "%s: write: %s", x->tmp, strerror(-r));
             return r;
         }
+        /* left <= size < STORE_SMALL_MAX while keep is set. */
+        if (x->keep)
+            memcpy(x->small + (x->m->e[x->idx].size - x->left), data, k);
         x->left -= (int64_t)k;
         data += k;
         n -= k;
@@ -552,10 +629,11 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
     }
     in = malloc(insz);
     out = malloc(outsz);
+    x.small = malloc(STORE_SMALL_MAX);
     dc = ZSTD_createDCtx();
     x.md = EVP_MD_CTX_new();
     x.sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (!in || !out || !dc || !x.md) {
+    if (!in || !out || !x.small || !dc || !x.md) {
         seterr(err, errlen, "out of memory");
         r = -ENOMEM;
         goto out;
@@ -588,6 +666,12 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
     if (lseek(fd, 0, SEEK_SET) < 0) {
         r = -errno;
         seterr(err, errlen, "%s: lseek: %s", path, strerror(-r));
+        goto out;
+    }
+    /* Opened only now, so that a file refused above never waits for
+     * small.db. */
+    if ((r = store_writer_open(storedir, &x.sw)) < 0) {
+        seterr(err, errlen, "cannot open the store %s: %s", storedir, strerror(-r));
         goto out;
     }
 
@@ -648,9 +732,19 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
         r = -EBADMSG;
         goto out;
     }
+    /* The whole package checked out: its small objects become durable
+     * together.  On every earlier return they are rolled back below. */
+    if ((r = store_writer_commit(x.sw)) < 0) {
+        seterr(err, errlen, "cannot commit the small objects of %s to %s/small.db: %s",
+               path, storedir, strerror(-r));
+        goto out;
+    }
     r = 0;
 
 out:
+    if (x.sw != NULL)
+        store_writer_close(x.sw);
+    free(x.small);
     pckx_drop_tmp(&x);
     EVP_MD_CTX_free(x.md);
     EVP_MD_free(x.sha256);

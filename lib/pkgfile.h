@@ -43,7 +43,8 @@ struct instr {
 };
 
 /*
- * Write the package file of m (objects from storedir) to path: built as
+ * Write the package file of m (objects from storedir through a store
+ * reader: small.db rows and loose files) to path: built as
  * path.tmp (O_EXCL), fsync'ed, renamed over path.  *size and sha (may be
  * NULL) receive the file's size and SHA-256.  level: zstd level (3 is a
  * good default).  0 or -errno with err; nothing left at path.tmp on error.
@@ -54,9 +55,12 @@ int pck_write(const char *storedir, const struct manifest *m, const char *path,
 /*
  * Unpack a package file into the store: check its size and SHA-256
  * against want_size/want_sha first, then decompress as a stream, split by
- * m's sizes, check each file's SHA-256, and write each object the store
- * lacks (store/.tmp, rename).  A mismatch anywhere: -EBADMSG with err
- * naming the file; objects already verified stay (they are correct).
+ * m's sizes, check each file's SHA-256, and store each object the store
+ * lacks: a small one (STORE_SMALL) into small.db through a store writer,
+ * committed once at the end; a large one as a loose object (store/.tmp,
+ * mode 0640, renamed in).  A mismatch anywhere: -EBADMSG with err naming
+ * the file; the small objects are rolled back, while loose objects
+ * already verified stay (they are correct).
  */
 int pck_extract(const char *path, int64_t want_size, const unsigned char want_sha[32],
                 const struct manifest *m, const char *storedir, char *err, size_t errlen);

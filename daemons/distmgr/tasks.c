@@ -247,16 +247,34 @@ static int store_sync(struct distmgr *dm)
     return rc;
 }
 
-/* Remove the objects of cand[] that no manifest row references any more.
- * Takes the store lock exclusively.  Failures are logged: an object left
- * behind is garbage, not damage. */
-static void store_collect(struct distmgr *dm, sqlite3 *db, unsigned char (*cand)[32], size_t n)
+/* Small objects (small.db) no manifest row references any more.  The
+ * caller holds the store lock exclusively.  Returns how many went. */
+static size_t collect_small(struct distmgr *dm)
+{
+    char path[SS_PATH_MAX];
+    size_t n = 0;
+    int rc;
+
+    if (ss_path(path, sizeof path, "%s/db/site.db", dm->root) < 0)
+        return 0;
+    if ((rc = store_gc_small(dm->store, path, &n)) < 0)
+        log_warn("store: cannot remove unused small objects: %s; they stay until the next "
+                 "collection", strerror(-rc));
+    return n;
+}
+
+/* Remove the loose objects of cand[] that no manifest row references any
+ * more, and, when small ones may have been dropped too, the small objects
+ * nothing references.  Takes the store lock exclusively.  Failures are
+ * logged: an object left behind is garbage, not damage. */
+static void store_collect(struct distmgr *dm, sqlite3 *db, unsigned char (*cand)[32], size_t n,
+                          int small)
 {
     sqlite3_stmt *st = NULL;
     size_t removed = 0;
     int lk, rc;
 
-    if (n == 0)
+    if (n == 0 && !small)
         return;
     if ((lk = store_lock(dm, LOCK_EX)) < 0) {
         log_warn("store: cannot lock %s/.lock: %s; unused content stays", dm->store,
@@ -283,6 +301,8 @@ static void store_collect(struct distmgr *dm, sqlite3 *db, unsigned char (*cand)
     sqlite3_finalize(st);
     st = NULL;
     (void)sitedb_exec(db, "COMMIT");
+    if (small)
+        removed += collect_small(dm);
     if (removed)
         log_info("store: removed %zu objects no package version uses", removed);
 out:
@@ -290,9 +310,10 @@ out:
     store_unlock(lk);
 }
 
-/* Objects of every version of pkg: candidates for removal once the
- * package is gone. */
-static int collect_candidates(sqlite3 *db, const char *pkg, unsigned char (**out)[32], size_t *n)
+/* Loose objects of every version of pkg: candidates for removal once the
+ * package is gone; *small says whether it had small ones too. */
+static int collect_candidates(sqlite3 *db, const char *pkg, unsigned char (**out)[32], size_t *n,
+                              int *small)
 {
     sqlite3_stmt *st;
     unsigned char (*v)[32] = NULL;
@@ -302,13 +323,18 @@ static int collect_candidates(sqlite3 *db, const char *pkg, unsigned char (**out
     *out = NULL;
     *n = 0;
     rc = sitedb_prepare(db,
-        "SELECT DISTINCT sha256 FROM manifest WHERE package = ?1 AND sha256 IS NOT NULL", &st);
+        "SELECT DISTINCT sha256, size FROM manifest WHERE package = ?1 AND sha256 IS NOT NULL", &st);
     if (rc < 0)
         return rc;
     sqlite3_bind_text(st, 1, pkg, -1, SQLITE_STATIC);
+    *small = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (sqlite3_column_bytes(st, 0) != 32)
             continue;
+        if (STORE_SMALL(sqlite3_column_int64(st, 1))) {
+            *small = 1;
+            continue;
+        }
         if (*n == cap) {
             size_t nc = cap ? cap * 2 : 64;
             void *p = realloc(v, nc * 32);
@@ -342,13 +368,14 @@ static int sha_cmp(const void *a, const void *b)
  * the two manifests, so an update that changed 44 of 4,300 files checks
  * 44 objects, not 4,300. */
 static int dropped_objects(const struct manifest *prev, const struct manifest *cur,
-                           unsigned char (**out)[32], size_t *n)
+                           unsigned char (**out)[32], size_t *n, int *small)
 {
     unsigned char (*have)[32] = NULL, (*v)[32] = NULL;
     size_t nh = 0, nv = 0, i;
 
     *out = NULL;
     *n = 0;
+    *small = 0;
     if (prev->files == 0)
         return 0;
     if (cur->files > 0 && !(have = malloc((size_t)cur->files * 32)))
@@ -366,6 +393,10 @@ static int dropped_objects(const struct manifest *prev, const struct manifest *c
         if (!S_ISREG(e->mode) || nv >= (size_t)prev->files ||
             (nh && bsearch(e->sha, have, nh, 32, sha_cmp)))
             continue;
+        if (STORE_SMALL(e->size)) {
+            *small = 1;         /* small.db is collected as a whole */
+            continue;
+        }
         memcpy(v[nv++], e->sha, 32);
     }
     free(have);
@@ -506,6 +537,7 @@ static int pkg_finish_delete(struct task *t, sqlite3 *db, const struct pkgrow *p
     unsigned char (*cand)[32] = NULL;
     sqlite3_stmt *st;
     size_t ncand = 0;
+    int small = 0;
     char path[SS_PATH_MAX];
     long long v;
     int rc, left;
@@ -522,7 +554,7 @@ static int pkg_finish_delete(struct task *t, sqlite3 *db, const struct pkgrow *p
     if (left > 0)
         return find_dp_wants(db, t, p->id, ss_now_ms());
 
-    if ((rc = collect_candidates(db, p->id, &cand, &ncand)) < 0)
+    if ((rc = collect_candidates(db, p->id, &cand, &ncand, &small)) < 0)
         return rc;
     if ((rc = sitedb_begin(db)) < 0)
         goto out;
@@ -535,7 +567,7 @@ static int pkg_finish_delete(struct task *t, sqlite3 *db, const struct pkgrow *p
         sitedb_rollback(db);
         goto out;
     }
-    store_collect(dm, db, cand, ncand);
+    store_collect(dm, db, cand, ncand, small);
     for (v = 1; v <= p->version; v++) {
         static const char *const ext[] = { "pck", "ins" };
         for (size_t i = 0; i < 2; i++)
@@ -589,6 +621,7 @@ static int pkg_new_version(struct task *t, sqlite3 *db, struct pkgrow *p)
     struct mf_snapstat ss = { 0 };
     unsigned char (*cand)[32] = NULL;
     size_t ncand = 0;
+    int small = 0;
     char err[SS_ERR_MAX], vs[24], zb[32];
     const char *attrs[] = { "PackageID", p->id, "Version", vs, NULL };
     const char *pattrs[] = { "PackageID", p->id, NULL };
@@ -635,7 +668,7 @@ static int pkg_new_version(struct task *t, sqlite3 *db, struct pkgrow *p)
         rc = 0;
         goto out;
     }
-    if ((rc = dropped_objects(&prev, &cur, &cand, &ncand)) < 0)
+    if ((rc = dropped_objects(&prev, &cur, &cand, &ncand, &small)) < 0)
         goto out;
     if ((rc = sitedb_begin(db)) < 0)
         goto out;
@@ -662,7 +695,7 @@ static int pkg_new_version(struct task *t, sqlite3 *db, struct pkgrow *p)
     }
     store_unlock(lk);
     lk = -1;
-    store_collect(dm, db, cand, ncand);
+    store_collect(dm, db, cand, ncand, small);
     (void)ss_fmt(vs, sizeof vs, "%lld", p->version);
     log_info("package %s version %lld stored: %lld files, %s (%zu hashed, %zu unchanged, "
              "%zu new objects) in %lld ms", p->id, p->version, (long long)cur.files,
@@ -1238,6 +1271,13 @@ static int task_gc(struct task *t, sqlite3 *db)
             break;
     }
     sqlite3_finalize(st);
+    if (rc == 0 && !atomic_load(&dm->stopping)) {
+        int lk = store_lock(dm, LOCK_EX);
+        if (lk >= 0) {
+            removed += collect_small(dm);
+            store_unlock(lk);
+        }
+    }
     if (removed)
         log_info("store: removed %zu objects that no package version uses (left by an "
                  "interrupted or failed source walk)", removed);

@@ -132,14 +132,11 @@ sqlite3 -readonly -cmd '.timeout 10000' "$ROOT/db/site.db" \
     sort -u >"$SCRATCH/objects"
 nobj=$(wc -l <"$SCRATCH/objects")
 check '[ "$nobj" -gt 2000 ]' "only $nobj objects in the manifest of version $V"
-missing=0
-while read -r h; do
-    [ -f "$ROOT/store/objects/${h:0:2}/$h" ] || { missing=$((missing + 1)); say "missing object $h"; }
-done <"$SCRATCH/objects"
-expect_eq "objects of version $V missing from the store" 0 "$missing"
-bad=$(sed "s|^\(..\)\(.*\)|$ROOT/store/objects/\1/\1\2|" "$SCRATCH/objects" | xargs sha256sum |
-    awk '{ n = split($2, p, "/"); if ($1 != p[n]) print p[n] }' | wc -l)
-expect_eq "objects whose content does not match their name" 0 "$bad"
+xargs python3 "$HELPERS/store_check.py" "$ROOT" check <"$SCRATCH/objects" >"$SCRATCH/objcheck" ||
+    fail "cannot look into the store"
+grep -v '^ok ' "$SCRATCH/objcheck" | head -n 5 | while read -r what h; do say "$what object $h"; done
+expect_eq "objects of version $V missing from the store" 0 "$(grep -c '^missing ' "$SCRATCH/objcheck")"
+expect_eq "objects whose content does not match their name" 0 "$(grep -c '^bad ' "$SCRATCH/objcheck")"
 expect_eq "manifest files of version $V vs source files" "$(find "$SRC" -type f | wc -l)" \
     "$(db_count "SELECT count(*) FROM manifest WHERE package = '$ID' AND version = $V AND sha256 IS NOT NULL")"
 
@@ -151,7 +148,7 @@ settled() {
 }
 wait_for 20 settled || fail "distmgr.box not settled: $(inbox_files "$ROOT/inboxes/distmgr.box") requests, $(inbox_files "$ROOT/inboxes/distmgr.box/work") in work/, $(inbox_files "$ROOT/inboxes/distmgr.box/outgoing") in outgoing/"
 expect_eq "quarantined requests" 0 "$(corrupt_files "$ROOT/inboxes/distmgr.box")"
-say "info: $(find "$ROOT/store/.tmp" -mindepth 1 | wc -l) files left in store/.tmp by the kills; $(find "$ROOT/store/objects" -type f | wc -l) objects in the store for $nobj in use"
+say "info: $(find "$ROOT/store/.tmp" -mindepth 1 | wc -l) files left in store/.tmp by the kills; $(python3 "$HELPERS/store_check.py" "$ROOT" count) objects in the store for $nobj in use"
 check 'daemon_running distmgr' "distmgr is not running at the end"
 sc stop >/dev/null || fail "sitectl stop exited $?"
 say PASS

@@ -24,6 +24,7 @@
 #include "statmsg.h"
 
 struct fx {
+    char    big[80000];         /* a file above STORE_SMALL_MAX: a loose object */
     char   *root;
     char    src[SS_PATH_MAX], dp1[SS_PATH_MAX], dp2[SS_PATH_MAX];
     struct distmgr dm;
@@ -112,6 +113,10 @@ static int setup(void **state)
     tu_write(path, "alpha\n");
     assert_int_equal(ss_path(path, sizeof path, "%s/sub/b.txt", f->src), 0);
     tu_write(path, "bravo\n");
+    for (size_t i = 0; i < sizeof f->big; i++)
+        f->big[i] = (char)('a' + i % 23);
+    assert_int_equal(ss_path(path, sizeof path, "%s/big.bin", f->src), 0);
+    tu_write_len(path, f->big, sizeof f->big);
     assert_int_equal(ss_path(path, sizeof path, "%s/db", f->root), 0);
     assert_int_equal(ss_mkdir_p(path, 0750), 0);
     assert_int_equal(sitedb_open_root(f->root, 0, &f->db, err, sizeof err), 0);
@@ -238,6 +243,26 @@ static size_t count_msgs(struct fx *f, unsigned id)
     return n;
 }
 
+/* Is an object with this content in the store (small.db or loose)?  1/0. */
+static int obj_exists(struct fx *f, const void *data, size_t len)
+{
+    struct store_reader *r;
+    unsigned char sha[32];
+    char *buf = malloc(len + 1);
+    int fd = -1, rc;
+
+    assert_non_null(buf);
+    assert_int_equal(ss_sha256(data, len, sha), 0);
+    assert_int_equal(store_reader_open(f->dm.store, &r), 0);
+    rc = store_get(r, sha, (int64_t)len, buf, &fd);
+    if (fd >= 0)
+        close(fd);
+    store_reader_close(r);
+    free(buf);
+    assert_true(rc == 0 || rc == -ENOENT);
+    return rc == 0;
+}
+
 static void add_child_sites(struct fx *f, int n)
 {
     for (int i = 1; i <= n; i++)
@@ -344,11 +369,8 @@ static void test_failed_after_max(void **state)
     task_free(t);
     /* Version 1 is pruned: its object no version uses is gone, the one
      * version 2 still uses stays. */
-    unsigned char sha[32];
-    assert_int_equal(ss_sha256("alpha\n", 6, sha), 0);
-    assert_int_equal(store_has(f->dm.store, sha), 0);
-    assert_int_equal(ss_sha256("bravo\n", 6, sha), 0);
-    assert_int_equal(store_has(f->dm.store, sha), 1);
+    assert_false(obj_exists(f, "alpha\n", 6));
+    assert_true(obj_exists(f, "bravo\n", 6));
     assert_int_equal(sql_int(f, "SELECT count(*) FROM pkg_version"), 1);
 }
 
@@ -469,12 +491,10 @@ static void test_delete(void **state)
     assert_int_equal(sql_int(f, "SELECT count(*) FROM package"), 0);
     assert_int_equal(sql_int(f, "SELECT count(*) FROM manifest"), 0);
     assert_int_equal(sql_int(f, "SELECT count(*) FROM retry"), 0);
-    /* Both objects (a.txt, b.txt) are gone from the store. */
-    unsigned char sha[32];
-    assert_int_equal(ss_sha256("alpha\n", 6, sha), 0);
-    assert_int_equal(store_has(f->dm.store, sha), 0);
-    assert_int_equal(ss_sha256("bravo\n", 6, sha), 0);
-    assert_int_equal(store_has(f->dm.store, sha), 0);
+    /* Every object (a.txt, b.txt, big.bin) is gone from the store. */
+    assert_false(obj_exists(f, "alpha\n", 6));
+    assert_false(obj_exists(f, "bravo\n", 6));
+    assert_false(obj_exists(f, f->big, sizeof f->big));
 }
 
 /* A symlink in the source: 2302, no version, the DP keeps what it has. */
@@ -514,21 +534,31 @@ static void test_bad_source(void **state)
 static void test_gc(void **state)
 {
     struct fx *f = *state;
-    unsigned char sha[32], used[32];
-    char path[SS_PATH_MAX], dir[SS_PATH_MAX];
+    static char orphan_big[100000];
+    struct store_writer *w;
+    unsigned char sha[32];
+    char path[SS_PATH_MAX];
 
     run_free(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
+    /* A small and a loose object no version references, as a killed walk
+     * leaves them. */
     assert_int_equal(ss_sha256("orphan\n", 7, sha), 0);
+    assert_int_equal(store_writer_open(f->dm.store, &w), 0);
+    assert_int_equal(store_put_small(w, sha, "orphan\n", 7), 0);
+    assert_int_equal(store_writer_commit(w), 0);
+    store_writer_close(w);
+    memset(orphan_big, 'o', sizeof orphan_big);
+    assert_int_equal(ss_sha256(orphan_big, sizeof orphan_big, sha), 0);
     assert_int_equal(store_object_path(f->dm.store, sha, path, sizeof path), 0);
-    (void)ss_strcpy(dir, sizeof dir, path);
-    *strrchr(dir, '/') = 0;
-    assert_int_equal(ss_mkdir_p(dir, 0750), 0);
-    tu_write(path, "orphan\n");
-    assert_int_equal(store_has(f->dm.store, sha), 1);
+    tu_write_len(path, orphan_big, sizeof orphan_big);
+    assert_true(obj_exists(f, "orphan\n", 7));
+    assert_true(obj_exists(f, orphan_big, sizeof orphan_big));
+
     run_free(f, T_GC, NULL, NULL, 0);
-    assert_int_equal(store_has(f->dm.store, sha), 0);
-    assert_int_equal(ss_sha256("alpha\n", 6, used), 0);
-    assert_int_equal(store_has(f->dm.store, used), 1);
+    assert_false(obj_exists(f, "orphan\n", 7));
+    assert_false(obj_exists(f, orphan_big, sizeof orphan_big));
+    assert_true(obj_exists(f, "alpha\n", 6));
+    assert_true(obj_exists(f, f->big, sizeof f->big));
 }
 
 int main(void)

@@ -3,11 +3,15 @@
  * on a distribution point, removing it, and what a client reading the DP
  * meanwhile sees.
  *
- * Each test builds its manifests and store objects itself (content written
- * to store_object_path(sha)), installs them into a DP root under a fresh
- * temporary directory, then walks the DP and compares it with the manifest
- * both ways: every entry found is in the manifest with the same type, mode,
- * mtime, size and content, and the number found is the manifest's.
+ * Each test builds its manifests and store objects itself, the way the
+ * store keeps them: a small object (STORE_SMALL, under 64 KiB) as a row of
+ * store/small.db put through a store writer, a larger one as a loose file
+ * at store_object_path(sha).  V1 and V2 hold both kinds.  It installs them
+ * into a DP root under a fresh temporary directory, then walks the DP and
+ * compares it with the manifest both ways: every entry found is in the
+ * manifest with the same type, mode, mtime, size and content, and the
+ * number found is the manifest's.  A store is damaged by SQL on small.db
+ * (its documented table object(sha, data)) or on the loose file.
  *
  * Installs set the previous .old generation aside under a trash name
  * (.PKG.trash-<16 hex>) rather than removing it; dp_sweep removes those.
@@ -22,6 +26,7 @@
  */
 #include <pthread.h>
 #include <sched.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 
@@ -82,11 +87,36 @@ static int teardown(void **state)
 
 /* ---- building manifests and store objects ----------------------------- */
 
-static void put_object(const char *store, const unsigned char sha[32], const char *data,
-                       size_t len)
+/* A writer for the small objects of one fixture, committed by put_end. */
+static struct store_writer *put_begin(const char *store)
+{
+    struct store_writer *w = NULL;
+
+    assert_int_equal(store_writer_open(store, &w), 0);
+    assert_non_null(w);
+    return w;
+}
+
+static void put_end(struct store_writer *w)
+{
+    assert_int_equal(store_writer_commit(w), 0);
+    store_writer_close(w);
+}
+
+/* Put data into the store where the store keeps it: a small object into
+ * small.db through w, a large one as a loose file. */
+static void put_object(const char *store, struct store_writer *w, const unsigned char sha[32],
+                       const char *data, size_t len)
 {
     char path[SS_PATH_MAX], dir[SS_PATH_MAX];
 
+    if (STORE_SMALL((int64_t)len)) {
+        int has = store_writer_has(w, sha, (int64_t)len);
+        assert_true(has == 0 || has == 1);
+        if (!has)
+            assert_int_equal(store_put_small(w, sha, data, (int64_t)len), 0);
+        return;
+    }
     assert_int_equal(store_object_path(store, sha, path, sizeof path), 0);
     assert_int_equal(ss_strcpy(dir, sizeof dir, path), 0);
     *strrchr(dir, '/') = '\0';
@@ -95,16 +125,80 @@ static void put_object(const char *store, const unsigned char sha[32], const cha
         tu_write_len(path, data, len);
 }
 
-static void obj_path(const char *store, const char *content, char *buf, size_t len)
+/* One statement on store/small.db with sha bound to ?1 and data (may be
+ * NULL: not bound) to ?2; the number of rows it changed. */
+static int small_db_exec(const char *store, const char *sql, const unsigned char sha[32],
+                         const char *data, size_t len)
+{
+    char path[SS_PATH_MAX];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int n;
+
+    assert_int_equal(ss_path(path, sizeof path, "%s/small.db", store), 0);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_busy_timeout(db, 5000), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_bind_blob(st, 1, sha, 32, SQLITE_TRANSIENT), SQLITE_OK);
+    if (data != NULL)
+        assert_int_equal(sqlite3_bind_blob(st, 2, data, (int)len, SQLITE_TRANSIENT), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    n = sqlite3_changes(db);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    return n;
+}
+
+/* Remove the object (sha, size) from wherever the store keeps it; 1 if
+ * it was there, else 0. */
+static int remove_object(const char *store, const unsigned char sha[32], int64_t size)
+{
+    char obj[SS_PATH_MAX];
+
+    if (STORE_SMALL(size))
+        return small_db_exec(store, "DELETE FROM object WHERE sha = ?1", sha, NULL, 0);
+    assert_int_equal(store_object_path(store, sha, obj, sizeof obj), 0);
+    if (unlink(obj) == 0)
+        return 1;
+    assert_int_equal(errno, ENOENT);
+    return 0;
+}
+
+/* Damage the store object of content (of len bytes): remove it, or, with
+ * replace, give it replace's bytes (another size) under the same name. */
+static void damage_object(const char *store, const char *content, size_t len,
+                          const char *replace)
+{
+    unsigned char sha[32];
+    char obj[SS_PATH_MAX];
+
+    assert_int_equal(ss_sha256(content, len, sha), 0);
+    assert_int_equal(remove_object(store, sha, (int64_t)len), 1);
+    if (STORE_SMALL((int64_t)len)) {
+        if (replace != NULL)
+            assert_int_equal(small_db_exec(store, "INSERT INTO object(sha, data) VALUES(?1, ?2)",
+                                           sha, replace, strlen(replace)), 1);
+        return;
+    }
+    assert_int_equal(store_object_path(store, sha, obj, sizeof obj), 0);
+    if (replace != NULL)
+        tu_write(obj, replace);
+}
+
+/* Remove the store object of content, damaged or not, so that the next
+ * build stores it afresh. */
+static void drop_object(const char *store, const char *content, size_t len)
 {
     unsigned char sha[32];
 
-    assert_int_equal(ss_sha256(content, strlen(content), sha), 0);
-    assert_int_equal(store_object_path(store, sha, buf, len), 0);
+    assert_int_equal(ss_sha256(content, len, sha), 0);
+    remove_object(store, sha, (int64_t)len);
 }
 
 static void build(const char *store, const struct fspec *s, size_t n, struct manifest *m)
 {
+    struct store_writer *w = put_begin(store);
+
     mf_init(m);
     for (size_t i = 0; i < n; i++) {
         struct mf_entry e;
@@ -115,10 +209,11 @@ static void build(const char *store, const struct fspec *s, size_t n, struct man
         if (s[i].content != NULL) {
             e.size = (int64_t)strlen(s[i].content);
             assert_int_equal(ss_sha256(s[i].content, (size_t)e.size, e.sha), 0);
-            put_object(store, e.sha, s[i].content, (size_t)e.size);
+            put_object(store, w, e.sha, s[i].content, (size_t)e.size);
         }
         assert_int_equal(mf_add(m, &e), 0);
     }
+    put_end(w);
     mf_sort(m);
 }
 
@@ -225,6 +320,25 @@ static int install(struct fx *f, const struct manifest *m, struct dp_stats *st,
 
 /* ---- the versions ---------------------------------------------------- */
 
+/* Contents of more than STORE_SMALL_MAX bytes (loose objects), filled by
+ * main() with printable text (the fixtures take strlen). */
+static char BIG_A[100000 + 1];     /* big.bin of V1 */
+static char BIG_B[70000 + 1];      /* big.bin of V2 */
+static char BIG_S[STORE_SMALL_MAX + 1];   /* same.bin, the smallest loose size */
+
+static void fill_text(char *buf, size_t len, uint64_t seed)
+{
+    uint64_t x = seed | 1;
+
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf[i] = i % 64 == 63 ? '\n' : (char)('a' + x % 26);
+    }
+    buf[len] = '\0';
+}
+
 static const struct fspec V1[] = {
     DIR_("bin", 0755, 1000),
     FILE_("bin/tool", "#!/bin/sh\necho tool\n", 0755, 1001),
@@ -236,10 +350,13 @@ static const struct fspec V1[] = {
     FILE_("gone/f", "soon removed\n", 0644, 1007),
     FILE_("readme.txt", "version 1\n", 0644, 1008),
     FILE_("a.b", "sorts between a directory and its contents\n", 0644, 1009),
+    FILE_("big.bin", BIG_A, 0644, 1010),
+    FILE_("same.bin", BIG_S, 0600, 1011),
 };
 
-/* readme.txt changed (content), bin/tool changed (mode only), doc/a.txt
- * removed, new.txt added, newdir/ added, gone/ removed. */
+/* readme.txt changed (content), bin/tool changed (mode only), big.bin
+ * changed (a loose object of another size), doc/a.txt removed, new.txt
+ * added, newdir/ added, gone/ removed; same.bin (loose) unchanged. */
 static const struct fspec V2[] = {
     DIR_("bin", 0755, 1000),
     FILE_("bin/tool", "#!/bin/sh\necho tool\n", 0700, 1001),
@@ -252,6 +369,8 @@ static const struct fspec V2[] = {
     DIR_("newdir", 0750, 2011),
     DIR_("newdir/deep", 0755, 2012),
     FILE_("newdir/deep/x", "deep\n", 0644, 2013),
+    FILE_("big.bin", BIG_B, 0644, 2014),
+    FILE_("same.bin", BIG_S, 0600, 1011),
 };
 
 /* ---- tests ------------------------------------------------------------ */
@@ -267,7 +386,7 @@ static void test_first_install(void **state)
     build(f->store, V1, SS_ARRAY_LEN(V1), &m);
     assert_int_equal(install(f, &m, &st, err, sizeof err), 0);
     check_tree(f->pkg, &m);
-    assert_int_equal(st.copied, 7);
+    assert_int_equal(st.copied, 9);             /* 7 small objects, 2 loose */
     assert_int_equal(st.linked, 0);
     assert_int_equal(st.dirs, 3);
     assert_int_equal(st.bytes_copied, m.bytes);
@@ -285,8 +404,8 @@ static void test_delta_update(void **state)
     struct manifest m1, m2;
     struct dp_stats st;
     char err[SS_ERR_MAX] = "";
-    static const char *const kept[] = { "doc/b.txt", "empty", "a.b" };
-    static const char *const changed[] = { "readme.txt", "bin/tool" };
+    static const char *const kept[] = { "doc/b.txt", "empty", "a.b", "same.bin" };
+    static const char *const changed[] = { "readme.txt", "bin/tool", "big.bin" };
     ino_t kept_ino[SS_ARRAY_LEN(kept)], changed_ino[SS_ARRAY_LEN(changed)];
 
     build(f->store, V1, SS_ARRAY_LEN(V1), &m1);
@@ -300,7 +419,7 @@ static void test_delta_update(void **state)
     assert_int_equal(install(f, &m2, &st, err, sizeof err), 0);
     check_tree(f->pkg, &m2);
     assert_int_equal(st.linked, SS_ARRAY_LEN(kept));
-    assert_int_equal(st.copied, 4);             /* readme, tool, new.txt, deep/x */
+    assert_int_equal(st.copied, 5);             /* readme, tool, new.txt, deep/x, big.bin */
     assert_int_equal(st.dirs, 4);
     for (size_t i = 0; i < SS_ARRAY_LEN(kept); i++)
         assert_true(ino_of(f->pkg, kept[i]) == kept_ino[i]);
@@ -382,40 +501,85 @@ static void test_root_unusable(void **state)
 }
 
 /* A missing or damaged store object fails the install with -EUCLEAN; the
- * visible tree stays as it was and no staging tree is left. */
+ * visible tree stays as it was and no staging tree is left.  A small
+ * object missing from small.db is the same failure, with the same words,
+ * as a loose object missing from objects/. */
 static void test_bad_store_object(void **state)
 {
     static const struct {
         const char *label;
+        const char *path;       /* the file of V2 whose object is damaged */
         const char *replace;    /* NULL: remove the object */
         const char *want;
     } cases[] = {
-        { "missing", NULL, "is missing" },
-        { "wrong size", "xx", "has the wrong size" },
+        { "small missing", "new.txt", NULL, "is missing" },
+        { "small wrong size", "new.txt", "xx", "has the wrong size" },
+        { "loose missing", "big.bin", NULL, "is missing" },
+        { "loose wrong size", "big.bin", "xx", "has the wrong size" },
     };
     struct fx *f = *state;
+    char first_msg[2][SS_ERR_MAX] = { "", "" };
 
     for (size_t i = 0; i < SS_ARRAY_LEN(cases); i++) {
         struct manifest m1, m2;
-        char obj[SS_PATH_MAX], err[SS_ERR_MAX] = "";
+        char err[SS_ERR_MAX] = "";
+        const char *content = NULL;
 
+        for (size_t k = 0; k < SS_ARRAY_LEN(V2); k++)
+            if (strcmp(V2[k].path, cases[i].path) == 0)
+                content = V2[k].content;
+        assert_non_null(content);
         build(f->store, V1, SS_ARRAY_LEN(V1), &m1);
         build(f->store, V2, SS_ARRAY_LEN(V2), &m2);
         assert_int_equal(dp_remove(f->dp, PKG, err, sizeof err), 0);
         assert_int_equal(install(f, &m1, NULL, err, sizeof err), 0);
-        obj_path(f->store, "new in 2\n", obj, sizeof obj);
-        assert_int_equal(unlink(obj), 0);
-        if (cases[i].replace != NULL)
-            tu_write(obj, cases[i].replace);
+        damage_object(f->store, content, strlen(content), cases[i].replace);
         assert_int_equal(install(f, &m2, NULL, err, sizeof err), -EUCLEAN);
-        if (strstr(err, cases[i].want) == NULL || strstr(err, "new.txt") == NULL)
+        if (strstr(err, cases[i].want) == NULL || strstr(err, cases[i].path) == NULL ||
+            strncmp(err, "store object ", 13) != 0)
             fail_msg("%s: unexpected message \"%s\"", cases[i].label, err);
+        if (cases[i].replace == NULL)
+            ss_strcpy(first_msg[STORE_SMALL((int64_t)strlen(content)) ? 0 : 1], SS_ERR_MAX,
+                      err);
         check_tree(f->pkg, &m1);
         assert_false(tu_exists(AT_FDCWD, f->pnew));
-        unlink(obj);
+        assert_int_equal(tu_count(f->dp), 1);
+        drop_object(f->store, content, strlen(content));
         mf_free(&m1);
         mf_free(&m2);
     }
+    /* Both missing kinds end the same way: "... for PATH is missing". */
+    assert_non_null(strstr(first_msg[0], " for new.txt is missing"));
+    assert_non_null(strstr(first_msg[1], " for big.bin is missing"));
+}
+
+/* A store that lost small.db (a store an older build made has none
+ * either): the small objects are missing, which is -EUCLEAN as for any
+ * missing object, never the DP's -ENOENT; the visible tree stays. */
+static void test_store_without_db(void **state)
+{
+    static const char *const sidecars[] = { "", "-wal", "-shm", "-journal" };
+    struct fx *f = *state;
+    struct manifest m1, m2;
+    char err[SS_ERR_MAX] = "";
+
+    build(f->store, V1, SS_ARRAY_LEN(V1), &m1);
+    build(f->store, V2, SS_ARRAY_LEN(V2), &m2);
+    assert_int_equal(install(f, &m1, NULL, err, sizeof err), 0);
+    for (size_t i = 0; i < SS_ARRAY_LEN(sidecars); i++) {
+        char p[SS_PATH_MAX];
+        assert_int_equal(ss_path(p, sizeof p, "%s/small.db%s", f->store, sidecars[i]), 0);
+        assert_true(unlink(p) == 0 || errno == ENOENT);
+    }
+    /* V2's new small files need the store (the unchanged ones are linked). */
+    err[0] = '\0';
+    assert_int_equal(install(f, &m2, NULL, err, sizeof err), -EUCLEAN);
+    assert_non_null(strstr(err, f->store));
+    check_tree(f->pkg, &m1);
+    assert_false(tu_exists(AT_FDCWD, f->pnew));
+    assert_int_equal(tu_count(f->dp), 1);
+    mf_free(&m1);
+    mf_free(&m2);
 }
 
 static void test_remove(void **state)
@@ -564,6 +728,8 @@ static void test_sweep(void **state)
  * for the files change_every divides (none when 0), on gen. */
 static void build_many(const char *store, int gen, int change_every, struct manifest *m)
 {
+    struct store_writer *w = put_begin(store);
+
     mf_init(m);
     for (int d = 0; d < MANY_DIRS; d++) {
         struct mf_entry e;
@@ -591,9 +757,10 @@ static void build_many(const char *store, int gen, int change_every, struct mani
         e.mtime_ns = NS(6000 + i + g);
         e.size = len;
         assert_int_equal(ss_sha256(content, (size_t)len, e.sha), 0);
-        put_object(store, e.sha, content, (size_t)len);
+        put_object(store, w, e.sha, content, (size_t)len);
         assert_int_equal(mf_add(m, &e), 0);
     }
+    put_end(w);
     mf_sort(m);
 }
 
@@ -629,10 +796,10 @@ static void test_parallel(void **state)
     mf_free(&m2);
 }
 
-/* A store object missing among many files copied by several threads:
- * the install fails with -EUCLEAN naming that file (the first failure of
- * several when more are missing), no staging tree is left and the
- * visible tree is untouched. */
+/* A store object (a row of small.db) missing among many files copied by
+ * several threads: the install fails with -EUCLEAN naming that file (the
+ * first failure of several when more are missing), no staging tree is
+ * left and the visible tree is untouched. */
 static void test_parallel_error(void **state)
 {
     static const struct {
@@ -656,14 +823,14 @@ static void test_parallel_error(void **state)
         assert_int_equal(dp_remove(f->dp, PKG, err, sizeof err), 0);
         assert_int_equal(install(f, &m1, NULL, err, sizeof err), 0);
         for (int k = 0; cases[c].missing[k] >= 0; k++) {
-            char path[64], obj[SS_PATH_MAX];
+            char path[64];
             int i = cases[c].missing[k];
             assert_int_equal(i % 7, 0);
             assert_int_equal(ss_path(path, sizeof path, "d%02d/f%04d", i % MANY_DIRS, i), 0);
             const struct mf_entry *e = mf_find(&m2, path);
             assert_non_null(e);
-            assert_int_equal(store_object_path(f->store, e->sha, obj, sizeof obj), 0);
-            assert_int_equal(unlink(obj), 0);
+            assert_true(STORE_SMALL(e->size));      /* a row of small.db */
+            assert_int_equal(remove_object(f->store, e->sha, e->size), 1);
         }
         err[0] = '\0';
         assert_int_equal(install(f, &m2, &st, err, sizeof err), -EUCLEAN);
@@ -1084,6 +1251,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_root_unusable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_store_object, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_without_db, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leftover_staging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
@@ -1098,6 +1266,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_atomic_visibility, setup, teardown),
     };
 
+    fill_text(BIG_A, sizeof BIG_A - 1, 1);
+    fill_text(BIG_B, sizeof BIG_B - 1, 2);
+    fill_text(BIG_S, sizeof BIG_S - 1, 3);
     setenv(SS_NOFSYNC_ENV, "1", 1);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,9 +3,16 @@
  * (write, extract, every refusal), Ed25519 key loading, and the signed
  * instruction (round trip, tampering, unknown sites, foreign keys,
  * truncation, strict fields).
+ *
+ * The fixture's store keeps objects as the store does: the small ones
+ * (under STORE_SMALL_MAX) as rows of store/small.db, put through a store
+ * writer, big.bin (3 MiB) as a loose file.  Stores are inspected through
+ * a store reader and with SQL on small.db (its documented table
+ * object(sha, data)).
  */
 #include "testutil.h"
 
+#include <sqlite3.h>
 #include <stdio.h>
 
 #include <openssl/evp.h>
@@ -37,12 +44,22 @@ struct fx {
     struct manifest m;
 };
 
-/* Put data into the store under its SHA-256. */
-static void put_object(const char *store, const void *data, size_t len, unsigned char sha[32])
+/* Put data into the store under its SHA-256, where the store keeps it: a
+ * small object into small.db through w (committed by the caller), a large
+ * one as a loose file. */
+static void put_object(const char *store, struct store_writer *w, const void *data, size_t len,
+                       unsigned char sha[32])
 {
     char path[SS_PATH_MAX], dir[SS_PATH_MAX];
 
     assert_int_equal(ss_sha256(data, len, sha), 0);
+    if (STORE_SMALL((int64_t)len)) {
+        int has = store_writer_has(w, sha, (int64_t)len);
+        assert_true(has == 0 || has == 1);
+        if (!has)
+            assert_int_equal(store_put_small(w, sha, data, (int64_t)len), 0);
+        return;
+    }
     assert_int_equal(store_object_path(store, sha, path, sizeof path), 0);
     assert_int_equal(ss_path(dir, sizeof dir, "%.*s", (int)(strrchr(path, '/') - path), path), 0);
     assert_int_equal(ss_mkdir_p(dir, 0755), 0);
@@ -89,16 +106,23 @@ static int fx_setup(void **state)
     memcpy(f->c, c, sizeof c);
     f->nc = SS_ARRAY_LEN(c);
     mf_init(&f->m);
+    struct store_writer *w = NULL;
+    if (store_writer_open(f->store, &w) < 0)
+        return -1;
     for (size_t i = 0; i < f->nc; i++) {
         struct mf_entry e = { .path = (char *)c[i].path, .mode = c[i].mode,
                               .mtime_ns = 1700000000123456789ll + (int64_t)i };
         if (S_ISREG(c[i].mode)) {
             e.size = (int64_t)c[i].len;
-            put_object(f->store, c[i].data, c[i].len, e.sha);
+            put_object(f->store, w, c[i].data, c[i].len, e.sha);
         }
         if (mf_add(&f->m, &e) < 0)
             return -1;
     }
+    int r = store_writer_commit(w);
+    store_writer_close(w);
+    if (r < 0)
+        return -1;
     *state = f;
     return 0;
 }
@@ -114,8 +138,9 @@ static int fx_teardown(void **state)
     return r;
 }
 
-/* Regular files under store/objects (in its <aa> subdirectories). */
-static size_t count_objects(const char *store)
+/* Regular files under store/objects (in its <aa> subdirectories): the
+ * loose objects. */
+static size_t count_loose(const char *store)
 {
     char path[SS_PATH_MAX];
     size_t n = 0;
@@ -135,6 +160,33 @@ static size_t count_objects(const char *store)
     return n;
 }
 
+/* Rows of store/small.db, as another connection sees them: committed
+ * small objects only. */
+static size_t count_small(const char *store)
+{
+    char path[SS_PATH_MAX];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    size_t n;
+
+    assert_int_equal(ss_path(path, sizeof path, "%s/small.db", store), 0);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_busy_timeout(db, 5000), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM object", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    n = (size_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    return n;
+}
+
+/* Objects of both kinds. */
+static size_t count_objects(const char *store)
+{
+    return count_small(store) + count_loose(store);
+}
+
 static size_t count_tmp(const char *store)
 {
     char path[SS_PATH_MAX];
@@ -143,21 +195,55 @@ static size_t count_tmp(const char *store)
     return tu_count(path);
 }
 
-/* Every regular file of the fixture is in store with its content. */
+/* The object (sha, size) read back through a store reader into a
+ * malloc'ed buffer (*got), whichever kind it is: 0, or store_get's error
+ * (-ENOENT when missing). */
+static int read_object(const char *store, const unsigned char sha[32], int64_t size,
+                       char **got)
+{
+    struct store_reader *rd = NULL;
+    char *buf = malloc(size > 0 ? (size_t)size : 1);
+    int fd = -1, r;
+
+    assert_non_null(buf);
+    assert_int_equal(store_reader_open(store, &rd), 0);
+    r = store_get(rd, sha, size, buf, &fd);
+    store_reader_close(rd);
+    if (r == 0 && fd >= 0) {
+        /* A loose object: only large ones are loose. */
+        assert_false(STORE_SMALL(size));
+        for (int64_t off = 0; off < size;) {
+            ssize_t n = read(fd, buf + off, (size_t)(size - off));
+            assert_true(n > 0);
+            off += n;
+        }
+        close(fd);
+    } else if (r == 0) {
+        assert_true(STORE_SMALL(size));
+    }
+    if (r < 0) {
+        free(buf);
+        buf = NULL;
+    }
+    *got = buf;
+    return r;
+}
+
+/* Every regular file of the fixture is in store with its content, small
+ * ones in small.db (never loose), large ones loose. */
 static void assert_all_stored(const struct fx *f, const char *store)
 {
     for (size_t i = 0; i < f->nc; i++) {
         if (!S_ISREG(f->c[i].mode))
             continue;
         const struct mf_entry *e = mf_find(&f->m, f->c[i].path);
-        char path[SS_PATH_MAX];
-        size_t len;
+        char *got;
         assert_non_null(e);
-        assert_int_equal(store_has(store, e->sha), 1);
-        assert_int_equal(store_object_path(store, e->sha, path, sizeof path), 0);
-        char *got = tu_read(path, &len);
-        assert_int_equal(len, f->c[i].len);
-        assert_memory_equal(got, f->c[i].data, len ? len : 1);
+        assert_int_equal(store_has(store, e->sha), STORE_SMALL(e->size) ? 0 : 1);
+        assert_int_equal(read_object(store, e->sha, e->size, &got), 0);
+        assert_int_equal(e->size, (int64_t)f->c[i].len);
+        if (f->c[i].len > 0)
+            assert_memory_equal(got, f->c[i].data, f->c[i].len);
         free(got);
     }
 }
@@ -203,14 +289,24 @@ static void test_pck_roundtrip(void **state)
 
     assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, err, sizeof err), 0);
     assert_all_stored(f, f->store2);
-    /* empty, hello (= dup), big, z: four distinct contents. */
-    assert_int_equal(count_objects(f->store2), 4);
+    /* empty, hello (= dup), big, z: four distinct contents, three of them
+     * small (committed: another connection sees them) and one loose. */
+    assert_int_equal(count_small(f->store2), 3);
+    assert_int_equal(count_loose(f->store2), 1);
     assert_int_equal(count_tmp(f->store2), 0);
+    /* Loose objects are 0640, like mf_snapshot's. */
+    char obj[SS_PATH_MAX];
+    struct stat st;
+    assert_int_equal(store_object_path(f->store2, mf_find(&f->m, "big.bin")->sha, obj,
+                                       sizeof obj), 0);
+    assert_int_equal(stat(obj, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0640);
 
     /* Again: everything is there, so every file is only hashed. */
     assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, err, sizeof err), 0);
     assert_all_stored(f, f->store2);
-    assert_int_equal(count_objects(f->store2), 4);
+    assert_int_equal(count_small(f->store2), 3);
+    assert_int_equal(count_loose(f->store2), 1);
     assert_int_equal(count_tmp(f->store2), 0);
 }
 
@@ -221,12 +317,27 @@ static void test_pck_partly_stored(void **state)
     unsigned char sha[32], hsha[32];
     int64_t size;
 
+    struct store_writer *w = NULL;
+
     write_pck(f, &size, sha);
-    put_object(f->store2, f->c[2].data, f->c[2].len, hsha);
-    assert_int_equal(count_objects(f->store2), 1);
+    assert_int_equal(store_writer_open(f->store2, &w), 0);
+    put_object(f->store2, w, f->c[2].data, f->c[2].len, hsha);
+    put_object(f->store2, w, f->c[3].data, f->c[3].len, hsha);
+    assert_int_equal(store_writer_commit(w), 0);
+    store_writer_close(w);
+    assert_int_equal(count_small(f->store2), 1);
+    assert_int_equal(count_loose(f->store2), 1);
+    /* The loose one is the fixture's own (not rewritten): same inode. */
+    char obj[SS_PATH_MAX];
+    struct stat before, after;
+    assert_int_equal(store_object_path(f->store2, hsha, obj, sizeof obj), 0);
+    assert_int_equal(stat(obj, &before), 0);
     assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, err, sizeof err), 0);
     assert_all_stored(f, f->store2);
-    assert_int_equal(count_objects(f->store2), 4);
+    assert_int_equal(count_small(f->store2), 3);
+    assert_int_equal(count_loose(f->store2), 1);
+    assert_int_equal(stat(obj, &after), 0);
+    assert_true(before.st_ino == after.st_ino);
 }
 
 static void test_pck_empty_manifest(void **state)
@@ -313,12 +424,22 @@ static void test_pck_bad_file_sha(void **state)
     assert_int_equal(pck_extract(f->pck, size, sha, &m, f->store2, err, sizeof err),
                      -EBADMSG);
     assert_non_null(strstr(err, "z.txt"));
-    /* The files before it were verified and stay; the bad one is absent,
-     * and no temporary file is left. */
-    assert_int_equal(count_objects(f->store2), 3);
-    assert_int_equal(store_has(f->store2, bogus), 0);
+    /* The loose object before it (big.bin) was verified and stays; the
+     * small ones before it were rolled back with small.db's transaction;
+     * the bad one is absent, and no temporary file is left. */
+    assert_int_equal(count_loose(f->store2), 1);
+    assert_int_equal(store_has(f->store2, mf_find(&m, "big.bin")->sha), 1);
+    assert_int_equal(count_small(f->store2), 0);
+    char *got = NULL;
+    assert_int_equal(read_object(f->store2, bogus, z->size, &got), -ENOENT);
+    assert_int_equal(read_object(f->store2, m.e[2].sha, m.e[2].size, &got), -ENOENT);
     assert_int_equal(count_tmp(f->store2), 0);
     mf_free(&m);
+
+    /* The right manifest afterwards stores everything. */
+    assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, err, sizeof err), 0);
+    assert_all_stored(f, f->store2);
+    assert_int_equal(count_objects(f->store2), 4);
 }
 
 /* A manifest whose sizes do not add up to the stream is refused: the
@@ -365,40 +486,64 @@ static void test_pck_stream_length(void **state)
     assert_int_equal(pck_extract(f->pck, (int64_t)cut, hsha, &f->m, f->store2,
                                  err, sizeof err), -EBADMSG);
     assert_true(err[0] != '\0');
-    assert_int_equal(store_has(f->store2, mf_find(&f->m, "z.txt")->sha), 0);
+    const struct mf_entry *z = mf_find(&f->m, "z.txt");
+    char *got = NULL;
+    assert_int_equal(read_object(f->store2, z->sha, z->size, &got), -ENOENT);
+    /* No small object of a refused package is committed. */
+    assert_int_equal(count_small(f->store2), 0);
     assert_int_equal(count_tmp(f->store2), 0);
 }
 
 static void test_pck_write_errors(void **state)
 {
+    /* Damage to the manifest that makes the store answer wrongly, for a
+     * small object (a row of small.db) and a loose one alike: a missing
+     * object is -ENOENT, one of another size -EIO, both naming the file. */
+    static const struct {
+        const char *label;
+        const char *path;
+        int         flip_sha;   /* else: size + 1 */
+        int         want;
+    } cases[] = {
+        { "small missing", "z.txt", 1, -ENOENT },
+        { "loose missing", "big.bin", 1, -ENOENT },
+        { "small wrong size", "a/hello", 0, -EIO },
+        { "loose wrong size", "big.bin", 0, -EIO },
+    };
     struct fx *f = *state;
-    char err[SS_ERR_MAX] = "", tmp[SS_PATH_MAX];
+    char err[SS_ERR_MAX] = "", tmp[SS_PATH_MAX], of[SS_PATH_MAX];
+    char missing_msg[2][SS_ERR_MAX] = { "", "" };
     unsigned char sha[32];
     int64_t size = -1;
     struct manifest m;
 
     assert_int_equal(ss_path(tmp, sizeof tmp, "%s.tmp", f->pck), 0);
-
-    /* A missing object. */
-    copy_manifest(&f->m, &m);
-    m.e[m.n - 1].sha[0] ^= 0xff;
-    assert_int_equal(pck_write(f->store, &m, f->pck, 3, &size, sha, err, sizeof err), -ENOENT);
-    assert_non_null(strstr(err, "z.txt"));
-    assert_false(tu_exists(AT_FDCWD, f->pck));
-    assert_false(tu_exists(AT_FDCWD, tmp));
-    assert_int_equal(size, -1);
-    mf_free(&m);
-
-    /* An object whose size is not the manifest's. */
-    copy_manifest(&f->m, &m);
-    m.e[2].size += 1;
-    m.bytes += 1;
-    err[0] = '\0';
-    assert_int_equal(pck_write(f->store, &m, f->pck, 3, &size, sha, err, sizeof err), -EIO);
-    assert_non_null(strstr(err, "a/hello"));
-    assert_false(tu_exists(AT_FDCWD, f->pck));
-    assert_false(tu_exists(AT_FDCWD, tmp));
-    mf_free(&m);
+    for (size_t i = 0; i < SS_ARRAY_LEN(cases); i++) {
+        copy_manifest(&f->m, &m);
+        struct mf_entry *e = (struct mf_entry *)mf_find(&m, cases[i].path);
+        assert_non_null(e);
+        if (cases[i].flip_sha) {
+            e->sha[0] ^= 0xff;
+        } else {
+            e->size += 1;
+            m.bytes += 1;
+        }
+        err[0] = '\0';
+        assert_int_equal(pck_write(f->store, &m, f->pck, 3, &size, sha, err, sizeof err),
+                         cases[i].want);
+        assert_int_equal(ss_path(of, sizeof of, "(of %s)", cases[i].path), 0);
+        if (strstr(err, of) == NULL || strncmp(err, "store object ", 13) != 0)
+            fail_msg("%s: unexpected message \"%s\"", cases[i].label, err);
+        if (cases[i].flip_sha)
+            ss_strcpy(missing_msg[STORE_SMALL(e->size) ? 0 : 1], SS_ERR_MAX, err);
+        assert_false(tu_exists(AT_FDCWD, f->pck));
+        assert_false(tu_exists(AT_FDCWD, tmp));
+        assert_int_equal(size, -1);
+        mf_free(&m);
+    }
+    /* A row missing from small.db reads like a loose file missing. */
+    assert_non_null(strstr(missing_msg[0], "(of z.txt): No such file or directory"));
+    assert_non_null(strstr(missing_msg[1], "(of big.bin): No such file or directory"));
 
     /* A directory that does not exist. */
     char nodir[SS_PATH_MAX];

@@ -20,6 +20,7 @@
 # Short retry delays by configuration.  The contract (SPEC 9) gives
 # durations ms suffixes; a site.conf that refuses delays under a second
 # gets 1 s and 2 s, and DM_DELAY_MS says which one is in force.
+HELPERS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 dm_short_delays() {
     if sc config set distmgr.retry_delay 200ms >/dev/null 2>&1; then
         sc config set distmgr.retry_max_delay 400ms || fail "sitectl config set distmgr.retry_max_delay 400ms exited $?"
