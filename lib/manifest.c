@@ -608,7 +608,17 @@ struct store_writer {
     char           *storedir;
     int             intx;       /* our BEGIN IMMEDIATE is open */
     int             broken;     /* a put failed: no commit of this transaction */
+    size_t          txrows;     /* rows and bytes put in the open transaction */
+    int64_t         txbytes;
 };
+
+/* A writer commits after this many rows or bytes: small.db takes one
+ * writer at a time, and a walk of a large source must not keep the
+ * despooler or another package's walk waiting for all of its reading.
+ * Rows committed early and never referenced (the walk failed) are what
+ * distmgr's collection removes. */
+#define WRITER_BATCH_ROWS  512
+#define WRITER_BATCH_BYTES (8 << 20)
 
 int store_writer_open(const char *storedir, struct store_writer **wp)
 {
@@ -718,6 +728,20 @@ static int writer_put(struct store_writer *w, const unsigned char sha[32],
     rc = sqlite3_step(w->put);
     if (rc == SQLITE_DONE) {
         *added = sqlite3_changes(w->db) > 0;
+        w->txrows++;
+        w->txbytes += size;
+        if (w->txrows >= WRITER_BATCH_ROWS || w->txbytes >= WRITER_BATCH_BYTES) {
+            sqlite3_reset(w->put);
+            rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
+            if (rc != SQLITE_OK) {
+                e = small_err(w->db, rc, w->storedir, "commit a batch");
+                w->broken = e;
+            } else {
+                w->intx = 0;
+                w->txrows = 0;
+                w->txbytes = 0;
+            }
+        }
     } else {
         e = small_err(w->db, rc, w->storedir, "store an object");
         /* SQLite may have rolled the whole transaction back already: the
@@ -750,6 +774,8 @@ int store_writer_commit(struct store_writer *w)
             sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
         w->intx = 0;
         w->broken = 0;
+        w->txrows = 0;
+        w->txbytes = 0;
     } else if (w->intx) {
         /* synchronous=FULL: the log is fsync'ed before COMMIT returns. */
         rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
@@ -759,6 +785,8 @@ int store_writer_commit(struct store_writer *w)
                 sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
         }
         w->intx = 0;
+        w->txrows = 0;
+        w->txbytes = 0;
     }
     pthread_mutex_unlock(&w->mu);
     return e;

@@ -108,12 +108,15 @@ int  store_get(struct store_reader *r, const unsigned char sha[32], int64_t size
 
 /*
  * Writing objects (mf_snapshot uses one internally; pck_extract too).
- * Small objects go into one small.db transaction that store_writer_commit
- * makes durable; loose ones are written by the caller as above.
+ * Small objects go into small.db transactions, committed every 512 rows
+ * or 8 MiB (so that other writers are not kept waiting for a whole walk)
+ * and by store_writer_commit, which makes them durable; loose ones are
+ * written by the caller as above.
  * store_writer_has: 1/0/-errno for (sha, size), small ones including those
  * put in this writer's transaction.  store_put_small: INSERT OR IGNORE (an
  * object another writer stored is the same bytes).  All three are thread
- * safe.  store_writer_close rolls back what was not committed.
+ * safe.  store_writer_close rolls back what was not committed; rows of
+ * earlier batches stay, unreferenced, until distmgr collects them.
  */
 struct store_writer;
 int  store_writer_open(const char *storedir, struct store_writer **w);

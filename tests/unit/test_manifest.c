@@ -1,9 +1,13 @@
 /*
  * test_manifest.c - unit tests of lib/manifest.c: path rules, the diff,
- * the content store, the source walk (links and FIFOs refused, hashes
- * reused, identical content stored once, a file changing while it is read
- * refused, the crew of readers giving the serial result, a read error
- * naming its file), database rows and record text.
+ * the content store (small objects as rows of small.db read back with
+ * store_get, a writer seeing its own uncommitted rows, rollback on close,
+ * two writers storing the same object, the GC of unreferenced rows), the
+ * source walk (links and FIFOs refused, hashes reused, identical content
+ * stored once, small files only in small.db and large ones only as loose
+ * files, a file changing while it is read refused, the crew of readers
+ * giving the serial result, a read error naming its file and rolling the
+ * small objects back), database rows and record text.
  *
  * The "changed while read" and read error tests are deterministic: this
  * file defines read(2) itself (the library is linked statically into the
@@ -17,6 +21,7 @@
  */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -192,8 +197,9 @@ static void set_mtime(struct fx *f, const char *rel, time_t sec, long nsec)
     assert_int_equal(utimensat(AT_FDCWD, sp(f, rel), ts, AT_SYMLINK_NOFOLLOW), 0);
 }
 
-/* Objects in store/objects/ (two levels), checking each on the way: its
- * name is the SHA-256 of its content and it sits in the right <aa>. */
+/* Loose objects in store/objects/ (two levels), checking each on the
+ * way: its name is the SHA-256 of its content, it sits in the right <aa>,
+ * and it is not small (a small object is a row of small.db only). */
 static size_t count_objects(struct fx *f)
 {
     char path[SS_PATH_MAX];
@@ -221,6 +227,7 @@ static size_t count_objects(struct fx *f)
             char *data = tu_read(obj, &len);
             assert_int_equal(ss_sha256(data, len, sum), 0);
             free(data);
+            assert_false(STORE_SMALL(len));
             ss_hex(sum, 32, hex);
             assert_string_equal(o->d_name, hex);
             assert_memory_equal(a->d_name, hex, 2);
@@ -232,6 +239,79 @@ static size_t count_objects(struct fx *f)
     return n;
 }
 
+/* Rows of store/small.db (0 without one), checking each: its key is the
+ * SHA-256 of its data, which is small. */
+static size_t count_small(struct fx *f)
+{
+    char path[SS_PATH_MAX];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    size_t n = 0;
+    int rc;
+
+    assert_int_equal(ss_path(path, sizeof path, "%s/small.db", f->store), 0);
+    if (access(path, F_OK) < 0)
+        return 0;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sha, data FROM object", -1, &st, NULL),
+                     SQLITE_OK);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        unsigned char sum[32];
+        int len = sqlite3_column_bytes(st, 1);
+        const void *data = sqlite3_column_blob(st, 1);
+        assert_int_equal(sqlite3_column_bytes(st, 0), 32);
+        assert_int_equal(sqlite3_column_type(st, 1), SQLITE_BLOB);
+        assert_true(STORE_SMALL(len));
+        assert_int_equal(ss_sha256(len > 0 ? data : "", (size_t)len, sum), 0);
+        assert_memory_equal(sqlite3_column_blob(st, 0), sum, 32);
+        n++;
+    }
+    assert_int_equal(rc, SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Remove the object of e, wherever its size says it lives. */
+static void forget_object(struct fx *f, const struct mf_entry *e)
+{
+    char path[SS_PATH_MAX];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+
+    if (!STORE_SMALL(e->size)) {
+        assert_int_equal(store_remove(f->store, e->sha), 0);
+        return;
+    }
+    assert_int_equal(ss_path(path, sizeof path, "%s/small.db", f->store), 0);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "DELETE FROM object WHERE sha = ?1", -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_blob(st, 1, e->sha, 32, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    assert_int_equal(sqlite3_changes(db), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Is (sha, size) stored (store_get: 1, or 0 when -ENOENT)? */
+static int obj_stored(struct fx *f, const unsigned char sha[32], int64_t size)
+{
+    struct store_reader *r;
+    char *buf = malloc(STORE_SMALL_MAX);
+    int fd = -1, rc;
+
+    assert_non_null(buf);
+    assert_int_equal(store_reader_open(f->store, &r), 0);
+    rc = store_get(r, sha, size, buf, &fd);
+    store_reader_close(r);
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    assert_true(rc == 0 || rc == -ENOENT);
+    return rc == 0;
+}
+
 static size_t count_tmp(struct fx *f)
 {
     char path[SS_PATH_MAX];
@@ -239,17 +319,42 @@ static size_t count_tmp(struct fx *f)
     return tu_count(path);
 }
 
-/* The object of an entry holds exactly the source file's bytes. */
+/* The object of an entry, read with store_get, holds exactly the source
+ * file's bytes, and lives only where its size says: a row of small.db for
+ * a small one (no loose file), a loose file for a large one (no row). */
 static void assert_object_is(struct fx *f, const struct mf_entry *e, const char *rel)
 {
-    char obj[SS_PATH_MAX];
-    size_t a, b;
-
-    assert_int_equal(store_object_path(f->store, e->sha, obj, sizeof obj), 0);
-    char *x = tu_read(obj, &a);
+    struct store_reader *r;
+    size_t b;
+    int fd = -1;
     char *y = tu_read(sp(f, rel), &b);
-    assert_int_equal(a, b);
-    assert_memory_equal(x, y, a);
+    char *x = malloc(b + 1);
+
+    assert_non_null(x);
+    assert_int_equal(e->size, (int64_t)b);
+    assert_int_equal(store_reader_open(f->store, &r), 0);
+    assert_int_equal(store_get(r, e->sha, e->size, x, &fd), 0);
+    if (STORE_SMALL(e->size)) {
+        assert_int_equal(fd, -1);
+        assert_int_equal(store_has(f->store, e->sha), 0);
+    } else {
+        assert_true(fd >= 0);
+        size_t got = 0;
+        for (;;) {
+            ssize_t n = pread(fd, x + got, b + 1 - got, (off_t)got);
+            assert_true(n >= 0);
+            if (n == 0)
+                break;
+            got += (size_t)n;
+            assert_true(got <= b);
+        }
+        assert_int_equal(got, b);
+        close(fd);
+        /* No row under that hash (any small size would say -EUCLEAN). */
+        assert_int_equal(store_get(r, e->sha, 0, x, &fd), -ENOENT);
+    }
+    assert_memory_equal(x, y, b);
+    store_reader_close(r);
     free(x);
     free(y);
 }
@@ -530,6 +635,23 @@ static void test_store(void **state)
     assert_int_equal(store_init(f->store), 0);
     assert_int_equal(store_init(f->store), 0);               /* idempotent */
     assert_int_equal(count_tmp(f), 0);
+    assert_int_equal(count_small(f), 0);
+    /* small.db: WAL, mode 0640 (like the loose objects). */
+    {
+        struct stat sb;
+        assert_int_equal(ss_path(want, sizeof want, "%s/small.db", f->store), 0);
+        assert_int_equal(lstat(want, &sb), 0);
+        assert_true(S_ISREG(sb.st_mode));
+        assert_int_equal(sb.st_mode & 07777, 0640);
+        sqlite3 *db;
+        sqlite3_stmt *q;
+        assert_int_equal(sqlite3_open_v2(want, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+        assert_string_equal((const char *)sqlite3_column_text(q, 0), "wal");
+        sqlite3_finalize(q);
+        sqlite3_close(db);
+    }
     assert_int_equal(store_has(f->store, sha), 0);
     assert_int_equal(store_remove(f->store, sha), 0);        /* ENOENT is success */
 
@@ -555,7 +677,13 @@ static void test_store(void **state)
     assert_int_equal(ss_path(want, sizeof want, "%s/objects/3a", f->store), 0);
     assert_int_equal(access(want, F_OK), 0);
 
-    tu_write(path, "content");
+    /* A loose object is a large one. */
+    char *big = calloc(1, STORE_SMALL_MAX);
+    assert_non_null(big);
+    assert_int_equal(ss_sha256(big, STORE_SMALL_MAX, sha), 0);
+    assert_int_equal(store_object_path(f->store, sha, path, sizeof path), 0);
+    tu_write_len(path, big, STORE_SMALL_MAX);
+    free(big);
     assert_int_equal(store_has(f->store, sha), 1);
     assert_int_equal(count_objects(f), 1);
     assert_int_equal(store_remove(f->store, sha), 0);
@@ -633,9 +761,11 @@ static void test_snapshot_tree(void **state)
     assert_int_equal(st.hashed, 6);
     assert_int_equal(st.reused, 0);
     assert_int_equal(st.bytes_hashed, m.bytes);
-    /* Five distinct contents ("" included), the duplicate stored once. */
+    /* Five distinct contents ("" included), the duplicate stored once,
+     * all small: rows of small.db, no loose file. */
     assert_int_equal(st.stored, 5);
-    assert_int_equal(count_objects(f), 5);
+    assert_int_equal(count_small(f), 5);
+    assert_int_equal(count_objects(f), 0);
     assert_int_equal(count_tmp(f), 0);
 
     /* The same tree again without prev: hashed again, nothing new stored,
@@ -645,7 +775,8 @@ static void test_snapshot_tree(void **state)
     assert_int_equal(mf_equal(&m, &again), 1);
     assert_int_equal(st.hashed, 6);
     assert_int_equal(st.stored, 0);
-    assert_int_equal(count_objects(f), 5);
+    assert_int_equal(count_small(f), 5);
+    assert_int_equal(count_objects(f), 0);
     assert_int_equal(count_tmp(f), 0);
     mf_free(&again);
     mf_free(&m);
@@ -780,7 +911,8 @@ static void test_snapshot_reuse(void **state)
     assert_int_equal(snap(f, NULL, &v1, &st, err), 0);
     assert_int_equal(st.hashed, 8);
     assert_int_equal(st.stored, 7);
-    assert_int_equal(count_objects(f), 7);
+    assert_int_equal(count_small(f), 5);
+    assert_int_equal(count_objects(f), 2);          /* big.bin, big2.bin */
 
     /* Nothing changed: every file keeps its hash, none is read. */
     assert_int_equal(snap(f, &v1, &v2, &st, err), 0);
@@ -805,7 +937,7 @@ static void test_snapshot_reuse(void **state)
     data[100000] ^= 0x55;
     put_len(f, "big2.bin", data, big - 1);
     set_mtime(f, "big2.bin", 1600000001, 4);
-    assert_int_equal(store_remove(f->store, mf_find(&v1, "name with spaces")->sha), 0);
+    forget_object(f, mf_find(&v1, "name with spaces"));
 
     assert_int_equal(snap(f, &v1, &v3, &st, err), 0);
     assert_int_equal(st.reused, 3);               /* top.txt, d1/dup2, d1/empty.txt */
@@ -814,7 +946,8 @@ static void test_snapshot_reuse(void **state)
     assert_int_equal(st.bytes_hashed, 4 + 12 + (int64_t)big + 2 * (int64_t)(big - 1) + 6);
     /* The old deep and big2 objects stay (the caller removes what no
      * version needs); the removed one is back. */
-    assert_int_equal(count_objects(f), 7 - 1 + 3);
+    assert_int_equal(count_small(f), 5 - 1 + 2);    /* DEEP, spaces */
+    assert_int_equal(count_objects(f), 2 + 1);      /* big2' */
     assert_int_equal(count_tmp(f), 0);
 
     struct mf_diffstat ds;
@@ -1042,11 +1175,12 @@ static void test_snapshot_crew(void **state)
     /* Two readers storing the same content at once: one names it, the
      * other's copy is dropped, and only the first counts. */
     assert_int_equal(st.stored, distinct);
-    assert_int_equal(count_objects(f), distinct);
+    assert_int_equal(count_small(f), distinct - 3);
+    assert_int_equal(count_objects(f), 3);
     assert_int_equal(count_tmp(f), 0);
     for (size_t i = 0; i < m.n; i++)
         if (S_ISREG(m.e[i].mode))
-            assert_int_equal(store_has(f->store, m.e[i].sha), 1);
+            assert_object_is(f, &m.e[i], m.e[i].path);
 
     /* Again with prev: all reused.  Without: all read, nothing new. */
     assert_int_equal(snap(f, &m, &again, &st, err), 0);
@@ -1102,12 +1236,16 @@ static void test_snapshot_read_error(void **state)
         assert_int_equal(m.n, 0);
         assert_null(m.e);
         assert_int_equal(count_tmp(f), 0);
-        assert_int_equal(store_has(f->store, sum), 0);
+        assert_int_equal(obj_stored(f, sum, (int64_t)cases[c].size), 0);
         assert_int_equal(count_fds(), fds);
+        /* The first walk's small objects were one transaction, rolled
+         * back: none stays.  (Loose objects linked in stay for the GC.) */
+        if (c == 0)
+            assert_int_equal(count_small(f), 0);
 
         /* Without the fault it goes through and stores it. */
         assert_int_equal(snap(f, NULL, &m, &st, err), 0);
-        assert_int_equal(store_has(f->store, sum), 1);
+        assert_int_equal(obj_stored(f, sum, (int64_t)cases[c].size), 1);
         assert_object_is(f, mf_find(&m, "a/b/victim"), "a/b/victim");
         mf_free(&m);
     }
@@ -1154,7 +1292,8 @@ static void test_snapshot_old_store(void **state)
             fail_msg("%s: %d (%s)", cases[c].label, r, err);
         assert_int_equal(st.hashed, 7);
         assert_int_equal(st.stored, 6);               /* five small contents and big.bin */
-        assert_int_equal(count_objects(f), 6);
+        assert_int_equal(count_small(f), 5);
+        assert_int_equal(count_objects(f), 1);
         assert_int_equal(count_tmp(f), 0);
         for (size_t i = 0; i < m.n; i++)
             if (S_ISREG(m.e[i].mode))
@@ -1162,10 +1301,350 @@ static void test_snapshot_old_store(void **state)
         if (cases[c].no_tmpfile)
             assert_int_equal(hook.tmpfile_asked, 1);
         else
-            assert_true(hook.tmpfile_asked >= 6);
+            assert_int_equal(hook.tmpfile_asked, 1);   /* big.bin only */
         mf_free(&m);
         hook.no_tmpfile = 0;
     }
+}
+
+/* Fill n bytes with a pattern of seed; return its SHA-256 in sum. */
+static char *pattern(size_t n, int seed, unsigned char sum[32])
+{
+    char *d = malloc(n + 1);
+
+    assert_non_null(d);
+    for (size_t i = 0; i < n; i++)
+        d[i] = (char)(i * 11 + i / 509 + (size_t)seed * 3);
+    assert_int_equal(ss_sha256(d, n, sum), 0);
+    return d;
+}
+
+/* Small objects (rows) and large ones (loose files) round trip through
+ * store_get; a missing one is -ENOENT, one asked with another size
+ * -EUCLEAN, either way. */
+static void test_store_get(void **state)
+{
+    static const struct { const char *label; size_t size; } cases[] = {
+        { "empty",            0 },
+        { "one byte",         1 },
+        { "small",            1000 },
+        { "largest small",    STORE_SMALL_MAX - 1 },
+        { "smallest large",   STORE_SMALL_MAX },
+        { "large",            STORE_SMALL_MAX + 4567 },
+    };
+    struct fx *f = *state;
+    struct store_writer *w;
+    struct store_reader *r;
+    unsigned char sum[SS_ARRAY_LEN(cases)][32], missing[32];
+    char *data[SS_ARRAY_LEN(cases)];
+    char *buf = malloc(STORE_SMALL_MAX + 8192);
+    char path[SS_PATH_MAX];
+    int fd;
+
+    assert_non_null(buf);
+    assert_int_equal(store_init(f->store), 0);
+    assert_int_equal(store_writer_open(f->store, &w), 0);
+    for (size_t i = 0; i < SS_ARRAY_LEN(cases); i++) {
+        int64_t n = (int64_t)cases[i].size;
+        data[i] = pattern(cases[i].size, (int)i, sum[i]);
+        assert_int_equal(store_writer_has(w, sum[i], n), 0);
+        if (STORE_SMALL(n)) {
+            assert_int_equal(store_put_small(w, sum[i], data[i], n), 0);
+            assert_int_equal(store_put_small(w, sum[i], data[i], n), 0);   /* ignored */
+        } else {
+            /* A large object is the caller's loose file; put refuses it. */
+            assert_int_equal(store_put_small(w, sum[i], data[i], n), -EINVAL);
+            assert_int_equal(store_object_path(f->store, sum[i], path, sizeof path), 0);
+            tu_write_len(path, data[i], cases[i].size);
+        }
+        assert_int_equal(store_writer_has(w, sum[i], n), 1);
+    }
+    /* A small row asked with another size: not that object. */
+    assert_int_equal(store_writer_has(w, sum[2], 999), -EUCLEAN);
+    assert_int_equal(store_writer_commit(w), 0);
+    store_writer_close(w);
+    assert_int_equal(count_small(f), 4);
+    assert_int_equal(count_objects(f), 2);
+
+    memset(missing, 0x5a, sizeof missing);
+    assert_int_equal(store_reader_open(f->store, &r), 0);
+    for (size_t i = 0; i < SS_ARRAY_LEN(cases); i++) {
+        int64_t n = (int64_t)cases[i].size;
+        fd = 12345;
+        if (store_get(r, sum[i], n, buf, &fd) != 0)
+            fail_msg("%s: store_get failed", cases[i].label);
+        if (STORE_SMALL(n)) {
+            assert_int_equal(fd, -1);
+        } else {
+            assert_true(fd >= 0);
+            assert_int_equal(pread(fd, buf, cases[i].size + 1, 0), (ssize_t)cases[i].size);
+            close(fd);
+        }
+        if (cases[i].size > 0)
+            assert_memory_equal(buf, data[i], cases[i].size);
+        /* Another size: -EUCLEAN (a size one more, or one less, may be
+         * of the other kind: then it is simply not there). */
+        fd = 12345;
+        int rc = store_get(r, sum[i], n + 1, buf, &fd);
+        assert_int_equal(fd, -1);
+        if (STORE_SMALL(n) == STORE_SMALL(n + 1))
+            assert_int_equal(rc, -EUCLEAN);
+        else
+            assert_int_equal(rc, -ENOENT);
+        if (n > 0 && STORE_SMALL(n) == STORE_SMALL(n - 1))
+            assert_int_equal(store_get(r, sum[i], n - 1, buf, &fd), -EUCLEAN);
+        assert_int_equal(fd, -1);
+        /* Missing, of the same kind. */
+        fd = 12345;
+        assert_int_equal(store_get(r, missing, n, buf, &fd), -ENOENT);
+        assert_int_equal(fd, -1);
+        free(data[i]);
+    }
+    assert_int_equal(store_get(r, missing, -1, buf, &fd), -EINVAL);
+    store_reader_close(r);
+    free(buf);
+}
+
+/* A writer sees its own rows before it commits, other connections only
+ * after; closing without a commit leaves nothing; a has() takes no write
+ * lock; a broken put is never committed. */
+/* A writer commits in batches (512 rows): a long walk does not hold
+ * small.db's write lock for all of its reading.  Rows of earlier batches
+ * are visible to others before the final commit; closing without it rolls
+ * back only the open batch. */
+static void test_store_writer_batches(void **state)
+{
+    struct fx *f = *state;
+    struct store_writer *w, *w2;
+    unsigned char sha[32];
+    char text[32];
+
+    assert_int_equal(store_writer_open(f->store, &w), 0);
+    for (int i = 0; i < 600; i++) {
+        snprintf(text, sizeof text, "batch object %d", i);
+        sha_of(text, sha);
+        assert_int_equal(store_put_small(w, sha, text, (int64_t)strlen(text)), 0);
+    }
+    /* Another writer can take the lock now (the first batch is committed,
+     * the second is open: it waits for that one, so ask has() only). */
+    assert_int_equal(store_writer_open(f->store, &w2), 0);
+    sha_of("batch object 0", sha);
+    assert_int_equal(store_writer_has(w2, sha, 14), 1);
+    sha_of("batch object 599", sha);
+    assert_int_equal(store_writer_has(w2, sha, 16), 0);
+    store_writer_close(w2);
+    store_writer_close(w);                  /* the open batch rolls back */
+    assert_int_equal(count_small(f), 512);
+}
+
+static void test_store_writer_tx(void **state)
+{
+    struct fx *f = *state;
+    struct store_writer *w, *w2;
+    struct store_reader *r;
+    unsigned char a[32], b[32];
+    char buf[64];
+    int fd;
+
+    sha_of("object a", a);
+    sha_of("object b", b);
+    /* No store_init: the writer and the reader make small.db themselves. */
+    assert_int_equal(store_writer_open(f->store, &w), 0);
+    assert_int_equal(store_reader_open(f->store, &r), 0);
+    assert_int_equal(store_put_small(w, a, "object a", 8), 0);
+    assert_int_equal(store_writer_has(w, a, 8), 1);           /* its own, uncommitted */
+    assert_int_equal(store_get(r, a, 8, buf, &fd), -ENOENT);  /* not yet for others */
+    /* Another writer asking has() is not blocked by w's write lock. */
+    assert_int_equal(store_writer_open(f->store, &w2), 0);
+    assert_int_equal(store_writer_has(w2, a, 8), 0);
+    store_writer_close(w2);
+    /* Closed without a commit: rolled back. */
+    store_writer_close(w);
+    assert_int_equal(store_get(r, a, 8, buf, &fd), -ENOENT);
+    assert_int_equal(count_small(f), 0);
+
+    /* Committed: visible to the reader opened before, and durable rows;
+     * the writer goes on with a new transaction after a commit. */
+    assert_int_equal(store_writer_open(f->store, &w), 0);
+    assert_int_equal(store_writer_commit(w), 0);              /* nothing to commit */
+    assert_int_equal(store_put_small(w, a, "object a", 8), 0);
+    assert_int_equal(store_writer_commit(w), 0);
+    assert_int_equal(store_get(r, a, 8, buf, &fd), 0);
+    assert_memory_equal(buf, "object a", 8);
+    assert_int_equal(store_put_small(w, b, "object b", 8), 0);
+    store_writer_close(w);                                     /* b rolled back */
+    assert_int_equal(store_get(r, b, 8, buf, &fd), -ENOENT);
+    assert_int_equal(count_small(f), 1);
+    store_reader_close(r);
+}
+
+struct put_arg {
+    const char    *store;
+    unsigned char  sha[32];
+    const char    *data;
+    int            put, commit;     /* results */
+};
+
+static void *put_thread(void *p)
+{
+    struct put_arg *a = p;
+    struct store_writer *w;
+
+    a->put = a->commit = -1;
+    if (store_writer_open(a->store, &w) < 0)
+        return NULL;
+    a->put = store_put_small(w, a->sha, a->data, (int64_t)strlen(a->data));
+    a->commit = store_writer_commit(w);
+    store_writer_close(w);
+    return NULL;
+}
+
+/* Two writers storing the same object: the second waits for the first's
+ * write lock (or runs after it), its INSERT OR IGNORE finds the row, and
+ * both succeed with one row stored.  The result does not depend on when
+ * the second one starts. */
+static void test_store_two_writers(void **state)
+{
+    struct fx *f = *state;
+    struct store_writer *w;
+    struct put_arg a = { .store = f->store, .data = "same bytes" };
+    pthread_t t;
+
+    sha_of("same bytes", a.sha);
+    assert_int_equal(store_writer_open(f->store, &w), 0);
+    assert_int_equal(store_put_small(w, a.sha, "same bytes", 10), 0);   /* holds the lock */
+    assert_int_equal(pthread_create(&t, NULL, put_thread, &a), 0);
+    usleep(50 * 1000);          /* let it reach the lock (not required) */
+    assert_int_equal(store_writer_commit(w), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(a.put, 0);
+    assert_int_equal(a.commit, 0);
+    assert_int_equal(store_writer_has(w, a.sha, 10), 1);
+    store_writer_close(w);
+    assert_int_equal(count_small(f), 1);
+}
+
+/* store_gc_small removes the rows no manifest row references and keeps
+ * the others; a site database that cannot be attached removes nothing. */
+static void test_store_gc_small(void **state)
+{
+    struct fx *f = *state;
+    struct store_writer *w;
+    struct manifest m;
+    struct mf_entry e;
+    char err[SS_ERR_MAX], dbpath[SS_PATH_MAX], missing[SS_PATH_MAX];
+    unsigned char sha[4][32];
+    static const char *const text[4] = { "kept 0", "kept 1", "gone 2", "gone 3" };
+    sqlite3 *db;
+    size_t removed = 99;
+
+    assert_int_equal(store_writer_open(f->store, &w), 0);
+    for (int i = 0; i < 4; i++) {
+        sha_of(text[i], sha[i]);
+        assert_int_equal(store_put_small(w, sha[i], text[i], 6), 0);
+    }
+    assert_int_equal(store_writer_commit(w), 0);
+
+    /* A site database in a directory whose name needs URI escaping. */
+    assert_int_equal(ss_path(dbpath, sizeof dbpath, "%s/db %%?#", f->root), 0);
+    assert_int_equal(mkdir(dbpath, 0755), 0);
+    assert_int_equal(ss_path(dbpath, sizeof dbpath, "%s/db %%?#/site.db", f->root), 0);
+    assert_int_equal(sitedb_open(dbpath, 0, &db, err, sizeof err), 0);
+    assert_int_equal(sitedb_exec(db,
+        "INSERT INTO package (id, name, source, origin, all_dps, created_ms, updated_ms)"
+        " VALUES ('CEN00001', 'p', '/src', 'CEN', 1, 0, 0);"
+        "INSERT INTO pkg_version (package, version, files, bytes, created_ms)"
+        " VALUES ('CEN00001', 1, 2, 12, 0);"
+        "INSERT INTO pkg_version (package, version, files, bytes, created_ms)"
+        " VALUES ('CEN00001', 2, 1, 6, 0);"), 0);
+    mf_init(&m);
+    memset(&e, 0, sizeof e);
+    e.path = "d";
+    e.mode = S_IFDIR | 0755;                  /* a NULL sha256 references nothing */
+    assert_int_equal(mf_add(&m, &e), 0);
+    e.path = "d/a";
+    e.mode = S_IFREG | 0644;
+    e.size = 6;
+    memcpy(e.sha, sha[0], 32);
+    assert_int_equal(mf_add(&m, &e), 0);
+    e.path = "d/b";
+    memcpy(e.sha, sha[1], 32);
+    assert_int_equal(mf_add(&m, &e), 0);
+    assert_int_equal(sitedb_begin(db), 0);
+    assert_int_equal(mf_db_save(db, "CEN00001", 1, &m), 0);
+    assert_int_equal(mf_db_save(db, "CEN00001", 2, &m), 0);   /* two references to each */
+    assert_int_equal(sitedb_commit(db), 0);
+    mf_free(&m);
+
+    /* A missing site database is an error, never "nothing referenced". */
+    assert_int_equal(ss_path(missing, sizeof missing, "%s/nodb/site.db", f->root), 0);
+    assert_true(store_gc_small(f->store, missing, &removed) < 0);
+    assert_int_equal(removed, 0);
+    assert_int_equal(count_small(f), 4);
+
+    assert_int_equal(store_gc_small(f->store, dbpath, &removed), 0);
+    assert_int_equal(removed, 2);
+    assert_int_equal(count_small(f), 2);
+    assert_int_equal(store_writer_has(w, sha[0], 6), 1);
+    assert_int_equal(store_writer_has(w, sha[1], 6), 1);
+    assert_int_equal(store_writer_has(w, sha[2], 6), 0);
+    assert_int_equal(store_writer_has(w, sha[3], 6), 0);
+    assert_int_equal(store_gc_small(f->store, dbpath, NULL), 0);
+    assert_int_equal(count_small(f), 2);
+
+    /* The package gone (cascade), its objects go at the next GC. */
+    assert_int_equal(sitedb_exec(db, "DELETE FROM package WHERE id = 'CEN00001'"), 0);
+    assert_int_equal(store_gc_small(f->store, dbpath, &removed), 0);
+    assert_int_equal(removed, 2);
+    assert_int_equal(count_small(f), 0);
+    sitedb_close(db);
+    store_writer_close(w);
+}
+
+/* A tree of small and large files, sizes on both sides of the limit:
+ * small ones only as rows of small.db (no inode), large ones only as
+ * loose files; the next walk with prev finds both kinds stored. */
+static void test_snapshot_small_large(void **state)
+{
+    static const struct { const char *path; size_t size; int small; } files[] = {
+        { "s/empty",   0,                       1 },
+        { "s/tiny",    100,                     1 },
+        { "s/edge",    STORE_SMALL_MAX - 1,     1 },
+        { "l/edge",    STORE_SMALL_MAX,         0 },
+        { "l/big",     3 * STORE_SMALL_MAX + 1, 0 },
+        { "l/huge",    (1u << 20) + 99,         0 },     /* streams through the buffer */
+    };
+    struct fx *f = *state;
+    struct manifest m, again;
+    struct mf_snapstat st;
+    char err[SS_ERR_MAX];
+    unsigned char sum[32];
+
+    mkd(f, "s");
+    mkd(f, "l");
+    for (size_t i = 0; i < SS_ARRAY_LEN(files); i++) {
+        char *d = pattern(files[i].size, (int)i + 40, sum);
+        put_len(f, files[i].path, d, files[i].size);
+        free(d);
+    }
+    assert_int_equal(snap(f, NULL, &m, &st, err), 0);
+    assert_int_equal(st.hashed, SS_ARRAY_LEN(files));
+    assert_int_equal(st.stored, SS_ARRAY_LEN(files));
+    assert_int_equal(count_small(f), 3);
+    assert_int_equal(count_objects(f), 3);
+    assert_int_equal(count_tmp(f), 0);
+    for (size_t i = 0; i < SS_ARRAY_LEN(files); i++) {
+        const struct mf_entry *e = mf_find(&m, files[i].path);
+        assert_non_null(e);
+        assert_int_equal(STORE_SMALL(e->size), files[i].small);
+        assert_object_is(f, e, files[i].path);
+    }
+    assert_int_equal(snap(f, &m, &again, &st, err), 0);
+    assert_int_equal(st.reused, SS_ARRAY_LEN(files));
+    assert_int_equal(st.hashed + st.stored, 0);
+    assert_int_equal(mf_equal(&m, &again), 1);
+    mf_free(&again);
+    mf_free(&m);
 }
 
 /* ---- database ------------------------------------------------------------ */
@@ -1409,6 +1888,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_crew, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_read_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_old_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_writer_tx, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_writer_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_two_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_gc_small, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_small_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_db_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_refused, setup, teardown),
