@@ -243,59 +243,6 @@ static int open_dir_at(int dirfd, const char *name)
     return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
-/* Remove name in parent, whatever it is, never following a symbolic link.
- * Directories the manifest made read-only (0555) are made writable
- * first: they are ours.  A missing name is success. */
-static int rm_tree_at(int parent, const char *name)
-{
-    struct stat st;
-    struct dirent *de;
-    DIR *d;
-    int fd, r = 0;
-
-    if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
-        return 0;
-    if (errno != EISDIR && errno != EPERM)
-        return -errno;
-    fd = open_dir_at(parent, name);
-    if (fd < 0 && errno == EACCES) {
-        /* Unreadable to us (mode 0 or 0111 from a manifest): fchmodat
-         * follows links, so make sure it is a directory first. */
-        if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
-            fchmodat(parent, name, 0700, 0) == 0)
-            fd = open_dir_at(parent, name);
-        else
-            errno = EACCES;
-    }
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (fstat(fd, &st) == 0 && (st.st_mode & 0700) != 0700 && fchmod(fd, 0700) < 0) {
-        r = -errno;
-        close(fd);
-        return r;
-    }
-    d = fdopendir(fd);
-    if (d == NULL) {
-        r = -errno;
-        close(fd);
-        return r;
-    }
-    /* Entries removed behind the cursor do not disturb readdir. */
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        int e = rm_tree_at(dirfd(d), de->d_name);
-        if (e < 0 && r == 0)
-            r = e;
-    }
-    closedir(d);
-    if (r < 0)
-        return r;
-    if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-        return -errno;
-    return 0;
-}
-
 /* renameat2 with flags; where the file system refuses the flags (EINVAL),
  * -EOPNOTSUPP so that the caller can take its fallback. */
 static int rename2(int dirfd, const char *from, const char *to, unsigned flags)
@@ -422,7 +369,7 @@ static int set_aside(int rootfd, const char *pkgid, const char *name)
     }
     if (r == 0 || r == -ENOENT)
         return 0;
-    return rm_tree_at(rootfd, name);
+    return ss_rm_rf_at(rootfd, name);
 }
 
 /* Remove every trash tree of pkgid in the directory rootfd (dproot, for
@@ -447,7 +394,7 @@ static int sweep_at(int rootfd, const char *dproot, const char *pkgid, size_t *r
     while ((de = readdir(d)) != NULL) {
         if (!is_trash(de->d_name, pkgid))
             continue;
-        int e = rm_tree_at(dirfd(d), de->d_name);
+        int e = ss_rm_rf_at(dirfd(d), de->d_name);
         if (e < 0) {
             log_warn("dpsync: cannot remove the set-aside tree %s/%s: %s", dproot,
                      de->d_name, strerror(-e));
@@ -999,7 +946,7 @@ int dp_install(const char *dproot, const char *pkgid, const struct manifest *m,
     /* An interrupted install is removed; the generation before the
      * visible one (kept until now for clients still reading it) only
      * moves to a trash name, for dp_sweep to remove after the install. */
-    if ((r = rm_tree_at(in.rootfd, newname)) < 0) {
+    if ((r = ss_rm_rf_at(in.rootfd, newname)) < 0) {
         seterr(err, errlen, r, "removing the leftover %s", in.stagepath);
         goto out;
     }
@@ -1034,7 +981,7 @@ out:
     if (in.visfd >= 0)
         close(in.visfd);
     if (staged) {
-        int e = rm_tree_at(in.rootfd, newname);
+        int e = ss_rm_rf_at(in.rootfd, newname);
         if (e < 0)
             log_warn("dpsync: cannot remove the staging tree %s: %s", in.stagepath,
                      strerror(-e));
@@ -1072,7 +1019,7 @@ int dp_remove(const char *dproot, const char *pkgid, char *err, size_t errlen)
     /* The visible tree first moves to a hidden name, in one rename: a
      * client then finds either the whole package or none, never a tree
      * with half its files removed. */
-    if ((r = rm_tree_at(rootfd, oldname)) < 0) {
+    if ((r = ss_rm_rf_at(rootfd, oldname)) < 0) {
         seterr(err, errlen, r, "removing %s/%s", dproot, oldname);
         goto out;
     }
@@ -1090,7 +1037,7 @@ int dp_remove(const char *dproot, const char *pkgid, char *err, size_t errlen)
             seterr(err, errlen, r, "syncing DP root %s", dproot);
             goto out;
         }
-        if ((r = rm_tree_at(rootfd, oldname)) < 0) {
+        if ((r = ss_rm_rf_at(rootfd, oldname)) < 0) {
             seterr(err, errlen, r, "removing %s/%s", dproot, oldname);
             goto out;
         }
@@ -1098,7 +1045,7 @@ int dp_remove(const char *dproot, const char *pkgid, char *err, size_t errlen)
         r = seterr(err, errlen, -errno, "examining %s/%s", dproot, pkgid);
         goto out;
     }
-    if ((r = rm_tree_at(rootfd, newname)) < 0) {
+    if ((r = ss_rm_rf_at(rootfd, newname)) < 0) {
         seterr(err, errlen, r, "removing %s/%s", dproot, newname);
         goto out;
     }

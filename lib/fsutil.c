@@ -8,7 +8,7 @@
  *   ss_syncfs ss_kernel_at_least        syncfs where it reports errors (5.8+)
  *   ss_rename_noreplace                 a move that cannot replace
  *   ss_link_move_noreplace              its link()+unlink() fallback
- *   ss_mkdir_p ss_rm_rf                 directory trees
+ *   ss_mkdir_p ss_rm_rf ss_rm_rf_at     directory trees
  *   ss_write_file_atomic                replace a control file atomically
  *   ss_unlink_many                      remove many files, overlapping their I/O
  *
@@ -351,22 +351,41 @@ int ss_mkdir_p(const char *path, mode_t mode)
     return mkdir_one(buf, mode);
 }
 
-/* Remove name in dirfd, whatever it is, without following a symlink. */
-static int rm_at(int dirfd, const char *name)
+static int open_dir_nofollow(int dirfd, const char *name)
 {
-    int fd, r = 0;
-    DIR *d;
-    struct dirent *de;
+    return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
 
-    if (unlinkat(dirfd, name, 0) == 0)
-        return 0;
-    if (errno == ENOENT)
+/* Remove name in dirfd, whatever it is, never following a symbolic link.
+ * A directory without owner rwx (a package tree can hold 0555 or 0
+ * directories) is made 0700 first: whoever may remove it may do that. */
+int ss_rm_rf_at(int parent, const char *name)
+{
+    struct stat st;
+    struct dirent *de;
+    DIR *d;
+    int fd, r = 0;
+
+    if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
         return 0;
     if (errno != EISDIR && errno != EPERM)
         return -errno;
-    fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    fd = open_dir_nofollow(parent, name);
+    if (fd < 0 && errno == EACCES) {
+        /* fchmodat follows links: make sure it is a directory first. */
+        if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+            fchmodat(parent, name, 0700, 0) == 0)
+            fd = open_dir_nofollow(parent, name);
+        else
+            errno = EACCES;
+    }
     if (fd < 0)
-        return -errno;
+        return errno == ENOENT ? 0 : -errno;
+    if (fstat(fd, &st) == 0 && (st.st_mode & 0700) != 0700 && fchmod(fd, 0700) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
     d = fdopendir(fd);
     if (d == NULL) {
         r = -errno;
@@ -377,14 +396,14 @@ static int rm_at(int dirfd, const char *name)
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        int e = rm_at(fd, de->d_name);
+        int e = ss_rm_rf_at(dirfd(d), de->d_name);
         if (e < 0 && r == 0)
             r = e;
     }
     closedir(d);
     if (r < 0)
         return r;
-    if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+    if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
         return -errno;
     return 0;
 }
@@ -393,7 +412,7 @@ int ss_rm_rf(const char *path)
 {
     if (path == NULL || *path == '\0')
         return -EINVAL;
-    return rm_at(AT_FDCWD, path);
+    return ss_rm_rf_at(AT_FDCWD, path);
 }
 
 int ss_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode)

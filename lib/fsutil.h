@@ -70,6 +70,9 @@ int ss_mkdir_p(const char *path, mode_t mode);
 
 /* Remove a tree (no symlink following).  Used for temporary trees only. */
 int ss_rm_rf(const char *path);
+/* The same for name in dirfd; a directory without owner rwx is made 0700
+ * first (a package tree may hold read-only directories). */
+int ss_rm_rf_at(int dirfd, const char *name);
 
 /* Replace a file atomically: write path.tmp-XXXX, fsync, rename over path,
  * fsync the directory.  For configuration and control files. */
