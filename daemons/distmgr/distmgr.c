@@ -175,6 +175,8 @@ static void task_done(struct pool_job *j, int cancelled)
             p->reqs_running = NULL;
             p->want_pkg = 1;
             p->want_version = (t->new_version > p->want_version ? t->new_version : p->want_version);
+            /* Not at once: a task that failed now fails again now. */
+            p->not_before = ss_mono_ms() + BACKOFF_MS;
             arm_retry_timer(dm, ss_now_ms() + BACKOFF_MS);
         } else {
             reqs_finish(dm, &p->reqs_running, 0);
@@ -216,10 +218,12 @@ static void task_done(struct pool_job *j, int cancelled)
             arm_retry_timer(dm, t->next_retry);
     }
     if (p) {
+        if (t->gone && !stopped) {
+            names_free(&p->dp_want);    /* nothing left to serve */
+            p->want_pkg = 0;
+        }
         if (!stopped)
             pump(dm, p);
-        if (t->gone && !stopped)
-            names_free(&p->dp_want);
         pkg_forget_if_idle(dm, p);
     }
     if (t->kind == T_SCAN && dm->scan_again && !stopped) {
@@ -262,8 +266,8 @@ static void pump(struct distmgr *dm, struct pkg *p)
     if (daemon_stopping(dm->d) || p->excl)
         return;
     if (p->want_pkg) {
-        if (p->ndp)
-            return;             /* the DP tasks finish first */
+        if (p->ndp || ss_mono_ms() < p->not_before)
+            return;             /* the DP tasks finish first; or backing off */
         p->excl = 1;
         p->reqs_running = p->reqs;
         p->reqs = NULL;
@@ -312,6 +316,10 @@ static void retry_timer_cb(uv_timer_t *tm)
     struct distmgr *dm = tm->data;
 
     want_scan(dm);
+    /* Packages whose task backed off after a failure. */
+    for (struct pkg *p = dm->pkgs; p; p = p->next)
+        if (p->want_pkg)
+            pump(dm, p);
     /* Until a task says otherwise, look again within a minute. */
     uv_timer_start(&dm->retry_timer, retry_timer_cb, SCAN_EVERY_MS, 0);
 }
@@ -323,6 +331,11 @@ static void arm_retry_timer(struct distmgr *dm, int64_t next_ms)
 
     if (daemon_stopping(dm->d))
         return;
+    /* A retry already due that the last scan did not start (its DP task
+     * is running, or nothing can act on it) must not make the timer fire
+     * again at once, and again: look again in a second. */
+    if (wait <= 0)
+        want = 1000;
     left = uv_timer_get_due_in(&dm->retry_timer);
     if (!uv_is_active((uv_handle_t *)&dm->retry_timer) || want < left)
         uv_timer_start(&dm->retry_timer, retry_timer_cb, want, 0);

@@ -80,6 +80,7 @@ struct pkg {
     struct dpname  *dp_busy;       /* DPs with a T_DP submitted */
     struct reqname *reqs;          /* update requests waiting for a T_PKG */
     struct reqname *reqs_running;  /* those the running T_PKG will answer */
+    int64_t         not_before;    /* monotonic ms: no T_PKG before (after a failure) */
     struct pkg     *next;
 };
 

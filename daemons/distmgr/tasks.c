@@ -466,7 +466,7 @@ static int find_dp_wants(sqlite3 *db, struct task *t, const char *pkg, int64_t n
         " SELECT p.id, s.dp FROM package p JOIN dp_state s ON s.package = p.id"
         " LEFT JOIN retry r ON r.scope = 'dp' AND r.target = p.id || '/del/' || s.dp"
         " WHERE p.state = 'deleting' AND (?1 IS NULL OR p.id = ?1)"
-        "  AND (r.next_ms IS NULL OR r.next_ms <= ?2)";
+        "  AND (r.state IS NULL OR (r.state = 'retrying' AND r.next_ms <= ?2))";
     sqlite3_stmt *st;
     char id[16], dp[33];
     int rc;
@@ -504,6 +504,9 @@ static int task_scan(struct task *t, sqlite3 *db)
         "   WHERE p.state = 'active' AND p.version > 0 AND s.relation = 'child'"
         "   AND NOT EXISTS (SELECT 1 FROM site_job j WHERE j.package = p.id"
         "                   AND j.version = p.version AND j.site = s.code)"
+        "   AND NOT EXISTS (SELECT 1 FROM retry r WHERE r.scope = 'sites' AND r.target = p.id"
+        "                   AND (r.state = 'failed' OR r.next_ms > ?1))"
+        " UNION SELECT package, 0 FROM site_job WHERE state = 'staged'"
         " UNION SELECT substr(target, 1, 8), 1 FROM retry WHERE scope = 'source'"
         "   AND state = 'retrying' AND next_ms <= ?1";
     sqlite3_stmt *st;
@@ -529,6 +532,19 @@ static int task_scan(struct task *t, sqlite3 *db)
     return find_dp_wants(db, t, NULL, now);
 }
 
+/* store/out files of a version no job will be written for any more.  A
+ * scheduler that has not copied them yet fails that job; the newer
+ * version's job supersedes it (a version never moves backwards). */
+static void remove_outfiles(struct distmgr *dm, const char *pkg, long long version)
+{
+    static const char *const ext[] = { "pck", "ins" };
+    char path[SS_PATH_MAX];
+
+    for (size_t i = 0; version > 0 && i < SS_ARRAY_LEN(ext); i++)
+        if (ss_path(path, sizeof path, "%s/out/%s-%lld.%s", dm->store, pkg, version, ext[i]) == 0)
+            (void)unlink(path);
+}
+
 /* ---------------------------------------------------------------- T_PKG: deletion */
 
 static int pkg_finish_delete(struct task *t, sqlite3 *db, const struct pkgrow *p)
@@ -538,11 +554,15 @@ static int pkg_finish_delete(struct task *t, sqlite3 *db, const struct pkgrow *p
     sqlite3_stmt *st;
     size_t ncand = 0;
     int small = 0;
-    char path[SS_PATH_MAX];
     long long v;
     int rc, left;
 
-    if ((rc = sitedb_prepare(db, "SELECT count(*) FROM dp_state WHERE package = ?", &st)) < 0)
+    /* Source and child-site retries of a package being deleted are moot. */
+    if ((rc = exec_bind(db, "DELETE FROM retry WHERE scope IN ('source', 'sites') AND target = ?",
+                        "s", p->id)) < 0)
+        return rc;
+    if ((rc = sitedb_prepare(db, "SELECT count(*) FROM dp_state s WHERE package = ?"
+                                 " AND EXISTS (SELECT 1 FROM dp d WHERE d.name = s.dp)", &st)) < 0)
         return rc;
     sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
@@ -568,12 +588,8 @@ static int pkg_finish_delete(struct task *t, sqlite3 *db, const struct pkgrow *p
         goto out;
     }
     store_collect(dm, db, cand, ncand, small);
-    for (v = 1; v <= p->version; v++) {
-        static const char *const ext[] = { "pck", "ins" };
-        for (size_t i = 0; i < 2; i++)
-            if (ss_path(path, sizeof path, "%s/out/%s-%lld.%s", dm->store, p->id, v, ext[i]) == 0)
-                (void)unlink(path);
-    }
+    for (v = p->version; v >= 1 && v + 2 > p->version; v--)
+        remove_outfiles(dm, p->id, v);
     log_info("package %s (\"%s\") deleted from every distribution point and from the store",
              p->id, p->name);
     t->gone = 1;
@@ -686,6 +702,13 @@ static int pkg_new_version(struct task *t, sqlite3 *db, struct pkgrow *p)
                             "si", p->id, nv)) < 0 ||
             (rc = exec_bind(db, "DELETE FROM retry WHERE scope = 'source' AND target = ?",
                             "s", p->id)) < 0 ||
+            /* Older versions' DP history: nothing will act on it again
+             * (a DP is brought to the newest), and an overdue row would
+             * keep the retry timer firing. */
+            (rc = exec_bind(db, "DELETE FROM retry WHERE scope = 'dp' AND target GLOB ?1 || '/*'"
+                                " AND target NOT GLOB ?1 || '/del/*'"
+                                " AND target NOT GLOB ?1 || '/' || ?2 || '/*'",
+                            "si", p->id, nv)) < 0 ||
             (rc = sitedb_commit(db)) < 0) {
             sitedb_rollback(db);
             goto out;
@@ -696,6 +719,7 @@ static int pkg_new_version(struct task *t, sqlite3 *db, struct pkgrow *p)
     store_unlock(lk);
     lk = -1;
     store_collect(dm, db, cand, ncand, small);
+    remove_outfiles(dm, p->id, p->version - 1);
     (void)ss_fmt(vs, sizeof vs, "%lld", p->version);
     log_info("package %s version %lld stored: %lld files, %s (%zu hashed, %zu unchanged, "
              "%zu new objects) in %lld ms", p->id, p->version, (long long)cur.files,
@@ -815,16 +839,50 @@ static int hand_over(struct distmgr *dm, sqlite3 *db, int outfd, const char *pkg
     } else if (ss_fsync_fd(dm->schedbox.dirfd) < 0) {
         log_warn("cannot fsync %s: the job %s may not survive a crash", dm->schedbox.path, name);
     }
-    if ((rc = exec_bind(db, "UPDATE site_job SET state = 'queued', job = ?"
-                            " WHERE package = ? AND version = ? AND site = ?",
-                        "ssis", name, pkg, version, site)) < 0)
-        return rc;
+    /* Said before the row is marked: a kill in between says it again at
+     * the next start, and the keyed uid makes statmgr record it once. */
     (void)ss_fmt(vs, sizeof vs, "%lld", version);
     (void)ss_fmt(key, sizeof key, "%s/%lld/%s", pkg, version, site);
     log_info("package %s version %lld handed to the scheduler for child site %s (%s)", pkg,
              version, site, name);
     sm_emit_keyed(SM_DIST_TO_SITE, key, 0, attrs, pkg, vs, site, NULL);
-    return 0;
+    return exec_bind(db, "UPDATE site_job SET state = 'queued', job = ?"
+                         " WHERE package = ? AND version = ? AND site = ?",
+                     "ssis", name, pkg, version, site);
+}
+
+/* Finish the hand-over of staged jobs (of pkg; NULL: all): after a kill,
+ * or a move into schedule.box that failed.  *moved (may be NULL) counts. */
+static int hand_over_staged(struct distmgr *dm, sqlite3 *db, const char *pkg, size_t *moved)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    for (;;) {
+        char id[16], site[8], job[UNIQ_NAME_MAX];
+        long long v;
+        if ((rc = sitedb_prepare(db, "SELECT package, version, site, job FROM site_job"
+                                     " WHERE state = 'staged' AND (?1 IS NULL OR package = ?1)"
+                                     " LIMIT 1", &st)) < 0)
+            return rc;
+        if (pkg)
+            sqlite3_bind_text(st, 1, pkg, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+            rc = sitedb_errno(db, rc);
+            sqlite3_finalize(st);
+            return rc;
+        }
+        txt(id, sizeof id, st, 0);
+        v = sqlite3_column_int64(st, 1);
+        txt(site, sizeof site, st, 2);
+        txt(job, sizeof job, st, 3);
+        sqlite3_finalize(st);
+        if ((rc = hand_over(dm, db, dm->outfd, id, v, site, job)) < 0)
+            return rc;
+        if (moved)
+            (*moved)++;
+    }
 }
 
 static int pkg_sites(struct task *t, sqlite3 *db, const struct pkgrow *p)
@@ -836,6 +894,8 @@ static int pkg_sites(struct task *t, sqlite3 *db, const struct pkgrow *p)
     char pck[SS_PATH_MAX], ins[SS_PATH_MAX], err[SS_ERR_MAX], name[UNIQ_NAME_MAX];
     int rc, outfd = -1;
 
+    if ((rc = hand_over_staged(dm, db, p->id, NULL)) < 0)
+        return rc;
     if ((rc = sitedb_prepare(db, "SELECT code FROM site s WHERE relation = 'child'"
                                  " AND NOT EXISTS (SELECT 1 FROM site_job j WHERE j.package = ?1"
                                  " AND j.version = ?2 AND j.site = s.code) ORDER BY code",
@@ -871,6 +931,7 @@ static int pkg_sites(struct task *t, sqlite3 *db, const struct pkgrow *p)
                 sitedb_commit(db) < 0)
                 sitedb_rollback(db);
         }
+        rc = 0;                 /* reported; the "sites" retry row brings it back */
         goto out;
     }
     outfd = dup(dm->outfd);
@@ -908,7 +969,6 @@ out:
 int dm_recover_jobs(struct distmgr *dm)
 {
     sqlite3 *db = dm_db_get(dm);
-    sqlite3_stmt *st;
     struct inbox_entry ents[256];
     size_t n = 0, moved = 0, removed = 0;
     int rc;
@@ -916,27 +976,8 @@ int dm_recover_jobs(struct distmgr *dm)
     if (!db)
         return -EIO;
     /* Staged rows: finish the hand-over (their file may be moved already). */
-    for (;;) {
-        char pkg[16], site[8], job[UNIQ_NAME_MAX];
-        long long v;
-        if ((rc = sitedb_prepare(db, "SELECT package, version, site, job FROM site_job"
-                                     " WHERE state = 'staged' LIMIT 1", &st)) < 0)
-            goto out;
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW) {
-            rc = sitedb_errno(db, rc);
-            sqlite3_finalize(st);
-            break;
-        }
-        txt(pkg, sizeof pkg, st, 0);
-        v = sqlite3_column_int64(st, 1);
-        txt(site, sizeof site, st, 2);
-        txt(job, sizeof job, st, 3);
-        sqlite3_finalize(st);
-        if ((rc = hand_over(dm, db, dm->outfd, pkg, v, site, job)) < 0)
-            goto out;
-        moved++;
-    }
+    if ((rc = hand_over_staged(dm, db, NULL, &moved)) < 0)
+        goto out;
     /* Files without a row were never handed over: the row is the commit. */
     {
         DIR *d;
@@ -1045,8 +1086,11 @@ static int set_dp_state(sqlite3 *db, const char *pkg, const char *dp, const char
                         long long version, long long target, const char *error)
 {
     return exec_bind(db,
+        /* Not for a DP removed (sitectl dp remove) while the task ran: its
+         * row would hold up a deletion of the package for ever. */
         "INSERT INTO dp_state (package, dp, state, version, target, last_error, updated_ms)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (package, dp) DO UPDATE SET"
+        " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM dp WHERE name = ?2)"
+        " ON CONFLICT (package, dp) DO UPDATE SET"
         " state = ?3, version = ?4, target = ?5, last_error = ?6, updated_ms = ?7",
         "sssiisi", pkg, dp, state, version, target, error, (long long)ss_now_ms());
 }
@@ -1114,6 +1158,11 @@ static int task_dp(struct task *t, sqlite3 *db)
     if (rc < 0)
         return rc;
     if (strcmp(p.state, "deleting") == 0) {
+        char del[128];
+        (void)ss_fmt(del, sizeof del, "%s/del/%s", t->pkg, t->dp);
+        if (retry_get(db, SCOPE_DP, del, &rs) == 0 &&
+            (rs.state == RETRY_FAILED || rs.next_ms > ss_now_ms()))
+            return 0;           /* given up, or not due: no ping-pong with T_PKG */
         t->deleting = 1;
         return dp_remove_task(t, db, r.path);
     }

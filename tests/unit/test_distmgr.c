@@ -372,6 +372,74 @@ static void test_failed_after_max(void **state)
     assert_false(obj_exists(f, "alpha\n", 6));
     assert_true(obj_exists(f, "bravo\n", 6));
     assert_int_equal(sql_int(f, "SELECT count(*) FROM pkg_version"), 1);
+    /* Version 1's DP history is gone with it: nothing would act on it,
+     * and an overdue row would keep the retry timer firing. */
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM retry WHERE target GLOB 'CEN00001/1/*'"), 0);
+}
+
+/* Removing a package from a DP that stays away ends in failed after
+ * max_retries, like an install: no more attempts, no ping-pong between
+ * the package task and the DP task, until `retry now`. */
+static void test_delete_unreachable_gives_up(void **state)
+{
+    struct fx *f = *state;
+    struct task *t;
+
+    run_free(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
+    run_free(f, T_DP, "CEN00001", "DP1", 0);
+    assert_int_equal(ss_mkdir_p(f->dp2, 0755), 0);
+    run_free(f, T_DP, "CEN00001", "DP2", 0);
+    assert_int_equal(ss_rm_rf(f->dp2), 0);
+    sql(f, "UPDATE package SET state = 'deleting'");
+    run_free(f, T_DP, "CEN00001", "DP1", 0);       /* removed there at once */
+    for (int i = 0; i < 3; i++) {
+        usleep(5000);
+        run_free(f, T_DP, "CEN00001", "DP2", 0);
+    }
+    assert_int_equal(sql_int(f, "SELECT attempts FROM retry WHERE target = 'CEN00001/del/DP2'"), 3);
+    char st[16];
+    sql_text(f, st, sizeof st, "SELECT state FROM retry WHERE target = 'CEN00001/del/DP2'");
+    assert_string_equal(st, "failed");
+    usleep(5000);
+    t = run(f, T_SCAN, NULL, NULL, 0);
+    assert_false(wants_dp(t, "DP2"));
+    task_free(t);
+    t = run(f, T_DP, "CEN00001", "DP2", 0);
+    assert_false(t->deleting);          /* no attempt, so no package task either */
+    task_free(t);
+    assert_int_equal(sql_int(f, "SELECT attempts FROM retry WHERE target = 'CEN00001/del/DP2'"), 3);
+    t = run(f, T_PKG, "CEN00001", NULL, 0);
+    assert_false(t->gone);
+    assert_int_equal(t->nwants, 0);
+    task_free(t);
+}
+
+/* What child sites are sent cannot be built (no signing key): reported
+ * once, recorded as a "sites" retry, and the task does not fail (a failed
+ * task would be run again at once); the scan leaves it until due. */
+static void test_sites_failure_backs_off(void **state)
+{
+    struct fx *f = *state;
+    char path[SS_PATH_MAX];
+    struct task *t;
+
+    f->dm.policy.first_ms = f->dm.policy.max_ms = 60000;
+    add_child_sites(f, 1);
+    assert_int_equal(ss_path(path, sizeof path, "%s/keys/site.key", f->root), 0);
+    assert_int_equal(unlink(path), 0);
+    t = run(f, T_PKG, "CEN00001", NULL, VERSION_ASKED);
+    task_free(t);
+    assert_int_equal(sql_int(f, "SELECT attempts FROM retry WHERE scope = 'sites'"), 1);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM site_job"), 0);
+    t = run(f, T_SCAN, NULL, NULL, 0);
+    for (size_t i = 0; i < t->nwants; i++)
+        assert_false(t->wants[i].dp[0] == 0 && strcmp(t->wants[i].pkg, "CEN00001") == 0);
+    task_free(t);
+    write_key(f->root);
+    sql(f, "UPDATE retry SET next_ms = 0 WHERE scope = 'sites'");
+    run_free(f, T_PKG, "CEN00001", NULL, VERSION_NO);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM site_job WHERE state = 'queued'"), 1);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM retry WHERE scope = 'sites'"), 0);
 }
 
 /* Q319207: one job per (package, version, child site), however many
@@ -572,6 +640,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_source, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_unreachable_gives_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sites_failure_backs_off, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
