@@ -610,6 +610,7 @@ struct store_writer {
     int             broken;     /* a put failed: no commit of this transaction */
     size_t          txrows;     /* rows and bytes put in the open transaction */
     int64_t         txbytes;
+    int64_t         txstart;    /* monotonic ms of its BEGIN */
 };
 
 /* A writer commits after this many rows or bytes: small.db takes one
@@ -619,6 +620,7 @@ struct store_writer {
  * distmgr's collection removes. */
 #define WRITER_BATCH_ROWS  512
 #define WRITER_BATCH_BYTES (8 << 20)
+#define WRITER_BATCH_MS    1000     /* and a transaction is never kept open longer */
 
 int store_writer_open(const char *storedir, struct store_writer **wp)
 {
@@ -693,6 +695,35 @@ int store_writer_has(struct store_writer *w, const unsigned char sha[32], int64_
     return e;
 }
 
+/* Commit the open batch; w->mu held.  A failure breaks the writer (its
+ * final commit reports it). */
+static int batch_commit(struct store_writer *w)
+{
+    int rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
+
+    if (rc != SQLITE_OK) {
+        w->broken = small_err(w->db, rc, w->storedir, "commit a batch");
+        return w->broken;
+    }
+    w->intx = 0;
+    w->txrows = 0;
+    w->txbytes = 0;
+    return 0;
+}
+
+/* Commit a batch open for WRITER_BATCH_MS or more: called by a reader
+ * between chunks of a large file, which may take long while small rows
+ * another reader put wait uncommitted, holding small.db's one write lock. */
+static void writer_tick(struct store_writer *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    if (w->intx && !w->broken && ss_mono_ms() - w->txstart >= WRITER_BATCH_MS)
+        (void)batch_commit(w);
+    pthread_mutex_unlock(&w->mu);
+}
+
 /* store_put_small, saying whether the row is new (*added 1) or was there
  * (another writer, or an earlier put of this one, stored the same bytes):
  * mf_snapshot counts the objects it stored. */
@@ -718,6 +749,7 @@ static int writer_put(struct store_writer *w, const unsigned char sha[32],
             goto out;
         }
         w->intx = 1;
+        w->txstart = ss_mono_ms();
     }
     sqlite3_bind_blob(w->put, 1, sha, 32, SQLITE_STATIC);
     /* A NULL pointer would bind NULL, not an empty blob. */
@@ -730,17 +762,10 @@ static int writer_put(struct store_writer *w, const unsigned char sha[32],
         *added = sqlite3_changes(w->db) > 0;
         w->txrows++;
         w->txbytes += size;
-        if (w->txrows >= WRITER_BATCH_ROWS || w->txbytes >= WRITER_BATCH_BYTES) {
+        if (w->txrows >= WRITER_BATCH_ROWS || w->txbytes >= WRITER_BATCH_BYTES ||
+            ss_mono_ms() - w->txstart >= WRITER_BATCH_MS) {
             sqlite3_reset(w->put);
-            rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
-            if (rc != SQLITE_OK) {
-                e = small_err(w->db, rc, w->storedir, "commit a batch");
-                w->broken = e;
-            } else {
-                w->intx = 0;
-                w->txrows = 0;
-                w->txbytes = 0;
-            }
+            e = batch_commit(w);
         }
     } else {
         e = small_err(w->db, rc, w->storedir, "store an object");
@@ -1208,6 +1233,8 @@ static int read_hash(struct snap_reader *w, int fd, int64_t size, int whole, int
         size_t room = SNAP_BUF;
         if (flag_get(&s->failed))
             return -ECANCELED;
+        if (!whole)
+            writer_tick(s->sw);     /* a long read must not hold small.db's lock */
         if (whole) {
             dst = w->buf + total;
             room = SNAP_BUF - (size_t)total;

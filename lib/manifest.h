@@ -108,8 +108,9 @@ int  store_get(struct store_reader *r, const unsigned char sha[32], int64_t size
 
 /*
  * Writing objects (mf_snapshot uses one internally; pck_extract too).
- * Small objects go into small.db transactions, committed every 512 rows
- * or 8 MiB (so that other writers are not kept waiting for a whole walk)
+ * Small objects go into small.db transactions, committed every 512 rows,
+ * 8 MiB or second, also while a walk reads a large file (so that other
+ * writers are not kept waiting for a whole walk)
  * and by store_writer_commit, which makes them durable; loose ones are
  * written by the caller as above.
  * store_writer_has: 1/0/-errno for (sha, size), small ones including those
