@@ -256,7 +256,8 @@ out:
 }
 
 int pck_write(const char *storedir, const struct manifest *m, const char *path,
-              int level, int64_t *size, unsigned char sha[32], char *err, size_t errlen)
+              int level, const volatile int *stop, int64_t *size, unsigned char sha[32],
+              char *err, size_t errlen)
 {
     char tmp[SS_PATH_MAX], dir[SS_PATH_MAX];
     unsigned char digest[EVP_MAX_MD_SIZE];
@@ -320,6 +321,13 @@ int pck_write(const char *storedir, const struct manifest *m, const char *path,
     for (size_t i = 0; i < m->n; i++) {
         if (!S_ISREG(m->e[i].mode))
             continue;
+        /* Between files: a daemon that is stopping does not wait for a
+         * large package to be compressed to the end. */
+        if (stop && *stop) {
+            seterr(err, errlen, "stopped");
+            r = -EINTR;
+            goto fail;
+        }
         if ((r = pckw_file(&w, storedir, &m->e[i], tmp, err, errlen)) < 0)
             goto fail;
     }

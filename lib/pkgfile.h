@@ -47,10 +47,12 @@ struct instr {
  * reader: small.db rows and loose files) to path: built as
  * path.tmp (O_EXCL), fsync'ed, renamed over path.  *size and sha (may be
  * NULL) receive the file's size and SHA-256.  level: zstd level (3 is a
- * good default).  0 or -errno with err; nothing left at path.tmp on error.
+ * good default).  stop (may be NULL) is polled between files: -EINTR.
+ * 0 or -errno with err; nothing left at path.tmp on error.
  */
 int pck_write(const char *storedir, const struct manifest *m, const char *path,
-              int level, int64_t *size, unsigned char sha[32], char *err, size_t errlen);
+              int level, const volatile int *stop, int64_t *size, unsigned char sha[32],
+              char *err, size_t errlen);
 
 /*
  * Unpack a package file into the store: check its size and SHA-256

@@ -767,7 +767,8 @@ static int ensure_outfiles(struct distmgr *dm, sqlite3 *db, const struct pkgrow 
         (void)ss_fmt(err, errlen, "cannot load the manifest of version %lld", p->version);
         goto out;
     }
-    if ((rc = pck_write(dm->store, &m, pck, 3, &in.pck_size, in.pck_sha, err, errlen)) < 0)
+    if ((rc = pck_write(dm->store, &m, pck, 3, (const volatile int *)&dm->stopping,
+                        &in.pck_size, in.pck_sha, err, errlen)) < 0)
         goto out;
     if ((rc = sign_load_private(keypath, &key, err, errlen)) < 0)
         goto out;
@@ -918,7 +919,9 @@ static int pkg_sites(struct task *t, sqlite3 *db, const struct pkgrow *p)
         goto out;
 
     err[0] = 0;
-    if ((rc = ensure_outfiles(dm, db, p, pck, ins, sizeof pck, err, sizeof err)) < 0) {
+    if ((rc = ensure_outfiles(dm, db, p, pck, ins, sizeof pck, err, sizeof err)) == -EINTR)
+        goto out;               /* stopping: the next start builds it */
+    if (rc < 0) {
         char why[SS_ERR_MAX + 64];
         struct retry_state rs;
         (void)ss_fmt(why, sizeof why, "cannot build what child sites are sent: %s",

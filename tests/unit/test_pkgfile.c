@@ -255,7 +255,7 @@ static void write_pck(struct fx *f, int64_t *size, unsigned char sha[32])
     char err[SS_ERR_MAX] = "", tmp[SS_PATH_MAX];
     size_t len;
 
-    assert_int_equal(pck_write(f->store, &f->m, f->pck, 3, size, sha, err, sizeof err), 0);
+    assert_int_equal(pck_write(f->store, &f->m, f->pck, 3, NULL, size, sha, err, sizeof err), 0);
     char *data = tu_read(f->pck, &len);
     unsigned char want[32];
     assert_int_equal(ss_sha256(data, len, want), 0);
@@ -351,7 +351,7 @@ static void test_pck_empty_manifest(void **state)
     /* A package of directories only: a valid, empty stream. */
     mf_init(&m);
     assert_int_equal(mf_add(&m, &f->m.e[0]), 0);
-    assert_int_equal(pck_write(f->store, &m, f->pck, 3, &size, sha, err, sizeof err), 0);
+    assert_int_equal(pck_write(f->store, &m, f->pck, 3, NULL, &size, sha, err, sizeof err), 0);
     assert_true(size > 0);
     assert_int_equal(pck_extract(f->pck, size, sha, &m, f->store2, err, sizeof err), 0);
     assert_int_equal(count_objects(f->store2), 0);
@@ -529,7 +529,7 @@ static void test_pck_write_errors(void **state)
             m.bytes += 1;
         }
         err[0] = '\0';
-        assert_int_equal(pck_write(f->store, &m, f->pck, 3, &size, sha, err, sizeof err),
+        assert_int_equal(pck_write(f->store, &m, f->pck, 3, NULL, &size, sha, err, sizeof err),
                          cases[i].want);
         assert_int_equal(ss_path(of, sizeof of, "(of %s)", cases[i].path), 0);
         if (strstr(err, of) == NULL || strncmp(err, "store object ", 13) != 0)
@@ -548,7 +548,7 @@ static void test_pck_write_errors(void **state)
     /* A directory that does not exist. */
     char nodir[SS_PATH_MAX];
     assert_int_equal(ss_path(nodir, sizeof nodir, "%s/no/such.pck", f->dir), 0);
-    assert_int_equal(pck_write(f->store, &f->m, nodir, 3, &size, sha, err, sizeof err),
+    assert_int_equal(pck_write(f->store, &f->m, nodir, 3, NULL, &size, sha, err, sizeof err),
                      -ENOENT);
 
     /* The leftover of a crash is replaced, and so is an older file. */
