@@ -6,7 +6,7 @@
  * SYNOPSIS
  *   mf_init mf_free mf_add mf_sort mf_find mf_path_ok mf_entry_same
  *   mf_equal mf_diff
- *   store_object_path store_has store_init store_remove
+ *   store_object_path store_has store_init store_remove store_lock store_unlock
  *   store_reader_open store_reader_close store_get
  *   store_writer_open store_writer_has store_put_small store_writer_commit
  *   store_writer_close store_gc_small
@@ -117,6 +117,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -437,6 +438,31 @@ int store_init(const char *storedir)
     }
     close(sfd);
     return r;
+}
+
+int store_lock(const char *storedir, int exclusive)
+{
+    char path[SS_PATH_MAX];
+    int fd, rc;
+
+    if ((rc = ss_path(path, sizeof path, "%s/.lock", storedir)) < 0)
+        return rc;
+    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640)) < 0)
+        return -errno;
+    while (flock(fd, exclusive ? LOCK_EX : LOCK_SH) < 0) {
+        if (errno != EINTR) {
+            rc = -errno;
+            close(fd);
+            return rc;
+        }
+    }
+    return fd;
+}
+
+void store_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd);              /* drops the flock */
 }
 
 int store_remove(const char *storedir, const unsigned char sha[32])

@@ -92,6 +92,19 @@ int  store_init(const char *storedir);
 int  store_remove(const char *storedir, const unsigned char sha[32]);
 
 /*
+ * The store's lock (flock on storedir/.lock), between processes and
+ * threads alike (each call opens its own descriptor).  Every writer of
+ * objects that a manifest will reference holds it shared (exclusive = 0)
+ * from before it decides an object exists until that manifest is
+ * committed; the removal of unreferenced objects holds it exclusively
+ * while it checks and removes.  So an object about to be referenced is
+ * never removed.  Returns the descriptor holding the lock, or -errno;
+ * store_unlock(fd) releases it (fd < 0 is ignored).
+ */
+int  store_lock(const char *storedir, int exclusive);
+void store_unlock(int fd);
+
+/*
  * Reading objects, for DP installs and package files.  A reader holds one
  * read-only connection to small.db; store_get is thread safe (the
  * connection is used under a mutex, microseconds per object).

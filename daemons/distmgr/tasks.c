@@ -59,7 +59,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -203,32 +202,6 @@ static int add_want(struct task *t, const char *pkg, const char *dp)
     return 0;
 }
 
-/* The store lock (see DESCRIPTION): an fd holding flock(how), or -errno. */
-static int store_lock(struct distmgr *dm, int how)
-{
-    char path[SS_PATH_MAX];
-    int fd, rc;
-
-    if ((rc = ss_path(path, sizeof path, "%s/.lock", dm->store)) < 0)
-        return rc;
-    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640)) < 0)
-        return -errno;
-    while (flock(fd, how) < 0) {
-        if (errno != EINTR) {
-            rc = -errno;
-            close(fd);
-            return rc;
-        }
-    }
-    return fd;
-}
-
-static void store_unlock(int fd)
-{
-    if (fd >= 0)
-        close(fd);             /* drops the flock */
-}
-
 /* Make every object written to the store durable before a manifest that
  * names them is committed. */
 static int store_sync(struct distmgr *dm)
@@ -276,7 +249,7 @@ static void store_collect(struct distmgr *dm, sqlite3 *db, unsigned char (*cand)
 
     if (n == 0 && !small)
         return;
-    if ((lk = store_lock(dm, LOCK_EX)) < 0) {
+    if ((lk = store_lock(dm->store, 1)) < 0) {
         log_warn("store: cannot lock %s/.lock: %s; unused content stays", dm->store,
                  strerror(-lk));
         return;
@@ -649,7 +622,7 @@ static int pkg_new_version(struct task *t, sqlite3 *db, struct pkgrow *p)
     sm_emit(SM_DIST_BEGIN, 0, pattrs, p->name, p->id, NULL);
     if (p->version > 0 && (rc = mf_db_load(db, p->id, p->version, &prev)) < 0)
         goto out;
-    if ((lk = store_lock(dm, LOCK_SH)) < 0) {
+    if ((lk = store_lock(dm->store, 0)) < 0) {
         (void)ss_fmt(err, sizeof err, "cannot lock the content store: %s", strerror(-lk));
         pkg_failed(t, db, p, lk, err, 1);
         t->outcome = 2;
@@ -1286,7 +1259,7 @@ static int task_gc(struct task *t, sqlite3 *db)
 
         if (ss_path(dir, sizeof dir, "%s/objects/%02x", dm->store, fan) < 0 || !(d = opendir(dir)))
             continue;
-        if ((lk = store_lock(dm, LOCK_EX)) < 0) {
+        if ((lk = store_lock(dm->store, 1)) < 0) {
             closedir(d);
             rc = lk;
             break;
@@ -1324,7 +1297,7 @@ static int task_gc(struct task *t, sqlite3 *db)
     }
     sqlite3_finalize(st);
     if (rc == 0 && !atomic_load(&dm->stopping)) {
-        int lk = store_lock(dm, LOCK_EX);
+        int lk = store_lock(dm->store, 1);
         if (lk >= 0) {
             removed += collect_small(dm);
             store_unlock(lk);
