@@ -101,6 +101,16 @@ const struct sm_catalog sm_catalog[] = {
     { SM_DIST_DP_FAILED_MAX, 'E', SM_MILESTONE, "distmgr",
       "Distribution Manager gave up copying package %1 version %2 to distribution point %3 "
       "after %4 attempts; it will try again when the package is updated or on `sitectl retry now`." },
+    { SM_DESPOOL_INSTALLED, 'I', SM_MILESTONE, "despool",
+      "Despooler installed package %1 version %2 received from site %3." },
+    { SM_DESPOOL_REJECTED, 'E', SM_MILESTONE, "despool",
+      "Despooler rejected the instruction %1 from site %2 and moved it to its corrupt "
+      "folder: %3." },
+    { SM_DESPOOL_DUPLICATE, 'I', SM_DETAIL, "despool",
+      "Despooler received package %1 version %2 from site %3 again, or older than the version "
+      "%4 this site has; nothing changed." },
+    { SM_DESPOOL_WAITING, 'W', SM_DETAIL, "despool",
+      "Despooler is waiting for the package file of instruction %1 (package %2 version %3)." },
     { SM_STAT_FUTURE_HELD, 'W', SM_DETAIL, "statmgr",
       "Status Manager is holding %1 status message(s) dated more than %2 in the future "
       "in futureq; the first becomes due at %3." },

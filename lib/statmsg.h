@@ -45,7 +45,12 @@ enum sm_id {
     SM_POOL_BACKLOG        = 8005,
     /* 8100-8199: distmgr, additions to SMS */
     SM_DIST_DP_FAILED_MAX  = 8100,
-    /* 8200-8299: scheduler and sender; 8300-8399: despooler */
+    /* 8200-8299: scheduler and sender */
+    /* 8300-8399: despooler */
+    SM_DESPOOL_INSTALLED   = 8300,
+    SM_DESPOOL_REJECTED    = 8301,
+    SM_DESPOOL_DUPLICATE   = 8302,
+    SM_DESPOOL_WAITING     = 8303,
     /* 8400-8499: statmgr */
     SM_STAT_FUTURE_HELD    = 8400,
     SM_STAT_FUTURE_RELEASED = 8401,
