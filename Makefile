@@ -62,6 +62,8 @@ LDFLAGS_test_uniqname := -Wl,--wrap=getrandom
 # main() stays out), and its headers.
 OBJS_test_distmgr   := $(B)/obj/daemons/distmgr/tasks.o
 CFLAGS_test_distmgr := -Idaemons/distmgr
+OBJS_test_despool   := $(B)/obj/daemons/despool/install.o
+CFLAGS_test_despool := -Idaemons/despool
 
 .PHONY: all build deps check check-build bench demo install clean
 all: deps

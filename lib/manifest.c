@@ -7,6 +7,7 @@
  *   mf_init mf_free mf_add mf_sort mf_find mf_path_ok mf_entry_same
  *   mf_equal mf_diff
  *   store_object_path store_has store_init store_remove store_lock store_unlock
+ *   store_sync
  *   store_reader_open store_reader_close store_get
  *   store_writer_open store_writer_has store_put_small store_writer_commit
  *   store_writer_close store_gc_small
@@ -120,6 +121,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__has_include)
 #if __has_include(<linux/openat2.h>)
@@ -357,7 +359,16 @@ static int small_create(const char *storedir, int storefd)
     }
     if ((r = small_open(storedir, SQLITE_OPEN_READWRITE, &db)) < 0)
         return r;
-    rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", wal_cb, &is_wal, NULL);
+    /* Two daemons starting together on a new site both switch it; SQLite
+     * answers the second with SQLITE_BUSY at once, without its busy
+     * handler, so the switch is asked again for a while (as sitedb does). */
+    for (int tries = 0;; tries++) {
+        rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", wal_cb, &is_wal, NULL);
+        if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || tries >= 200)
+            break;
+        struct timespec ts = { 0, 25 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
     if (rc != SQLITE_OK) {
         r = small_err(db, rc, storedir, "switch it to WAL");
     } else if (!is_wal) {
@@ -463,6 +474,22 @@ void store_unlock(int fd)
 {
     if (fd >= 0)
         close(fd);              /* drops the flock */
+}
+
+int store_sync(const char *storedir)
+{
+    int fd, rc;
+
+    if ((fd = open(storedir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return -errno;
+    rc = ss_syncfs(fd);
+    close(fd);
+    if (rc == -ENOSYS) {
+        /* No trustworthy syncfs: sync(2) waits for every write-back. */
+        sync();
+        rc = 0;
+    }
+    return rc;
 }
 
 int store_remove(const char *storedir, const unsigned char sha[32])

@@ -103,6 +103,10 @@ int  store_remove(const char *storedir, const unsigned char sha[32]);
  */
 int  store_lock(const char *storedir, int exclusive);
 void store_unlock(int fd);
+/* Make every object written to the store durable (one syncfs of its file
+ * system; sync(2) where syncfs cannot report errors), before a manifest
+ * that names them is committed.  0 or -errno. */
+int  store_sync(const char *storedir);
 
 /*
  * Reading objects, for DP installs and package files.  A reader holds one

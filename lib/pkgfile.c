@@ -616,7 +616,8 @@ out:
 }
 
 int pck_extract(const char *path, int64_t want_size, const unsigned char want_sha[32],
-                const struct manifest *m, const char *storedir, char *err, size_t errlen)
+                const struct manifest *m, const char *storedir, const volatile int *stop,
+                char *err, size_t errlen)
 {
     struct pckx x = { .m = m, .storedir = storedir, .pckpath = path, .fd = -1 };
     ZSTD_DCtx *dc = NULL;
@@ -694,6 +695,13 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
      * whatever the frame header asks for. */
     while ((n = read_some(fd, in, insz)) > 0) {
         ZSTD_inBuffer zin = { in, (size_t)n, 0 };
+        /* Between reads of the package file: a daemon that is stopping
+         * does not wait for a large package to be unpacked to the end. */
+        if (stop && *stop) {
+            seterr(err, errlen, "package file %s: stopped", path);
+            r = -EINTR;
+            goto out;
+        }
         while (zin.pos < zin.size) {
             ZSTD_outBuffer zout = { out, outsz, 0 };
             last = ZSTD_decompressStream(dc, &zout, &zin);

@@ -65,7 +65,8 @@ int pck_write(const char *storedir, const struct manifest *m, const char *path,
  * already verified stay (they are correct).
  */
 int pck_extract(const char *path, int64_t want_size, const unsigned char want_sha[32],
-                const struct manifest *m, const char *storedir, char *err, size_t errlen);
+                const struct manifest *m, const char *storedir, const volatile int *stop,
+                char *err, size_t errlen);
 
 /* Keys: PEM files as sitectl init writes them.  0 or -errno with err. */
 int sign_load_private(const char *path, EVP_PKEY **key, char *err, size_t errlen);

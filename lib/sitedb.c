@@ -8,7 +8,8 @@
  *   sitedb_close(db)
  *   sitedb_begin(db) sitedb_commit(db) sitedb_rollback(db)
  *   sitedb_exec(db, sql) sitedb_prepare(db, sql, &st)
- *   sitedb_interrupt(db) sitedb_errno(db, rc)
+ *   sitedb_interrupt(db) sitedb_errno(db, rc) sitedb_execf(db, sql, fmt, ...)
+ *   sitedb_pool_init/get/put/stop/close   connections for worker threads
  *
  * DESCRIPTION
  *   Every daemon and sitectl share one SQLite file.  It is opened in WAL
@@ -557,4 +558,99 @@ int sitedb_rollback(sqlite3 *db)
     if (sqlite3_get_autocommit(db))
         return 0;
     return sitedb_exec(db, "ROLLBACK");
+}
+
+int sitedb_execf(sqlite3 *db, const char *sql, const char *fmt, ...)
+{
+    sqlite3_stmt *st;
+    va_list ap;
+    int rc, i = 1;
+
+    if ((rc = sitedb_prepare(db, sql, &st)) < 0)
+        return rc;
+    va_start(ap, fmt);
+    for (const char *f = fmt; *f; f++, i++) {
+        if (*f == 's')
+            sqlite3_bind_text(st, i, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_int64(st, i, va_arg(ap, long long));
+    }
+    va_end(ap);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        rc = sitedb_errno(db, rc);
+        if (rc != -EINTR)
+            log_error("site database: %s", sqlite3_errmsg(db));
+    } else {
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+void sitedb_pool_init(struct sitedb_pool *p, const char *root)
+{
+    memset(p, 0, sizeof *p);
+    pthread_mutex_init(&p->lock, NULL);
+    (void)ss_strcpy(p->root, sizeof p->root, root);
+}
+
+sqlite3 *sitedb_pool_get(struct sitedb_pool *p)
+{
+    sqlite3 *db = NULL;
+    char err[SS_ERR_MAX];
+
+    pthread_mutex_lock(&p->lock);
+    if (p->nidle > 0)
+        db = p->idle[--p->nidle];
+    pthread_mutex_unlock(&p->lock);
+    if (!db && sitedb_open_root(p->root, 0, &db, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return NULL;
+    }
+    pthread_mutex_lock(&p->lock);
+    if (p->nbusy < SITEDB_POOL_MAX)
+        p->busy[p->nbusy++] = db;
+    /* A stop that came while this connection was idle or being opened
+     * must still end its waits. */
+    if (p->stopping)
+        sitedb_interrupt(db);
+    pthread_mutex_unlock(&p->lock);
+    return db;
+}
+
+void sitedb_pool_put(struct sitedb_pool *p, sqlite3 *db)
+{
+    if (!db)
+        return;
+    pthread_mutex_lock(&p->lock);
+    for (int i = 0; i < p->nbusy; i++)
+        if (p->busy[i] == db) {
+            p->busy[i] = p->busy[--p->nbusy];
+            break;
+        }
+    if (!p->stopping && p->nidle < SITEDB_POOL_MAX) {
+        p->idle[p->nidle++] = db;
+        db = NULL;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (db)
+        sitedb_close(db);
+}
+
+void sitedb_pool_stop(struct sitedb_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->stopping = 1;
+    for (int i = 0; i < p->nbusy; i++)
+        sitedb_interrupt(p->busy[i]);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void sitedb_pool_close(struct sitedb_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    while (p->nidle > 0)
+        sitedb_close(p->idle[--p->nidle]);
+    pthread_mutex_unlock(&p->lock);
 }

@@ -11,6 +11,7 @@
 #ifndef SITESRV_SITEDB_H
 #define SITESRV_SITEDB_H
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include "common.h"
 
@@ -52,6 +53,35 @@ int sitedb_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st);
  * need no wait still run, so a rollback works).  db must be open.
  */
 void sitedb_interrupt(sqlite3 *db);
+
+/* Run one statement, binding ?1, ?2... from fmt: 's' a text (const char *),
+ * 'i' a long long.  0, -EINTR (interrupted), or -EIO (logged). */
+int sitedb_execf(sqlite3 *db, const char *sql, const char *fmt, ...);
+
+/*
+ * Connections for a daemon's worker threads (a connection is used by one
+ * thread at a time): sitedb_pool_get takes an idle one or opens one for
+ * <root>/db/site.db (NULL when that fails, logged); sitedb_pool_put gives
+ * it back.  sitedb_pool_stop, from the loop thread at a daemon's stop,
+ * interrupts the connections in use (sitedb_interrupt) and every one
+ * taken afterwards, and closes each as it is given back;
+ * sitedb_pool_close closes the idle ones once no worker runs.
+ */
+#define SITEDB_POOL_MAX 64
+struct sitedb_pool {
+    pthread_mutex_t lock;
+    char     root[4096];
+    sqlite3 *idle[SITEDB_POOL_MAX];
+    int      nidle;
+    sqlite3 *busy[SITEDB_POOL_MAX];
+    int      nbusy;
+    int      stopping;
+};
+void     sitedb_pool_init(struct sitedb_pool *p, const char *root);
+sqlite3 *sitedb_pool_get(struct sitedb_pool *p);
+void     sitedb_pool_put(struct sitedb_pool *p, sqlite3 *db);
+void     sitedb_pool_stop(struct sitedb_pool *p);
+void     sitedb_pool_close(struct sitedb_pool *p);
 
 /* The errno for a SQLite result code rc of db, for callers that step
  * statements themselves: 0 for SQLITE_OK, SQLITE_ROW and SQLITE_DONE;

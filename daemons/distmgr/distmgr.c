@@ -475,6 +475,7 @@ static int distmgr_start(struct daemon *d)
     (void)ss_strcpy(dm->root, sizeof dm->root, daemon_root(d));
     (void)ss_strcpy(dm->site, sizeof dm->site, c->site_code);
     set_policy(dm, c);
+    sitedb_pool_init(&dm->dbs, dm->root);
     if ((rc = ss_path(dm->store, sizeof dm->store, "%s/store", dm->root)) < 0 ||
         (rc = store_init(dm->store)) < 0) {
         log_error("cannot prepare the content store %s/store: %s", dm->root, strerror(-rc));
@@ -537,7 +538,7 @@ static void distmgr_stop(struct daemon *d)
     struct distmgr *dm = daemon_priv(d);
 
     atomic_store(&dm->stopping, 1);
-    dm_db_interrupt_all(dm);
+    sitedb_pool_stop(&dm->dbs);
     uv_close((uv_handle_t *)&dm->retry_timer, NULL);
     /* Requests not yet given to a task go back now; those of running or
      * queued tasks in task_done(). */
@@ -563,7 +564,7 @@ static const struct daemon_ops ops = {
 
 int main(int argc, char **argv)
 {
-    static struct distmgr dm = { .conn_lock = PTHREAD_MUTEX_INITIALIZER, .outfd = -1 };
+    static struct distmgr dm = { .dbs.lock = PTHREAD_MUTEX_INITIALIZER, .outfd = -1 };
     int r = daemon_main(argc, argv, &ops, &dm);
 
     /* The pool is stopped: no task uses the connections or inboxes now. */
@@ -575,7 +576,7 @@ int main(int argc, char **argv)
         names_free(&p->dp_busy);
         free(p);
     }
-    dm_db_close_all(&dm);
+    sitedb_pool_close(&dm.dbs);
     if (dm.outfd >= 0)
         close(dm.outfd);
     inbox_close(&dm.reqbox);

@@ -22,9 +22,8 @@
 #include "daemon.h"
 #include "inbox.h"
 #include "retry.h"
+#include "sitedb.h"
 #include "util.h"
-
-#define DM_MAX_CONNS 64
 
 struct distmgr;
 
@@ -92,12 +91,7 @@ struct distmgr {
     struct retry_policy policy;
     atomic_int      stopping;
 
-    /* Database connections for worker threads: taken and given back. */
-    pthread_mutex_t conn_lock;
-    sqlite3        *idle[DM_MAX_CONNS];
-    int             nidle;
-    sqlite3        *busy[DM_MAX_CONNS];
-    int             nbusy;
+    struct sitedb_pool dbs;        /* connections for worker threads */
 
     /* Loop thread only. */
     struct inbox    reqbox;        /* distmgr.box, as its reader */
@@ -114,12 +108,6 @@ struct distmgr {
 
 /* tasks.c */
 void task_work(struct pool_job *j);
-/* Take a connection for this thread (opened on demand) and give it back.
- * NULL when the database cannot be opened (logged). */
-sqlite3 *dm_db_get(struct distmgr *dm);
-void     dm_db_put(struct distmgr *dm, sqlite3 *db);
-void     dm_db_close_all(struct distmgr *dm);
-void     dm_db_interrupt_all(struct distmgr *dm);
 /* Jobs staged in distmgr.box/outgoing by a run that was killed: move
  * the recorded ones into schedule.box, remove the others.  At start. */
 int      dm_recover_jobs(struct distmgr *dm);

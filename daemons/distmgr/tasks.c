@@ -3,7 +3,6 @@
  *
  * SYNOPSIS
  *   task_work(job)                 the pool's work function for every task
- *   dm_db_get(dm) dm_db_put(dm, db) dm_db_close_all(dm) dm_db_interrupt_all(dm)
  *   dm_recover_jobs(dm)            at start: finish the hand-over of staged jobs
  *   dm_next_retry(db)              when the retry timer should fire
  *
@@ -77,105 +76,7 @@
 #define SCOPE_SOURCE "source"
 #define SCOPE_SITES  "sites"
 
-/* ---------------------------------------------------------------- connections */
-
-sqlite3 *dm_db_get(struct distmgr *dm)
-{
-    sqlite3 *db = NULL;
-    char err[SS_ERR_MAX];
-
-    pthread_mutex_lock(&dm->conn_lock);
-    if (dm->nidle > 0)
-        db = dm->idle[--dm->nidle];
-    pthread_mutex_unlock(&dm->conn_lock);
-    if (!db && sitedb_open_root(dm->root, 0, &db, err, sizeof err) < 0) {
-        log_error("%s", err);
-        return NULL;
-    }
-    pthread_mutex_lock(&dm->conn_lock);
-    if (dm->nbusy < DM_MAX_CONNS)
-        dm->busy[dm->nbusy++] = db;
-    /* A stop that came while this connection was idle or being opened
-     * must still end its waits. */
-    if (atomic_load(&dm->stopping))
-        sitedb_interrupt(db);
-    pthread_mutex_unlock(&dm->conn_lock);
-    return db;
-}
-
-void dm_db_put(struct distmgr *dm, sqlite3 *db)
-{
-    int i;
-
-    if (!db)
-        return;
-    pthread_mutex_lock(&dm->conn_lock);
-    for (i = 0; i < dm->nbusy; i++)
-        if (dm->busy[i] == db) {
-            dm->busy[i] = dm->busy[--dm->nbusy];
-            break;
-        }
-    if (!atomic_load(&dm->stopping) && dm->nidle < DM_MAX_CONNS) {
-        dm->idle[dm->nidle++] = db;
-        db = NULL;
-    }
-    pthread_mutex_unlock(&dm->conn_lock);
-    if (db)
-        sitedb_close(db);
-}
-
-void dm_db_interrupt_all(struct distmgr *dm)
-{
-    pthread_mutex_lock(&dm->conn_lock);
-    for (int i = 0; i < dm->nbusy; i++)
-        sitedb_interrupt(dm->busy[i]);
-    pthread_mutex_unlock(&dm->conn_lock);
-}
-
-void dm_db_close_all(struct distmgr *dm)
-{
-    pthread_mutex_lock(&dm->conn_lock);
-    while (dm->nidle > 0)
-        sitedb_close(dm->idle[--dm->nidle]);
-    pthread_mutex_unlock(&dm->conn_lock);
-}
-
 /* ---------------------------------------------------------------- helpers */
-
-static int step_done(sqlite3 *db, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        int e = sitedb_errno(db, rc);
-        if (e != -EINTR)
-            log_error("site database: %s", sqlite3_errmsg(db));
-        return e;
-    }
-    return 0;
-}
-
-/* Run one statement with text/integer parameters given as a format:
- * 's' text, 'i' long long.  Returns 0 or -errno (logged). */
-static int exec_bind(sqlite3 *db, const char *sql, const char *fmt, ...)
-{
-    sqlite3_stmt *st;
-    va_list ap;
-    int rc, i = 1;
-
-    if ((rc = sitedb_prepare(db, sql, &st)) < 0)
-        return rc;
-    va_start(ap, fmt);
-    for (const char *f = fmt; *f; f++, i++) {
-        if (*f == 's')
-            sqlite3_bind_text(st, i, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
-        else
-            sqlite3_bind_int64(st, i, va_arg(ap, long long));
-    }
-    va_end(ap);
-    rc = step_done(db, st);
-    sqlite3_finalize(st);
-    return rc;
-}
 
 static void txt(char *dst, size_t len, sqlite3_stmt *st, int col)
 {
@@ -200,24 +101,6 @@ static int add_want(struct task *t, const char *pkg, const char *dp)
     (void)ss_strcpy(w[t->nwants].dp, sizeof w->dp, dp ? dp : "");
     t->nwants++;
     return 0;
-}
-
-/* Make every object written to the store durable before a manifest that
- * names them is committed. */
-static int store_sync(struct distmgr *dm)
-{
-    int fd, rc;
-
-    if ((fd = open(dm->store, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-        return -errno;
-    rc = ss_syncfs(fd);
-    close(fd);
-    if (rc == -ENOSYS) {
-        /* No trustworthy syncfs: sync(2) waits for every write-back. */
-        sync();
-        rc = 0;
-    }
-    return rc;
 }
 
 /* Small objects (small.db) no manifest row references any more.  The
@@ -531,7 +414,7 @@ static int pkg_finish_delete(struct task *t, sqlite3 *db, const struct pkgrow *p
     int rc, left;
 
     /* Source and child-site retries of a package being deleted are moot. */
-    if ((rc = exec_bind(db, "DELETE FROM retry WHERE scope IN ('source', 'sites') AND target = ?",
+    if ((rc = sitedb_execf(db, "DELETE FROM retry WHERE scope IN ('source', 'sites') AND target = ?",
                         "s", p->id)) < 0)
         return rc;
     if ((rc = sitedb_prepare(db, "SELECT count(*) FROM dp_state s WHERE package = ?"
@@ -551,9 +434,9 @@ static int pkg_finish_delete(struct task *t, sqlite3 *db, const struct pkgrow *p
         return rc;
     if ((rc = sitedb_begin(db)) < 0)
         goto out;
-    if ((rc = exec_bind(db, "DELETE FROM package WHERE id = ?", "s", p->id)) < 0 ||
-        (rc = exec_bind(db, "DELETE FROM site_job WHERE package = ?", "s", p->id)) < 0 ||
-        (rc = exec_bind(db, "DELETE FROM retry WHERE scope IN ('dp','source','sites')"
+    if ((rc = sitedb_execf(db, "DELETE FROM package WHERE id = ?", "s", p->id)) < 0 ||
+        (rc = sitedb_execf(db, "DELETE FROM site_job WHERE package = ?", "s", p->id)) < 0 ||
+        (rc = sitedb_execf(db, "DELETE FROM retry WHERE scope IN ('dp','source','sites')"
                             " AND (target = ?1 OR substr(target, 1, 9) = ?1 || '/')",
                         "s", p->id)) < 0 ||
         (rc = sitedb_commit(db)) < 0) {
@@ -584,7 +467,7 @@ static void pkg_failed(struct task *t, sqlite3 *db, const struct pkgrow *p, int 
     sm_emit(SM_DIST_FAILED, -err, attrs, p->name, p->id, why, NULL);
     if (sitedb_begin(db) < 0)
         return;
-    if (exec_bind(db, "UPDATE package SET last_error = ?, updated_ms = ? WHERE id = ?",
+    if (sitedb_execf(db, "UPDATE package SET last_error = ?, updated_ms = ? WHERE id = ?",
                   "sis", why, (long long)ss_now_ms(), p->id) < 0 ||
         (retry && retry_failure(db, SCOPE_SOURCE, p->id, why, &dm->policy, ss_now_ms(), &rs) < 0) ||
         sitedb_commit(db) < 0) {
@@ -647,10 +530,10 @@ static int pkg_new_version(struct task *t, sqlite3 *db, struct pkgrow *p)
     if (p->version > 0 && mf_equal(&prev, &cur)) {
         log_info("package %s: source unchanged (%lld files, %s hashed again); version stays %lld",
                  p->id, (long long)cur.files, szs(ss.bytes_hashed, zb), p->version);
-        rc = exec_bind(db, "DELETE FROM retry WHERE scope = 'source' AND target = ?", "s", p->id);
+        rc = sitedb_execf(db, "DELETE FROM retry WHERE scope = 'source' AND target = ?", "s", p->id);
         goto out;
     }
-    if ((rc = store_sync(dm)) < 0) {
+    if ((rc = store_sync(dm->store)) < 0) {
         (void)ss_fmt(err, sizeof err, "cannot make the content store durable: %s", strerror(-rc));
         pkg_failed(t, db, p, rc, err, 1);
         t->outcome = 2;
@@ -663,22 +546,22 @@ static int pkg_new_version(struct task *t, sqlite3 *db, struct pkgrow *p)
         goto out;
     {
         long long nv = p->version + 1, now = ss_now_ms();
-        if ((rc = exec_bind(db, "INSERT INTO pkg_version (package, version, files, bytes,"
+        if ((rc = sitedb_execf(db, "INSERT INTO pkg_version (package, version, files, bytes,"
                                 " created_ms) VALUES (?, ?, ?, ?, ?)", "siiii", p->id, nv,
                             (long long)cur.files, (long long)cur.bytes, now)) < 0 ||
             (rc = mf_db_save(db, p->id, nv, &cur)) < 0 ||
-            (rc = exec_bind(db, "UPDATE package SET version = ?, last_error = '', updated_ms = ?"
+            (rc = sitedb_execf(db, "UPDATE package SET version = ?, last_error = '', updated_ms = ?"
                                 " WHERE id = ?", "iis", nv, now, p->id)) < 0 ||
             /* Older versions are not needed: a DP is brought to the newest,
              * and what it holds of an older one is on the DP itself. */
-            (rc = exec_bind(db, "DELETE FROM pkg_version WHERE package = ? AND version < ?",
+            (rc = sitedb_execf(db, "DELETE FROM pkg_version WHERE package = ? AND version < ?",
                             "si", p->id, nv)) < 0 ||
-            (rc = exec_bind(db, "DELETE FROM retry WHERE scope = 'source' AND target = ?",
+            (rc = sitedb_execf(db, "DELETE FROM retry WHERE scope = 'source' AND target = ?",
                             "s", p->id)) < 0 ||
             /* Older versions' DP history: nothing will act on it again
              * (a DP is brought to the newest), and an overdue row would
              * keep the retry timer firing. */
-            (rc = exec_bind(db, "DELETE FROM retry WHERE scope = 'dp' AND target GLOB ?1 || '/*'"
+            (rc = sitedb_execf(db, "DELETE FROM retry WHERE scope = 'dp' AND target GLOB ?1 || '/*'"
                                 " AND target NOT GLOB ?1 || '/del/*'"
                                 " AND target NOT GLOB ?1 || '/' || ?2 || '/*'",
                             "si", p->id, nv)) < 0 ||
@@ -820,7 +703,7 @@ static int hand_over(struct distmgr *dm, sqlite3 *db, int outfd, const char *pkg
     log_info("package %s version %lld handed to the scheduler for child site %s (%s)", pkg,
              version, site, name);
     sm_emit_keyed(SM_DIST_TO_SITE, key, 0, attrs, pkg, vs, site, NULL);
-    return exec_bind(db, "UPDATE site_job SET state = 'queued', job = ?"
+    return sitedb_execf(db, "UPDATE site_job SET state = 'queued', job = ?"
                          " WHERE package = ? AND version = ? AND site = ?",
                      "ssis", name, pkg, version, site);
 }
@@ -922,7 +805,7 @@ static int pkg_sites(struct task *t, sqlite3 *db, const struct pkgrow *p)
             break;
         }
         if ((rc = sitedb_begin(db)) < 0 ||
-            (rc = exec_bind(db, "INSERT INTO site_job (package, version, site, state, job,"
+            (rc = sitedb_execf(db, "INSERT INTO site_job (package, version, site, state, job,"
                                 " created_ms) VALUES (?, ?, ?, 'staged', ?, ?)", "sissi",
                             p->id, p->version, sites[i], name, (long long)ss_now_ms())) < 0 ||
             (rc = sitedb_commit(db)) < 0) {
@@ -934,7 +817,7 @@ static int pkg_sites(struct task *t, sqlite3 *db, const struct pkgrow *p)
             break;          /* the row stays staged: the next start moves it */
     }
     if (rc == 0)
-        (void)exec_bind(db, "DELETE FROM retry WHERE scope = 'sites' AND target = ?", "s", p->id);
+        (void)sitedb_execf(db, "DELETE FROM retry WHERE scope = 'sites' AND target = ?", "s", p->id);
 out:
     if (outfd >= 0)
         close(outfd);
@@ -944,7 +827,7 @@ out:
 
 int dm_recover_jobs(struct distmgr *dm)
 {
-    sqlite3 *db = dm_db_get(dm);
+    sqlite3 *db = sitedb_pool_get(&dm->dbs);
     struct inbox_entry ents[256];
     size_t n = 0, moved = 0, removed = 0;
     int rc;
@@ -981,7 +864,7 @@ int dm_recover_jobs(struct distmgr *dm)
                  "removed (they are written again)", moved, removed);
     rc = 0;
 out:
-    dm_db_put(dm, db);
+    sitedb_pool_put(&dm->dbs, db);
     return rc;
 }
 
@@ -1061,7 +944,7 @@ static int load_dp(sqlite3 *db, const char *pkg, const char *dp, struct dprow *r
 static int set_dp_state(sqlite3 *db, const char *pkg, const char *dp, const char *state,
                         long long version, long long target, const char *error)
 {
-    return exec_bind(db,
+    return sitedb_execf(db,
         /* Not for a DP removed (sitectl dp remove) while the task ran: its
          * row would hold up a deletion of the package for ever. */
         "INSERT INTO dp_state (package, dp, state, version, target, last_error, updated_ms)"
@@ -1084,7 +967,7 @@ static int dp_remove_task(struct task *t, sqlite3 *db, const char *path)
     if ((r2 = sitedb_begin(db)) < 0)
         return r2;
     if (rc == 0) {
-        r2 = exec_bind(db, "DELETE FROM dp_state WHERE package = ? AND dp = ?", "ss", t->pkg, t->dp);
+        r2 = sitedb_execf(db, "DELETE FROM dp_state WHERE package = ? AND dp = ?", "ss", t->pkg, t->dp);
         if (r2 == 0)
             r2 = retry_success(db, SCOPE_DP, target);
         if (r2 == 0)
@@ -1181,7 +1064,7 @@ static int task_dp(struct task *t, sqlite3 *db)
     if (rc == 0) {
         r2 = set_dp_state(db, p.id, t->dp, "installed", p.version, p.version, "");
         if (r2 == 0)
-            r2 = exec_bind(db, "DELETE FROM retry WHERE scope = 'dp' AND target GLOB ?1 || '/*/' || ?2",
+            r2 = sitedb_execf(db, "DELETE FROM retry WHERE scope = 'dp' AND target GLOB ?1 || '/*/' || ?2",
                            "ss", p.id, t->dp);
         failed_now = 0;
     } else if (cleared_meanwhile(db, p.id, t->dp)) {
@@ -1320,7 +1203,7 @@ void task_work(struct pool_job *j)
         t->rc = -EINTR;
         return;
     }
-    if ((db = dm_db_get(t->dm)) == NULL) {
+    if ((db = sitedb_pool_get(&t->dm->dbs)) == NULL) {
         t->rc = -EIO;
         return;
     }
@@ -1334,7 +1217,7 @@ void task_work(struct pool_job *j)
     if (!sqlite3_get_autocommit(db))
         sitedb_rollback(db);
     t->next_retry = atomic_load(&t->dm->stopping) ? INT64_MAX : dm_next_retry(db);
-    dm_db_put(t->dm, db);
+    sitedb_pool_put(&t->dm->dbs, db);
 }
 
 int64_t dm_next_retry(sqlite3 *db)

@@ -122,8 +122,8 @@ static int setup(void **state)
     assert_int_equal(sitedb_open_root(f->root, 0, &f->db, err, sizeof err), 0);
 
     struct distmgr *dm = &f->dm;
-    pthread_mutex_init(&dm->conn_lock, NULL);
     (void)ss_strcpy(dm->root, sizeof dm->root, f->root);
+    sitedb_pool_init(&dm->dbs, f->root);
     (void)ss_strcpy(dm->site, sizeof dm->site, "CEN");
     assert_int_equal(ss_path(dm->store, sizeof dm->store, "%s/store", f->root), 0);
     assert_int_equal(store_init(dm->store), 0);
@@ -147,10 +147,10 @@ static int teardown(void **state)
     struct fx *f = *state;
 
     sitedb_close(f->db);
-    dm_db_close_all(&f->dm);
+    sitedb_pool_close(&f->dm.dbs);
     close(f->dm.outfd);
     inbox_close(&f->dm.schedbox);
-    pthread_mutex_destroy(&f->dm.conn_lock);
+    pthread_mutex_destroy(&f->dm.dbs.lock);
     tu_tmpdir_free(f->root);
     free(f);
     return 0;

@@ -287,7 +287,7 @@ static void test_pck_roundtrip(void **state)
     assert_true(size < (int64_t)BIG_SIZE);
     assert_true(size > (int64_t)BIG_SIZE / 2);
 
-    assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, err, sizeof err), 0);
+    assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, NULL, err, sizeof err), 0);
     assert_all_stored(f, f->store2);
     /* empty, hello (= dup), big, z: four distinct contents, three of them
      * small (committed: another connection sees them) and one loose. */
@@ -303,7 +303,7 @@ static void test_pck_roundtrip(void **state)
     assert_int_equal(st.st_mode & 07777, 0640);
 
     /* Again: everything is there, so every file is only hashed. */
-    assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, err, sizeof err), 0);
+    assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, NULL, err, sizeof err), 0);
     assert_all_stored(f, f->store2);
     assert_int_equal(count_small(f->store2), 3);
     assert_int_equal(count_loose(f->store2), 1);
@@ -332,7 +332,7 @@ static void test_pck_partly_stored(void **state)
     struct stat before, after;
     assert_int_equal(store_object_path(f->store2, hsha, obj, sizeof obj), 0);
     assert_int_equal(stat(obj, &before), 0);
-    assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, err, sizeof err), 0);
+    assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, NULL, err, sizeof err), 0);
     assert_all_stored(f, f->store2);
     assert_int_equal(count_small(f->store2), 3);
     assert_int_equal(count_loose(f->store2), 1);
@@ -353,7 +353,7 @@ static void test_pck_empty_manifest(void **state)
     assert_int_equal(mf_add(&m, &f->m.e[0]), 0);
     assert_int_equal(pck_write(f->store, &m, f->pck, 3, NULL, &size, sha, err, sizeof err), 0);
     assert_true(size > 0);
-    assert_int_equal(pck_extract(f->pck, size, sha, &m, f->store2, err, sizeof err), 0);
+    assert_int_equal(pck_extract(f->pck, size, sha, &m, f->store2, NULL, err, sizeof err), 0);
     assert_int_equal(count_objects(f->store2), 0);
     mf_free(&m);
 }
@@ -372,7 +372,7 @@ static void test_pck_tampered(void **state)
     tu_write_len(f->pck, data, len);
     free(data);
 
-    assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, err, sizeof err),
+    assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, NULL, err, sizeof err),
                      -EBADMSG);
     assert_non_null(strstr(err, "SHA-256 mismatch"));
     /* Refused before anything was decoded or stored. */
@@ -391,7 +391,7 @@ static void test_pck_wrong_size(void **state)
     const int64_t wrong[] = { size - 1, size + 1, 0 };
     for (size_t i = 0; i < SS_ARRAY_LEN(wrong); i++) {
         err[0] = '\0';
-        assert_int_equal(pck_extract(f->pck, wrong[i], sha, &f->m, f->store2,
+        assert_int_equal(pck_extract(f->pck, wrong[i], sha, &f->m, f->store2, NULL,
                                      err, sizeof err), -EBADMSG);
         assert_non_null(strstr(err, "bytes, the instruction says"));
     }
@@ -400,7 +400,7 @@ static void test_pck_wrong_size(void **state)
     err[0] = '\0';
     char missing[SS_PATH_MAX];
     assert_int_equal(ss_path(missing, sizeof missing, "%s/none.pck", f->dir), 0);
-    assert_int_equal(pck_extract(missing, size, sha, &f->m, f->store2, err, sizeof err),
+    assert_int_equal(pck_extract(missing, size, sha, &f->m, f->store2, NULL, err, sizeof err),
                      -ENOENT);
     assert_non_null(strstr(err, "none.pck"));
 }
@@ -421,7 +421,7 @@ static void test_pck_bad_file_sha(void **state)
     unsigned char bogus[32];
     memcpy(bogus, z->sha, 32);
 
-    assert_int_equal(pck_extract(f->pck, size, sha, &m, f->store2, err, sizeof err),
+    assert_int_equal(pck_extract(f->pck, size, sha, &m, f->store2, NULL, err, sizeof err),
                      -EBADMSG);
     assert_non_null(strstr(err, "z.txt"));
     /* The loose object before it (big.bin) was verified and stays; the
@@ -437,7 +437,7 @@ static void test_pck_bad_file_sha(void **state)
     mf_free(&m);
 
     /* The right manifest afterwards stores everything. */
-    assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, err, sizeof err), 0);
+    assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, NULL, err, sizeof err), 0);
     assert_all_stored(f, f->store2);
     assert_int_equal(count_objects(f->store2), 4);
 }
@@ -458,7 +458,7 @@ static void test_pck_stream_length(void **state)
     mf_init(&m);
     for (size_t i = 0; i + 1 < f->m.n; i++)
         assert_int_equal(mf_add(&m, &f->m.e[i]), 0);
-    assert_int_equal(pck_extract(f->pck, size, sha, &m, f->store2, err, sizeof err),
+    assert_int_equal(pck_extract(f->pck, size, sha, &m, f->store2, NULL, err, sizeof err),
                      -EBADMSG);
     assert_non_null(strstr(err, "more data than its manifest"));
     assert_int_equal(count_tmp(f->store2), 0);
@@ -468,7 +468,7 @@ static void test_pck_stream_length(void **state)
     copy_manifest(&f->m, &m);
     m.e[m.n - 1].size += 10;
     err[0] = '\0';
-    assert_int_equal(pck_extract(f->pck, size, sha, &m, f->store2, err, sizeof err),
+    assert_int_equal(pck_extract(f->pck, size, sha, &m, f->store2, NULL, err, sizeof err),
                      -EBADMSG);
     assert_non_null(strstr(err, "z.txt"));
     assert_int_equal(count_tmp(f->store2), 0);
@@ -483,7 +483,7 @@ static void test_pck_stream_length(void **state)
     tu_write_len(f->pck, data, cut);
     free(data);
     err[0] = '\0';
-    assert_int_equal(pck_extract(f->pck, (int64_t)cut, hsha, &f->m, f->store2,
+    assert_int_equal(pck_extract(f->pck, (int64_t)cut, hsha, &f->m, f->store2, NULL,
                                  err, sizeof err), -EBADMSG);
     assert_true(err[0] != '\0');
     const struct mf_entry *z = mf_find(&f->m, "z.txt");
@@ -555,7 +555,7 @@ static void test_pck_write_errors(void **state)
     tu_write(tmp, "half a package");
     tu_write(f->pck, "an older package");
     write_pck(f, &size, sha);
-    assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, err, sizeof err), 0);
+    assert_int_equal(pck_extract(f->pck, size, sha, &f->m, f->store2, NULL, err, sizeof err), 0);
     assert_all_stored(f, f->store2);
 }
 

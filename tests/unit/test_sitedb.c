@@ -384,6 +384,44 @@ static void test_interrupt_statement(void **state)
     sitedb_close(db);
 }
 
+/* The connection pool: a connection given back is the one taken next;
+ * after sitedb_pool_stop a connection taken cannot wait for the write
+ * lock, and one given back is closed, not kept.  sitedb_execf binds text
+ * and integers in order. */
+static void test_pool_and_execf(void **state)
+{
+    struct tu_dir *f = *state;
+    struct sitedb_pool pool;
+    sqlite3 *a, *b, *holder;
+    char err[SS_ERR_MAX], root[SS_PATH_MAX];
+
+    assert_int_equal(ss_path(root, sizeof root, "%s/db", f->dir), 0);
+    assert_int_equal(ss_mkdir_p(root, 0750), 0);
+    sitedb_pool_init(&pool, f->dir);
+    assert_non_null(a = sitedb_pool_get(&pool));
+    assert_int_equal(sitedb_execf(a, "INSERT INTO retry VALUES (?1, ?2, 'retrying', ?3, 0, '', 0)",
+                                  "ssi", "dp", "P/1/D", 7LL), 0);
+    assert_int_equal(query_int(a, "SELECT attempts FROM retry WHERE target = 'P/1/D'"), 7);
+    assert_int_equal(sitedb_execf(a, "SELECT nonsense FROM nowhere", ""), -EIO);
+    sitedb_pool_put(&pool, a);
+    assert_ptr_equal(b = sitedb_pool_get(&pool), a);
+    sitedb_pool_put(&pool, b);
+
+    /* Another connection holds the write lock; after the stop, a pooled
+     * connection gives up at once instead of waiting for it. */
+    assert_int_equal(sitedb_open_root(f->dir, 0, &holder, err, sizeof err), 0);
+    assert_int_equal(sitedb_begin(holder), 0);
+    sitedb_pool_stop(&pool);
+    assert_non_null(b = sitedb_pool_get(&pool));
+    assert_int_equal(sitedb_begin(b), -EINTR);
+    sitedb_pool_put(&pool, b);              /* closed, not kept */
+    assert_int_equal(pool.nidle, 0);
+    assert_int_equal(sitedb_rollback(holder), 0);
+    sitedb_close(holder);
+    sitedb_pool_close(&pool);
+    pthread_mutex_destroy(&pool.lock);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +437,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_open, setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_interrupt_lock_wait, setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(test_interrupt_statement, setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_pool_and_execf, setup, tu_dir_teardown),
     };
     setenv("SITESRV_UNSAFE_NOFSYNC", "1", 1);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,484 @@
+/*
+ * despool - the Despooler daemon.
+ *
+ * SUMMARY
+ *   Verifies what another site sent into inboxes/despoolr.box/receive,
+ *   installs it into this site's store and database, and hands it to this
+ *   site's distmgr, which serves the DPs and the child sites (SPEC 2, 3).
+ *
+ * DESCRIPTION
+ *   This file is the loop side; the work for one instruction is in
+ *   install.c (ds_process).  The loop watches receive/: an instruction
+ *   X.ins is committed when it is there (the sender renames it in after
+ *   its package file X.pck), so only .ins files are taken; .pck files are
+ *   left where they are for their instruction; any other name is
+ *   quarantined.  Instructions carry no priority of their own, so they are
+ *   taken oldest first (by modification time), at most despool.threads at
+ *   once (a few more are claimed and queued), each claimed into work/ on
+ *   the loop thread and processed on a worker of the pool.
+ *
+ *   An instruction whose package file has not arrived goes back to the
+ *   inbox at once: no worker waits for it.  The loop remembers its name
+ *   and looks again when a file arrives (the watch's event) and at least
+ *   every WAIT_RETRY_MS; 8303 says so once per instruction (per run).  An
+ *   instruction returned after a failure that may pass (the database, the
+ *   disk) is looked at again after FAIL_RETRY_MS, not on every event, so
+ *   that a broken disk does not make a busy loop.
+ *
+ *   Every claimed instruction is finished, quarantined with its package
+ *   file, or returned to the inbox: by ds_process, by the pool's done()
+ *   for a job cancelled at stop, and by inbox_recover at the next start
+ *   after a kill.  At stop the workers see the stop flag between steps,
+ *   and the database connections are interrupted.
+ *
+ * DIAGNOSTICS
+ *   logs/despool.log.  The ready file shows installed=, rejected=,
+ *   duplicates=, waiting= (instructions waiting for their package file
+ *   now) and quarantined= (odd names).  Exit status 0 after an orderly
+ *   stop, 1 when it cannot start.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "despool.h"
+#include "log.h"
+#include "manifest.h"
+#include "sitedb.h"
+#include "statmsg.h"
+
+#define RESCAN_MS      60000   /* a full look at receive/ at least this often */
+#define WAIT_RETRY_MS  2000    /* an instruction waiting for its package file */
+#define FAIL_RETRY_MS  5000    /* after a failure that may pass */
+#define PAGE           256
+
+/* An instruction the loop remembers between attempts. */
+struct held {
+    char    name[UNIQ_NAME_MAX];
+    int64_t not_before;        /* monotonic ms */
+    int     waiting;           /* for its package file: its arrival is enough */
+    int     noted;             /* 8303 said */
+    struct held *next;
+};
+
+struct despool {
+    struct daemon  *d;
+    char            root[SS_PATH_MAX];
+    char            store[SS_PATH_MAX];
+    char            site[SS_SITE_LEN + 1];
+    struct ds_env   env;
+    atomic_int      stopping;
+    atomic_int      store_ok;      /* store_init done */
+    volatile int    stop_flag;     /* what the workers poll */
+
+    struct sitedb_pool dbs;        /* connections for the workers */
+
+    /* Loop thread only. */
+    struct inbox    rx;
+    struct pool    *pool;
+    struct daemon_watch *watch;
+    uv_timer_t      timer;
+    int             timer_open;
+    struct held    *held;
+    size_t          inflight;
+    int             slots;         /* claimed at most at once */
+    uint64_t        installed, rejected, duplicates, quarantined;
+};
+
+struct job {
+    struct pool_job  job;
+    struct despool  *ds;
+    char             name[UNIQ_NAME_MAX];
+    struct ds_result res;
+};
+
+/* ---------------------------------------------------------------- held names */
+
+static struct held *held_get(struct despool *ds, const char *name, int create)
+{
+    struct held *h;
+
+    for (h = ds->held; h; h = h->next)
+        if (strcmp(h->name, name) == 0)
+            return h;
+    if (!create || !(h = calloc(1, sizeof *h)))
+        return NULL;
+    (void)ss_strcpy(h->name, sizeof h->name, name);
+    h->next = ds->held;
+    ds->held = h;
+    return h;
+}
+
+static void held_del(struct despool *ds, const char *name)
+{
+    for (struct held **hp = &ds->held; *hp; hp = &(*hp)->next)
+        if (strcmp((*hp)->name, name) == 0) {
+            struct held *h = *hp;
+            *hp = h->next;
+            free(h);
+            return;
+        }
+}
+
+static size_t held_waiting(const struct despool *ds)
+{
+    size_t n = 0;
+
+    for (const struct held *h = ds->held; h; h = h->next)
+        n += h->waiting != 0;
+    return n;
+}
+
+/* ---------------------------------------------------------------- jobs */
+
+/* The content store made (store_init) once, on first use: a site whose
+ * store does not exist yet is not a reason to refuse to start. */
+static int store_ready(struct despool *ds)
+{
+    int rc;
+
+    if (atomic_load(&ds->store_ok))
+        return 0;
+    if ((rc = store_init(ds->store)) == 0)
+        atomic_store(&ds->store_ok, 1);
+    return rc;
+}
+
+static void job_work(struct pool_job *j)
+{
+    struct job *jb = (struct job *)j;
+    struct despool *ds = jb->ds;
+    sqlite3 *db = NULL;
+    int rc;
+
+    if ((rc = store_ready(ds)) < 0) {
+        memset(&jb->res, 0, sizeof jb->res);
+        jb->res.err = rc;
+        log_error("cannot prepare the content store %s: %s; instruction %s waits in the inbox",
+                  ds->store, strerror(-rc), jb->name);
+        if (inbox_return(&ds->rx, jb->name) < 0)
+            log_error("instruction %s: cannot return it to the inbox", jb->name);
+        jb->res.outcome = DS_RETURNED;
+        return;
+    }
+    if (!(db = sitedb_pool_get(&ds->dbs))) {
+        memset(&jb->res, 0, sizeof jb->res);
+        jb->res.err = -EIO;
+        (void)ss_strcpy(jb->res.why, sizeof jb->res.why, "cannot open the site database");
+        if (inbox_return(&ds->rx, jb->name) < 0)
+            log_error("instruction %s: cannot return it to the inbox", jb->name);
+        jb->res.outcome = DS_RETURNED;
+        return;
+    }
+    ds_process(&ds->env, db, &ds->rx, jb->name, &jb->res);
+    sitedb_pool_put(&ds->dbs, db);
+}
+
+static void job_done(struct pool_job *j, int cancelled)
+{
+    struct job *jb = (struct job *)j;
+    struct despool *ds = jb->ds;
+    struct held *h;
+    int rc;
+
+    ds->inflight--;
+    if (cancelled) {
+        /* Queued when the daemon stopped: never started, still in work/. */
+        if ((rc = inbox_return(&ds->rx, jb->name)) < 0 && rc != -ENOENT)
+            log_error("instruction %s: cannot return it to the inbox: %s; it is returned at "
+                      "the next start", jb->name, strerror(-rc));
+        free(jb);
+        return;
+    }
+    switch (jb->res.outcome) {
+    case DS_INSTALLED:
+        ds->installed++;
+        held_del(ds, jb->name);
+        break;
+    case DS_DUPLICATE:
+        ds->duplicates++;
+        held_del(ds, jb->name);
+        break;
+    case DS_REJECTED:
+        ds->rejected++;
+        held_del(ds, jb->name);
+        break;
+    case DS_WAITING:
+        if (!(h = held_get(ds, jb->name, 1)))
+            break;
+        h->waiting = 1;
+        h->not_before = ss_mono_ms() + WAIT_RETRY_MS;
+        if (!h->noted) {
+            char vs[24];
+            const char *attrs[] = { "PackageID", jb->res.in.package, "Version", vs, "Site",
+                                    jb->res.in.site, NULL };
+            h->noted = 1;
+            (void)ss_fmt(vs, sizeof vs, "%lld", jb->res.in.version);
+            log_info("instruction %s (package %s version %lld from site %s): its package file "
+                     "has not arrived; looked at again when it does", jb->name,
+                     jb->res.in.package, jb->res.in.version, jb->res.in.site);
+            sm_emit(SM_DESPOOL_WAITING, 0, attrs, jb->name, jb->res.in.package, vs, NULL);
+        }
+        break;
+    case DS_RETURNED:
+        if (daemon_stopping(ds->d))
+            break;
+        if ((h = held_get(ds, jb->name, 1)) != NULL) {
+            h->waiting = 0;
+            h->not_before = ss_mono_ms() + FAIL_RETRY_MS;
+        }
+        break;
+    }
+    free(jb);
+    if (!daemon_stopping(ds->d) && ds->watch)
+        daemon_watch_kick(ds->watch);
+}
+
+/* ---------------------------------------------------------------- the inbox */
+
+struct cand {
+    char    name[SS_NAME_MAX + 1];
+    int64_t mtime_ns;
+};
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+
+    if (x->mtime_ns != y->mtime_ns)
+        return x->mtime_ns < y->mtime_ns ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* Is an instruction the loop remembers to be looked at now? */
+static int held_due(struct despool *ds, const struct held *h, int64_t now)
+{
+    char pck[SS_NAME_MAX + 1];
+
+    if (now >= h->not_before)
+        return 1;
+    return h->waiting && ds_pck_name(h->name, pck, sizeof pck) == 0 &&
+           faccessat(ds->rx.dirfd, pck, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static void submit(struct despool *ds, const char *name)
+{
+    struct job *jb;
+    int rc;
+
+    if ((rc = inbox_claim(&ds->rx, name)) < 0) {
+        if (rc != -ENOENT)
+            log_warn("instruction %s: cannot claim it: %s", name, strerror(-rc));
+        return;
+    }
+    if (!(jb = calloc(1, sizeof *jb))) {
+        log_error("out of memory: instruction %s waits in the inbox", name);
+        (void)inbox_return(&ds->rx, name);
+        return;
+    }
+    jb->ds = ds;
+    (void)ss_strcpy(jb->name, sizeof jb->name, name);
+    jb->job.work = job_work;
+    jb->job.done = job_done;
+    ds->inflight++;
+    pool_submit(ds->pool, &jb->job);
+}
+
+static void watch_cb(struct daemon_watch *w, void *arg)
+{
+    struct despool *ds = arg;
+    struct inbox_cursor cur;
+    struct inbox_entry ents[PAGE];
+    struct cand *c = NULL;
+    size_t n, nc = 0, cap = 0;
+    int64_t now = ss_mono_ms();
+    int rc, more = 0;
+
+    if (ds->inflight >= (size_t)ds->slots)
+        return;                 /* a job's done() looks again */
+    if ((rc = inbox_cursor_open(&ds->rx, &cur)) < 0) {
+        log_warn("cannot list %s: %s", ds->rx.path, strerror(-rc));
+        return;
+    }
+    while ((rc = inbox_cursor_next(&cur, ents, SS_ARRAY_LEN(ents), &n)) == 0 && n > 0 &&
+           !daemon_stopping(ds->d)) {
+        for (size_t i = 0; i < n; i++) {
+            const char *nm = ents[i].name;
+            size_t l = strlen(nm);
+            struct held *h;
+            struct stat sb;
+
+            if (ents[i].odd) {
+                ds->quarantined++;
+                (void)inbox_quarantine(&ds->rx, 0, nm, "not an instruction or package file "
+                                       "name (<site>-<32 hex>.ins or .pck)");
+                continue;
+            }
+            if (l < 4 || strcmp(nm + l - 4, ".ins") != 0)
+                continue;       /* a package file: its instruction takes it */
+            if ((h = held_get(ds, nm, 0)) != NULL && !held_due(ds, h, now))
+                continue;
+            if (fstatat(ds->rx.dirfd, nm, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+                continue;       /* taken meanwhile */
+            if (nc == cap) {
+                size_t ncap = cap ? cap * 2 : 64;
+                struct cand *nw = realloc(c, ncap * sizeof *nw);
+                if (!nw) {
+                    more = 1;
+                    break;
+                }
+                c = nw;
+                cap = ncap;
+            }
+            (void)ss_strcpy(c[nc].name, sizeof c[nc].name, nm);
+            c[nc].mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+            nc++;
+        }
+    }
+    inbox_cursor_close(&cur);
+    if (rc < 0)
+        log_warn("cannot list %s: %s", ds->rx.path, strerror(-rc));
+    if (nc)
+        qsort(c, nc, sizeof *c, cand_cmp);
+    for (size_t i = 0; i < nc && !daemon_stopping(ds->d); i++) {
+        if (ds->inflight >= (size_t)ds->slots) {
+            more = 1;           /* the next done() kicks the watch */
+            break;
+        }
+        submit(ds, c[i].name);
+    }
+    free(c);
+    if (more && ds->inflight == 0)
+        daemon_watch_kick(w);
+}
+
+static void timer_cb(uv_timer_t *tm)
+{
+    struct despool *ds = tm->data;
+
+    /* Instructions waiting for their package file, or after a failure. */
+    if (ds->held && ds->watch && !daemon_stopping(ds->d))
+        daemon_watch_kick(ds->watch);
+}
+
+/* ---------------------------------------------------------------- runtime */
+
+static int despool_start(struct daemon *d)
+{
+    struct despool *ds = daemon_priv(d);
+    const struct ss_conf *c = daemon_conf(d);
+    char path[SS_PATH_MAX];
+    size_t returned = 0, removed = 0;
+    int rc, threads;
+
+    ds->d = d;
+    (void)ss_strcpy(ds->root, sizeof ds->root, daemon_root(d));
+    sitedb_pool_init(&ds->dbs, ds->root);
+    (void)ss_strcpy(ds->site, sizeof ds->site, c->site_code);
+    if ((rc = ss_path(ds->store, sizeof ds->store, "%s/store", ds->root)) == 0 &&
+        (rc = ss_path(path, sizeof path, "%s/small.db", ds->store)) == 0 &&
+        access(path, F_OK) == 0)
+        rc = store_ready(ds);
+    /* else a new site: distmgr, starting now too, makes the store, and
+     * the first instruction makes it if distmgr has not (store_ready). */
+    if (rc < 0) {
+        log_error("cannot prepare the content store %s/store: %s", ds->root, strerror(-rc));
+        return -1;
+    }
+    ds->env.root = ds->root;
+    ds->env.store = ds->store;
+    ds->env.site = ds->site;
+    ds->env.stop = &ds->stop_flag;
+    if ((rc = inbox_open(&ds->rx, ds->root, IB_RECEIVE, ds->site, 1)) < 0) {
+        log_error("cannot open inbox despoolr.box/receive under %s/inboxes: %s", ds->root,
+                  strerror(-rc));
+        return -1;
+    }
+    if ((rc = inbox_recover(&ds->rx, &returned, &removed)) < 0) {
+        log_error("cannot recover %s: %s", ds->rx.path, strerror(-rc));
+        return -1;
+    }
+    if (returned)
+        log_info("%zu instructions of an interrupted run returned to the inbox", returned);
+    threads = c->despool_threads > 0 && c->despool_threads <= 256 ? (int)c->despool_threads : 1;
+    /* A few more claimed than workers, so that a worker never idles
+     * while the loop lists the directory. */
+    ds->slots = threads * 2;
+    if (!(ds->pool = daemon_pool(d, threads)))
+        return -1;
+    uv_timer_init(daemon_loop(d), &ds->timer);
+    ds->timer.data = ds;
+    ds->timer_open = 1;
+    uv_timer_start(&ds->timer, timer_cb, WAIT_RETRY_MS, WAIT_RETRY_MS);
+    if (!(ds->watch = daemon_watch(d, ds->rx.path, RESCAN_MS, watch_cb, ds)))
+        return -1;
+    log_info("despool serving site %s: %d workers on %s", ds->site, threads, ds->rx.path);
+    return 0;
+}
+
+static void despool_reload(struct daemon *d)
+{
+    struct despool *ds = daemon_priv(d);
+
+    if ((long long)pool_threads(ds->pool) != daemon_conf(d)->despool_threads)
+        log_warn("despool.threads changes take effect at the next start");
+}
+
+static void despool_stop(struct daemon *d)
+{
+    struct despool *ds = daemon_priv(d);
+
+    atomic_store(&ds->stopping, 1);
+    ds->stop_flag = 1;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    sitedb_pool_stop(&ds->dbs);
+    if (ds->timer_open) {
+        uv_close((uv_handle_t *)&ds->timer, NULL);
+        ds->timer_open = 0;
+    }
+}
+
+static void despool_status(struct daemon *d, char *buf, size_t len)
+{
+    struct despool *ds = daemon_priv(d);
+
+    snprintf(buf, len, "installed=%llu\nrejected=%llu\nduplicates=%llu\nwaiting=%zu\n"
+             "quarantined=%llu\n", (unsigned long long)ds->installed,
+             (unsigned long long)ds->rejected, (unsigned long long)ds->duplicates,
+             held_waiting(ds), (unsigned long long)ds->quarantined);
+}
+
+static const struct daemon_ops ops = {
+    .name = "despool",
+    .start = despool_start,
+    .stop = despool_stop,
+    .reload = despool_reload,
+    .status = despool_status,
+};
+
+int main(int argc, char **argv)
+{
+    static struct despool ds = {
+        .dbs.lock = PTHREAD_MUTEX_INITIALIZER,
+        .rx = { .dirfd = -1, .tmpfd = -1, .workfd = -1, .corruptfd = -1 },
+    };
+    int r = daemon_main(argc, argv, &ops, &ds);
+
+    /* The pool is stopped: no job uses the connections or the inbox now. */
+    while (ds.held) {
+        struct held *h = ds.held;
+        ds.held = h->next;
+        free(h);
+    }
+    sitedb_pool_close(&ds.dbs);
+    if (ds.rx.dirfd >= 0)
+        inbox_close(&ds.rx);
+    return r;
+}

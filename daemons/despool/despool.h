@@ -1,0 +1,59 @@
+/*
+ * despool.h - what the parts of the Despooler share.
+ *
+ *   despool.c   the loop side: the receive inbox, the timer that looks
+ *               again at instructions waiting for their package file, the
+ *               worker pool, the database connections of its threads
+ *   install.c   one instruction, on a worker thread: verify, unpack into
+ *               the store, record in the site database, hand to distmgr
+ *               (ds_process); linked into tests/unit/test_despool too
+ */
+#ifndef SITESRV_DESPOOL_H
+#define SITESRV_DESPOOL_H
+
+#include <sqlite3.h>
+
+#include "inbox.h"
+#include "pkgfile.h"
+
+/* What ds_process needs of the daemon. */
+struct ds_env {
+    const char *root;              /* the site root */
+    const char *store;             /* <root>/store */
+    const char *site;              /* this site's code (the pkgreq writer prefix) */
+    const volatile int *stop;      /* non-zero: give the instruction back */
+};
+
+enum ds_outcome {
+    DS_INSTALLED,   /* installed; both files removed; 8300 */
+    DS_DUPLICATE,   /* not newer than the version held; both files removed; 8302 */
+    DS_REJECTED,    /* both files quarantined; 8301 */
+    DS_WAITING,     /* its package file is not there: instruction returned */
+    DS_RETURNED,    /* the daemon stops, or a failure that may pass (the
+                     * database, the disk): instruction returned */
+};
+
+struct ds_result {
+    enum ds_outcome outcome;
+    int           parsed;          /* in holds the verified instruction */
+    struct instr  in;
+    long long     held;            /* DS_DUPLICATE: the version this site has */
+    int           err;             /* -errno of the failure, for DS_RETURNED */
+    char          why[SS_ERR_MAX + 128];   /* DS_REJECTED, DS_RETURNED: a sentence */
+};
+
+/*
+ * Process the instruction name (X.ins), which the caller claimed into
+ * ib's work/: its package file is X.pck in the inbox itself.  On return
+ * the instruction is finished (done, or quarantined with its package
+ * file) or given back to the inbox, as res->outcome says; never left in
+ * work/.  Emits 8300, 8301 and 8302 and logs; 8303 is the caller's (once
+ * per instruction, which only the loop can tell).
+ */
+void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const char *name,
+                struct ds_result *res);
+
+/* "X.ins" -> "X.pck" into buf.  0, or -EINVAL for a name not ending in .ins. */
+int ds_pck_name(const char *ins, char *buf, size_t len);
+
+#endif

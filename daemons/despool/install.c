@@ -1,0 +1,463 @@
+/*
+ * install.c - the Despooler's work for one instruction, on a worker thread.
+ *
+ * SYNOPSIS
+ *   ds_process(env, db, inbox, name, &result)
+ *   ds_pck_name(ins, buf, len)
+ *
+ * DESCRIPTION
+ *   An instruction X.ins arrives in despoolr.box/receive after its package
+ *   file X.pck (the sender renames the instruction in last: that rename
+ *   is the commit).  ds_process takes the claimed instruction through:
+ *
+ *   1. read it and verify it (instr_parse): the record's checksum, the
+ *      Ed25519 signature with the public key the site table records for
+ *      the site it names (an unknown site is refused), the fields, and
+ *      the manifest (mf_from_record refuses an absolute path, a ".."
+ *      component, anything that would land outside the package
+ *      directory).  Anything wrong: both files to corrupt/, 8301.
+ *   2. X.pck not there: the instruction goes back to the inbox at once
+ *      (DS_WAITING); the loop looks again later.  A worker never waits.
+ *   3. the version is not newer than the one this site holds: nothing
+ *      changes; both files are removed, 8302.
+ *   4. under the store's shared lock (so that distmgr's collection of
+ *      unreferenced objects never removes what this version is about to
+ *      reference): pck_extract checks the file's size and SHA-256 and
+ *      every file's SHA-256 while it stores the objects the store lacks
+ *      (a mismatch: both files to corrupt/, 8301); the store's file
+ *      system is synced (syncfs), and only then, in one BEGIN IMMEDIATE
+ *      transaction, the package row moves forward to the version (never
+ *      back: the upsert's WHERE, and the version read again inside the
+ *      transaction for an instruction of the same package that a second
+ *      worker installed meanwhile), its pkg_version and manifest rows
+ *      are inserted and older versions' rows deleted.
+ *   5. a package request (update) into this site's distmgr.box, so that
+ *      distmgr serves its DPs and child sites; if that fails, distmgr's
+ *      periodic scan finds the version anyway.
+ *   6. the instruction is done and the package file removed; 8300.
+ *
+ *   A kill anywhere leaves the instruction in work/ (returned to the
+ *   inbox at the next start) or already finished: step 3 makes a repeat
+ *   of a committed install harmless.  Loose objects pck_extract stored
+ *   before a kill are correct content that no manifest references until
+ *   distmgr's collection removes them.
+ *
+ *   A package this site makes from a source of its own (source not empty)
+ *   is never replaced from another site: such an instruction is rejected.
+ *
+ * DIAGNOSTICS
+ *   logs/despool.log (info for installs and duplicates, warn for
+ *   rejections, error for failures that return the instruction); status
+ *   messages 8300 (PackageID, Version, Site), 8301, 8302 (PackageID,
+ *   Version, Site) and, through inbox_quarantine, the corrupt-file message.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "despool.h"
+#include "fsutil.h"
+#include "log.h"
+#include "manifest.h"
+#include "pkgreq.h"
+#include "sitedb.h"
+#include "statmsg.h"
+
+int ds_pck_name(const char *ins, char *buf, size_t len)
+{
+    size_t n = strlen(ins);
+
+    if (n < 5 || strcmp(ins + n - 4, ".ins") != 0 || n >= len)
+        return -EINVAL;
+    memcpy(buf, ins, n - 4);
+    memcpy(buf + n - 4, ".pck", 5);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- keys */
+
+struct keyctx {
+    sqlite3 *db;
+    int      dberr;            /* the database failed: not the sender's fault */
+    char     site[SS_SITE_LEN + 1];
+    char     why[SS_ERR_MAX];  /* a recorded key that does not load */
+};
+
+/* instr_key_fn: the public key recorded for site, or NULL. */
+static EVP_PKEY *key_for(void *arg, const char *site)
+{
+    struct keyctx *k = arg;
+    sqlite3_stmt *st;
+    EVP_PKEY *key = NULL;
+    int rc;
+
+    (void)ss_strcpy(k->site, sizeof k->site, site);
+    if ((rc = sitedb_prepare(k->db, "SELECT pubkey FROM site WHERE code = ?", &st)) < 0) {
+        k->dberr = rc;
+        return NULL;
+    }
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *pem = (const char *)sqlite3_column_text(st, 0);
+        int len = sqlite3_column_bytes(st, 0);
+        if (!pem || sign_load_public_pem(pem, (size_t)len, &key, k->why, sizeof k->why) < 0)
+            key = NULL;
+    } else if (rc != SQLITE_DONE) {
+        k->dberr = sitedb_errno(k->db, rc);
+        if (k->dberr == 0)
+            k->dberr = -EIO;
+    }
+    sqlite3_finalize(st);
+    return key;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+/* The package's version and whether it has a source of this site:
+ * 0 (*version 0 when there is no row) or -errno. */
+static int held_version(sqlite3 *db, const char *pkg, long long *version, int *own)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    *version = 0;
+    *own = 0;
+    if ((rc = sitedb_prepare(db, "SELECT version, source FROM package WHERE id = ?", &st)) < 0)
+        return rc;
+    sqlite3_bind_text(st, 1, pkg, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *src = sqlite3_column_text(st, 1);
+        *version = sqlite3_column_int64(st, 0);
+        *own = src && src[0];
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = 0;
+    } else {
+        rc = sitedb_errno(db, rc);
+        if (rc == 0)
+            rc = -EIO;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void give_back(struct inbox *ib, const char *name, struct ds_result *res,
+                      enum ds_outcome outcome)
+{
+    int rc = inbox_return(ib, name);
+
+    if (rc < 0)
+        log_error("instruction %s: cannot return it to %s: %s; it is returned at the next start",
+                  name, ib->path, strerror(-rc));
+    res->outcome = outcome;
+}
+
+static void reject(struct inbox *ib, const char *name, const char *pck, const char *site,
+                   struct ds_result *res, const char *why)
+{
+    int rc;
+
+    (void)ss_strcpy(res->why, sizeof res->why, why);
+    res->outcome = DS_REJECTED;
+    log_warn("instruction %s from site %s rejected: %s", name, site[0] ? site : "unknown", why);
+    if ((rc = inbox_quarantine(ib, 1, name, why)) < 0)
+        log_error("instruction %s: cannot quarantine it: %s", name, strerror(-rc));
+    /* The package file goes with it, if it came; it is evidence too. */
+    if (pck[0] && faccessat(ib->dirfd, pck, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
+        (rc = inbox_quarantine(ib, 0, pck, why)) < 0 && rc != -ENOENT)
+        log_error("package file %s: cannot quarantine it: %s", pck, strerror(-rc));
+    {
+        /* The package is named only once the signature held. */
+        char vs[24];
+        const char *attrs[] = { "Site", site, "PackageID", res->in.package, "Version", vs, NULL };
+        (void)ss_fmt(vs, sizeof vs, "%lld", res->in.version);
+        if (!site[0])
+            attrs[0] = NULL;
+        else if (!res->parsed)
+            attrs[2] = NULL;
+        sm_emit(SM_DESPOOL_REJECTED, 0, attrs, name, site[0] ? site : "unknown", why, NULL);
+    }
+}
+
+/* Both files removed: the instruction is finished. */
+static void finish(struct inbox *ib, const char *name, const char *pck)
+{
+    int rc;
+
+    if ((rc = inbox_done(ib, name)) < 0 && rc != -ENOENT)
+        log_error("instruction %s: cannot remove it from work/: %s", name, strerror(-rc));
+    if (unlinkat(ib->dirfd, pck, 0) < 0 && errno != ENOENT)
+        log_error("package file %s: cannot remove it: %s", pck, strerror(errno));
+}
+
+static void duplicate(struct inbox *ib, const char *name, const char *pck,
+                      struct ds_result *res)
+{
+    const struct instr *in = &res->in;
+    char vs[24], hs[24];
+    const char *attrs[] = { "PackageID", in->package, "Version", vs, "Site", in->site, NULL };
+
+    (void)ss_fmt(vs, sizeof vs, "%lld", in->version);
+    (void)ss_fmt(hs, sizeof hs, "%lld", res->held);
+    res->outcome = DS_DUPLICATE;
+    log_info("instruction %s: package %s version %lld from site %s is not newer than "
+             "version %lld held here; nothing changed", name, in->package, in->version,
+             in->site, res->held);
+    finish(ib, name, pck);
+    sm_emit(SM_DESPOOL_DUPLICATE, 0, attrs, in->package, vs, in->site, hs, NULL);
+}
+
+/* The rows of the version, in one transaction.  1 when recorded, 0 when
+ * a version as new was recorded meanwhile (res->held set), or -errno. */
+static int record_version(sqlite3 *db, const struct manifest *m, struct ds_result *res)
+{
+    const struct instr *in = &res->in;
+    long long held, now = ss_now_ms();
+    int own, rc;
+
+    if ((rc = sitedb_begin(db)) < 0)
+        return rc;
+    if ((rc = held_version(db, in->package, &held, &own)) < 0)
+        goto fail;
+    if (held >= in->version) {
+        res->held = held;
+        sitedb_rollback(db);
+        return 0;
+    }
+    if ((rc = sitedb_execf(db,
+            "INSERT INTO package (id, name, source, origin, version, all_dps, state,"
+            " last_error, created_ms, updated_ms) VALUES (?1, ?2, '', ?3, ?4, 1, 'active', '',"
+            " ?5, ?5) ON CONFLICT(id) DO UPDATE SET version = excluded.version,"
+            " name = excluded.name, origin = excluded.origin, updated_ms = excluded.updated_ms"
+            " WHERE excluded.version > package.version",
+            "sssii", in->package, in->name, in->site, in->version, now)) < 0 ||
+        (rc = sitedb_execf(db, "INSERT INTO pkg_version (package, version, files, bytes,"
+                            " created_ms) VALUES (?, ?, ?, ?, ?)", "siiii", in->package,
+                        in->version, (long long)m->files, (long long)m->bytes, now)) < 0 ||
+        (rc = mf_db_save(db, in->package, in->version, m)) < 0 ||
+        (rc = sitedb_execf(db, "DELETE FROM pkg_version WHERE package = ? AND version < ?",
+                        "si", in->package, in->version)) < 0 ||
+        /* As distmgr does when it makes a version: the DP history of older
+         * versions is dropped (a DP is brought to the newest), or an
+         * overdue row nothing acts on would keep distmgr's timer firing. */
+        (rc = sitedb_execf(db, "DELETE FROM retry WHERE scope = 'dp' AND target GLOB ?1 || '/*'"
+                            " AND target NOT GLOB ?1 || '/del/*'"
+                            " AND target NOT GLOB ?1 || '/' || ?2 || '/*'",
+                        "si", in->package, in->version)) < 0 ||
+        (rc = sitedb_commit(db)) < 0)
+        goto fail;
+    return 1;
+fail:
+    sitedb_rollback(db);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the work */
+
+void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const char *name,
+                struct ds_result *res)
+{
+    struct instr *in = &res->in;
+    struct keyctx kc = { .db = db };
+    struct manifest m;
+    struct stat sb;
+    char pck[SS_NAME_MAX + 1], path[SS_PATH_MAX], err[SS_ERR_MAX], why[SS_ERR_MAX + 96];
+    char vs[24];
+    char *buf = NULL;
+    size_t len = 0;
+    long long held;
+    int own, rc, lk = -1;
+    int64_t t0 = ss_mono_ms();
+
+    memset(res, 0, sizeof *res);
+    mf_init(&m);
+    err[0] = 0;
+    if (ds_pck_name(name, pck, sizeof pck) < 0) {
+        /* The loop submits only .ins names; be safe all the same. */
+        reject(ib, name, "", "", res, "not an instruction name");
+        return;
+    }
+    if (env->stop && *env->stop) {
+        give_back(ib, name, res, DS_RETURNED);
+        return;
+    }
+
+    /* 1. Read and verify. */
+    rc = ss_read_file(ib->workfd, name, INSTR_MAX_SIZE, &buf, &len);
+    if (rc == -EFBIG || rc == -EISDIR || rc == -EINVAL) {
+        (void)ss_fmt(why, sizeof why, "format: not a regular file of at most %d bytes",
+                     INSTR_MAX_SIZE);
+        reject(ib, name, pck, "", res, why);
+        return;
+    }
+    if (rc < 0) {
+        res->err = rc;
+        (void)ss_fmt(res->why, sizeof res->why, "cannot read it: %s", strerror(-rc));
+        log_error("instruction %s: %s; it waits in the inbox", name, res->why);
+        give_back(ib, name, res, DS_RETURNED);
+        return;
+    }
+    rc = instr_parse(buf, len, key_for, &kc, in, &m, err, sizeof err);
+    free(buf);
+    if (kc.dberr) {
+        res->err = kc.dberr;
+        (void)ss_fmt(res->why, sizeof res->why, "cannot read the site table");
+        if (kc.dberr != -EINTR)
+            log_error("instruction %s: %s; it waits in the inbox", name, res->why);
+        give_back(ib, name, res, DS_RETURNED);
+        goto out;
+    }
+    if (rc == -ENOMEM) {
+        res->err = rc;
+        (void)ss_fmt(res->why, sizeof res->why, "out of memory");
+        log_error("instruction %s: out of memory; it waits in the inbox", name);
+        give_back(ib, name, res, DS_RETURNED);
+        goto out;
+    }
+    if (rc < 0) {
+        const char *kind = rc == -EPERM ? "signature" : "format";
+        if (rc == -EPERM && kc.why[0])
+            (void)ss_fmt(why, sizeof why, "signature: %s (the key recorded for site %s: %s)",
+                         err, kc.site, kc.why);
+        else
+            (void)ss_fmt(why, sizeof why, "%s: %s", kind, err[0] ? err : strerror(-rc));
+        reject(ib, name, pck, kc.site, res, why);
+        goto out;
+    }
+    res->parsed = 1;
+    (void)ss_fmt(vs, sizeof vs, "%lld", in->version);
+
+    /* 2. The package file. */
+    if (fstatat(ib->dirfd, pck, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT) {
+            give_back(ib, name, res, DS_WAITING);
+        } else {
+            res->err = -errno;
+            (void)ss_fmt(res->why, sizeof res->why, "cannot look at %s: %s", pck,
+                         strerror(errno));
+            log_error("instruction %s: %s", name, res->why);
+            give_back(ib, name, res, DS_RETURNED);
+        }
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        reject(ib, name, pck, in->site, res, "package file: not a regular file");
+        goto out;
+    }
+
+    /* 3. Not newer: nothing to do. */
+    if ((rc = held_version(db, in->package, &held, &own)) < 0) {
+        res->err = rc;
+        (void)ss_fmt(res->why, sizeof res->why, "cannot read the package table");
+        give_back(ib, name, res, DS_RETURNED);
+        goto out;
+    }
+    if (own) {
+        (void)ss_fmt(why, sizeof why, "package %s is made at this site from a source of its "
+                     "own; it is not replaced from site %s", in->package, in->site);
+        reject(ib, name, pck, in->site, res, why);
+        goto out;
+    }
+    if (held >= in->version) {
+        res->held = held;
+        duplicate(ib, name, pck, res);
+        goto out;
+    }
+
+    /* 4. Into the store, then the database, under the store's lock. */
+    if ((lk = store_lock(env->store, 0)) < 0) {
+        res->err = lk;
+        (void)ss_fmt(res->why, sizeof res->why, "cannot lock the content store: %s",
+                     strerror(-lk));
+        log_error("instruction %s: %s", name, res->why);
+        give_back(ib, name, res, DS_RETURNED);
+        goto out;
+    }
+    if ((rc = ss_path(path, sizeof path, "%s/%s", ib->path, pck)) < 0) {
+        res->err = rc;
+        (void)ss_fmt(res->why, sizeof res->why, "path of %s too long", pck);
+        log_error("instruction %s: %s", name, res->why);
+        give_back(ib, name, res, DS_RETURNED);
+        goto out;
+    }
+    err[0] = 0;
+    rc = pck_extract(path, in->pck_size, in->pck_sha, &m, env->store, env->stop, err,
+                     sizeof err);
+    if (rc == -EINTR) {
+        give_back(ib, name, res, DS_RETURNED);   /* stopping: unpacked again next time */
+        goto out;
+    }
+    if (rc == -EBADMSG) {
+        (void)ss_fmt(why, sizeof why, "package file: %s", err[0] ? err : "does not match");
+        reject(ib, name, pck, in->site, res, why);
+        goto out;
+    }
+    if (rc == -ENOENT && fstatat(ib->dirfd, pck, &sb, AT_SYMLINK_NOFOLLOW) < 0 &&
+        errno == ENOENT) {
+        give_back(ib, name, res, DS_WAITING);    /* taken away meanwhile */
+        goto out;
+    }
+    if (rc < 0) {
+        res->err = rc;
+        (void)ss_fmt(res->why, sizeof res->why, "cannot unpack %s into the store: %s", pck,
+                     err[0] ? err : strerror(-rc));
+        log_error("instruction %s: %s; it is tried again", name, res->why);
+        give_back(ib, name, res, DS_RETURNED);
+        goto out;
+    }
+    if (env->stop && *env->stop) {
+        give_back(ib, name, res, DS_RETURNED);
+        goto out;
+    }
+    if ((rc = store_sync(env->store)) < 0) {
+        res->err = rc;
+        (void)ss_fmt(res->why, sizeof res->why, "cannot make the content store durable: %s",
+                     strerror(-rc));
+        log_error("instruction %s: %s; it is tried again", name, res->why);
+        give_back(ib, name, res, DS_RETURNED);
+        goto out;
+    }
+    rc = record_version(db, &m, res);
+    store_unlock(lk);
+    lk = -1;
+    if (rc < 0) {
+        res->err = rc;
+        (void)ss_fmt(res->why, sizeof res->why, "cannot record the version in the site database");
+        if (rc != -EINTR)
+            log_error("instruction %s: %s; it is tried again", name, res->why);
+        give_back(ib, name, res, DS_RETURNED);
+        goto out;
+    }
+    if (rc == 0) {
+        duplicate(ib, name, pck, res);      /* another worker was first */
+        goto out;
+    }
+
+    /* 5. distmgr serves the DPs and the child sites. */
+    if ((rc = pkgreq_drop(env->root, env->site, PKGREQ_UPDATE, in->package)) < 0)
+        log_error("package %s version %lld: cannot drop a request into distmgr.box: %s; "
+                  "distmgr's next scan finds the version", in->package, in->version,
+                  strerror(-rc));
+
+    /* 6. Done. */
+    finish(ib, name, pck);
+    res->outcome = DS_INSTALLED;
+    log_info("instruction %s: package %s (\"%s\") version %lld from site %s installed: "
+             "%lld files, %lld bytes in %lld ms", name, in->package, in->name, in->version,
+             in->site, (long long)m.files, (long long)m.bytes,
+             (long long)(ss_mono_ms() - t0));
+    {
+        const char *attrs[] = { "PackageID", in->package, "Version", vs, "Site", in->site,
+                                NULL };
+        sm_emit(SM_DESPOOL_INSTALLED, 0, attrs, in->package, vs, in->site, NULL);
+    }
+out:
+    store_unlock(lk);
+    mf_free(&m);
+}
