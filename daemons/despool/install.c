@@ -190,10 +190,26 @@ static void finish(struct inbox *ib, const char *name, const char *pck)
 {
     int rc;
 
-    if ((rc = inbox_done(ib, name)) < 0 && rc != -ENOENT)
-        log_error("instruction %s: cannot remove it from work/: %s", name, strerror(-rc));
+    /* The package file first: a kill in between leaves the instruction,
+     * which ends as a duplicate at the next start, not a package file
+     * nothing would ever remove. */
     if (unlinkat(ib->dirfd, pck, 0) < 0 && errno != ENOENT)
         log_error("package file %s: cannot remove it: %s", pck, strerror(errno));
+    if ((rc = inbox_done(ib, name)) < 0 && rc != -ENOENT)
+        log_error("instruction %s: cannot remove it from work/: %s", name, strerror(-rc));
+}
+
+/* 8300 for (package, version): keyed, so that saying it again after a
+ * kill (the redo finds the version held and says it from duplicate())
+ * is recorded once, and a kill before it was said loses nothing. */
+static void say_installed(const struct instr *in)
+{
+    char vs[24], key[64];
+    const char *attrs[] = { "PackageID", in->package, "Version", vs, "Site", in->site, NULL };
+
+    (void)ss_fmt(vs, sizeof vs, "%lld", in->version);
+    (void)ss_fmt(key, sizeof key, "installed/%s/%lld", in->package, in->version);
+    sm_emit_keyed(SM_DESPOOL_INSTALLED, key, 0, attrs, in->package, vs, in->site, NULL);
 }
 
 static void duplicate(struct inbox *ib, const char *name, const char *pck,
@@ -209,6 +225,8 @@ static void duplicate(struct inbox *ib, const char *name, const char *pck,
     log_info("instruction %s: package %s version %lld from site %s is not newer than "
              "version %lld held here; nothing changed", name, in->package, in->version,
              in->site, res->held);
+    if (res->held == in->version)
+        say_installed(in);      /* perhaps never said: killed before it */
     finish(ib, name, pck);
     sm_emit(SM_DESPOOL_DUPLICATE, 0, attrs, in->package, vs, in->site, hs, NULL);
 }
@@ -333,25 +351,9 @@ void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const c
     res->parsed = 1;
     (void)ss_fmt(vs, sizeof vs, "%lld", in->version);
 
-    /* 2. The package file. */
-    if (fstatat(ib->dirfd, pck, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
-        if (errno == ENOENT) {
-            give_back(ib, name, res, DS_WAITING);
-        } else {
-            res->err = -errno;
-            (void)ss_fmt(res->why, sizeof res->why, "cannot look at %s: %s", pck,
-                         strerror(errno));
-            log_error("instruction %s: %s", name, res->why);
-            give_back(ib, name, res, DS_RETURNED);
-        }
-        goto out;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        reject(ib, name, pck, in->site, res, "package file: not a regular file");
-        goto out;
-    }
-
-    /* 3. Not newer: nothing to do. */
+    /* 2. Not newer: nothing to do.  Before the package file is looked
+     * for: a second delivery of a version installed meanwhile (its
+     * package file already removed) must end, not wait for ever. */
     if ((rc = held_version(db, in->package, &held, &own)) < 0) {
         res->err = rc;
         (void)ss_fmt(res->why, sizeof res->why, "cannot read the package table");
@@ -367,6 +369,24 @@ void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const c
     if (held >= in->version) {
         res->held = held;
         duplicate(ib, name, pck, res);
+        goto out;
+    }
+
+    /* 3. The package file. */
+    if (fstatat(ib->dirfd, pck, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT) {
+            give_back(ib, name, res, DS_WAITING);
+        } else {
+            res->err = -errno;
+            (void)ss_fmt(res->why, sizeof res->why, "cannot look at %s: %s", pck,
+                         strerror(errno));
+            log_error("instruction %s: %s", name, res->why);
+            give_back(ib, name, res, DS_RETURNED);
+        }
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        reject(ib, name, pck, in->site, res, "package file: not a regular file");
         goto out;
     }
 
@@ -445,18 +465,14 @@ void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const c
                   "distmgr's next scan finds the version", in->package, in->version,
                   strerror(-rc));
 
-    /* 6. Done. */
+    /* 6. Done: said before the files go (see say_installed). */
+    say_installed(in);
     finish(ib, name, pck);
     res->outcome = DS_INSTALLED;
     log_info("instruction %s: package %s (\"%s\") version %lld from site %s installed: "
              "%lld files, %lld bytes in %lld ms", name, in->package, in->name, in->version,
              in->site, (long long)m.files, (long long)m.bytes,
              (long long)(ss_mono_ms() - t0));
-    {
-        const char *attrs[] = { "PackageID", in->package, "Version", vs, "Site", in->site,
-                                NULL };
-        sm_emit(SM_DESPOOL_INSTALLED, 0, attrs, in->package, vs, in->site, NULL);
-    }
 out:
     store_unlock(lk);
     mf_free(&m);

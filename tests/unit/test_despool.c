@@ -329,6 +329,23 @@ static void test_waiting(void **state)
     assert_int_equal(sql_int(f, "SELECT count(*) FROM package"), 0);
 }
 
+/* A second delivery of a version installed meanwhile, whose package file
+ * is gone with the first (a sender that was killed and sent again): it
+ * ends as a duplicate, it does not wait for a package file for ever. */
+static void test_redelivered_without_pck(void **state)
+{
+    struct fx *f = *state;
+    struct ds_result res;
+    struct opts o = { 0 }, nopck = { .no_pck = 1 };
+    char name[UNIQ_NAME_MAX];
+
+    deliver(f, 1, &o, &res, name, sizeof name);
+    assert_int_equal(res.outcome, DS_INSTALLED);
+    deliver(f, 1, &nopck, &res, name, sizeof name);
+    assert_int_equal(res.outcome, DS_DUPLICATE);
+    assert_false(tu_exists(f->rx.dirfd, name));
+}
+
 static void test_stop(void **state)
 {
     struct fx *f = *state;
@@ -355,6 +372,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_signature, setup, teardown),
         cmocka_unit_test_setup_teardown(test_path_traversal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redelivered_without_pck, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
     };
 
