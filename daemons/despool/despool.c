@@ -19,11 +19,14 @@
  *
  *   An instruction whose package file has not arrived goes back to the
  *   inbox at once: no worker waits for it.  The loop remembers its name
- *   and looks again when a file arrives (the watch's event) and at least
- *   every WAIT_RETRY_MS; 8303 says so once per instruction (per run).  An
- *   instruction returned after a failure that may pass (the database, the
- *   disk) is looked at again after FAIL_RETRY_MS, not on every event, so
- *   that a broken disk does not make a busy loop.
+ *   and looks again as soon as its package file is there (the watch's
+ *   event), else after WAIT_RETRY_MS doubling to WAIT_RETRY_MAX_MS; 8303
+ *   says so once per instruction (per run).  An instruction returned after
+ *   a failure that may pass (the database, the disk) is looked at again
+ *   after FAIL_RETRY_MS doubling to FAIL_RETRY_MAX_MS, not on every event,
+ *   so that a broken disk does not make a busy loop.  A name is not taken
+ *   again while its job is in flight (a worker may give it back before
+ *   the loop hears of it).
  *
  *   Every claimed instruction is finished, quarantined with its package
  *   file, or returned to the inbox: by ds_process, by the pool's done()
@@ -55,8 +58,10 @@
 #include "statmsg.h"
 
 #define RESCAN_MS      60000   /* a full look at receive/ at least this often */
-#define WAIT_RETRY_MS  2000    /* an instruction waiting for its package file */
-#define FAIL_RETRY_MS  5000    /* after a failure that may pass */
+#define WAIT_RETRY_MS  2000    /* an instruction waiting for its package file... */
+#define WAIT_RETRY_MAX_MS 60000 /* ...doubling to this */
+#define FAIL_RETRY_MS  5000    /* after a failure that may pass... */
+#define FAIL_RETRY_MAX_MS 300000 /* ...doubling to this */
 #define PAGE           256
 
 /* An instruction the loop remembers between attempts. */
@@ -65,6 +70,8 @@ struct held {
     int64_t not_before;        /* monotonic ms */
     int     waiting;           /* for its package file: its arrival is enough */
     int     noted;             /* 8303 said */
+    int     inflight;          /* claimed and submitted: not due until it is back */
+    int     tries;             /* looked at and given back, in a row: the delay grows */
     struct held *next;
 };
 
@@ -181,6 +188,8 @@ static void job_work(struct pool_job *j)
     sitedb_pool_put(&ds->dbs, db);
 }
 
+static int64_t held_delay(int tries, int64_t base, int64_t max);
+
 static void job_done(struct pool_job *j, int cancelled)
 {
     struct job *jb = (struct job *)j;
@@ -213,8 +222,11 @@ static void job_done(struct pool_job *j, int cancelled)
     case DS_WAITING:
         if (!(h = held_get(ds, jb->name, 1)))
             break;
+        h->inflight = 0;
         h->waiting = 1;
-        h->not_before = ss_mono_ms() + WAIT_RETRY_MS;
+        h->tries++;
+        /* Its package file's arrival makes it due at once (held_due). */
+        h->not_before = ss_mono_ms() + held_delay(h->tries, WAIT_RETRY_MS, WAIT_RETRY_MAX_MS);
         if (!h->noted) {
             char vs[24];
             const char *attrs[] = { "PackageID", jb->res.in.package, "Version", vs, "Site",
@@ -231,8 +243,10 @@ static void job_done(struct pool_job *j, int cancelled)
         if (daemon_stopping(ds->d))
             break;
         if ((h = held_get(ds, jb->name, 1)) != NULL) {
+            h->inflight = 0;
             h->waiting = 0;
-            h->not_before = ss_mono_ms() + FAIL_RETRY_MS;
+            h->tries++;
+            h->not_before = ss_mono_ms() + held_delay(h->tries, FAIL_RETRY_MS, FAIL_RETRY_MAX_MS);
         }
         break;
     }
@@ -257,11 +271,25 @@ static int cand_cmp(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* The delay before the tries-th look at an instruction given back: from
+ * base, doubling, to max -- a full disk or a package file that never
+ * comes must not cost an unpack or a signature check every few seconds. */
+static int64_t held_delay(int tries, int64_t base, int64_t max)
+{
+    int64_t d = base;
+
+    for (int i = 1; i < tries && d < max; i++)
+        d *= 2;
+    return d < max ? d : max;
+}
+
 /* Is an instruction the loop remembers to be looked at now? */
 static int held_due(struct despool *ds, const struct held *h, int64_t now)
 {
     char pck[SS_NAME_MAX + 1];
 
+    if (h->inflight)
+        return 0;               /* a worker gave it back, its done() is to come */
     if (now >= h->not_before)
         return 1;
     return h->waiting && ds_pck_name(h->name, pck, sizeof pck) == 0 &&
@@ -287,6 +315,11 @@ static void submit(struct despool *ds, const char *name)
     (void)ss_strcpy(jb->name, sizeof jb->name, name);
     jb->job.work = job_work;
     jb->job.done = job_done;
+    /* The worker may give it back to the inbox before its done() runs
+     * here: until then a scan must not take it again. */
+    struct held *h = held_get(ds, name, 1);
+    if (h)
+        h->inflight = 1;
     ds->inflight++;
     pool_submit(ds->pool, &jb->job);
 }
