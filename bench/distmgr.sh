@@ -49,6 +49,8 @@
 set -u
 B=${B:-build}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$SRC/bench/lib.sh"
 cd "$SRC" || exit 1
 
 REPS=${DIST_REPS:-3}
@@ -79,17 +81,7 @@ failed=0
 # directory; nothing is left running whatever happened.
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
-    local r p i
-    for r in "${ROOTS[@]}"; do
-        [ -d "$r" ] && timeout 30 "$SITECTL" --root "$r" stop distmgr >/dev/null 2>&1
-    done
-    for p in "${PIDS[@]}"; do
-        kill -0 "$p" 2>/dev/null || continue
-        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = distmgr ] || continue
-        kill -TERM "$p" 2>/dev/null
-        for i in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
-    done
+    stop_started distmgr
     if [ "${DIST_KEEP:-0}" = 1 ]; then
         note "bench: kept $W"
     else
@@ -100,21 +92,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-note() { printf '%s\n' "$*" >&2; }
-fail() { note "bench: $*"; failed=1; }
-result() { printf '%s=%s\n' "$1" "$2" >>"$RES"; }
-median() {
-    [ "$#" -eq 0 ] && { echo nan; return; }
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-        END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2];
-              else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-now() { printf '%s\n' "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b <= 0) print "nan"; else printf "%.2f", a / b }'; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "nan" && a <= b) }'; }
 secs() { awk -v s="$1" 'BEGIN { if (s == "nan") print "n/a"; else if (s < 10) printf "%.2f", s; else printf "%.1f", s }'; }
-mb() { awk -v k="$1" 'BEGIN { if (k == "" || k == "nan") print "?"; else printf "%.1f", k / 1024 }'; }
 goal() { if le "$1" "$2"; then echo "goal met"; else echo "goal NOT met"; fi; }
 yesno() { if le "$1" "$2"; then echo yes; else echo no; fi; }
 list() { local x out=; for x in "$@"; do out="$out${out:+ }$(secs "$x")"; done; echo "${out:-n/a}"; }

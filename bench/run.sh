@@ -29,6 +29,8 @@
 set -u
 B=${B:-build}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$SRC/bench/lib.sh"
 cd "$SRC" || exit 1
 
 HANDOFF_COUNT=${HANDOFF_COUNT:-1000}
@@ -63,16 +65,7 @@ failed=0
 # temporary tree; nothing is left running whatever happened.
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
-    local r p i
-    for r in "${ROOTS[@]}"; do
-        [ -d "$r" ] && timeout 30 "$SITECTL" --root "$r" stop statmgr >/dev/null 2>&1
-    done
-    for p in "${PIDS[@]}"; do
-        kill -0 "$p" 2>/dev/null || continue
-        kill -TERM "$p" 2>/dev/null
-        for i in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
-    done
+    stop_started statmgr
     rm -rf "$RUN"
     [ -z "${BENCH_TMPDIR:-}" ] && rmdir "$TMPBASE" 2>/dev/null
 }
@@ -80,19 +73,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-note() { printf '%s\n' "$*" >&2; }
-fail() { note "bench: $*"; failed=1; }
-result() { printf '%s=%s\n' "$1" "$2" >>"$RES"; }
 
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-        END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2];
-              else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-now() { printf '%s\n' "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print 0 }'; }
-mb() { awk -v k="$1" 'BEGIN { if (k == "") print "?"; else printf "%.1f", k / 1024 }'; }
 
 # The pid of statmgr in root $1, from its pid file, checked against /proc.
 statmgr_pid() {
