@@ -580,14 +580,10 @@ static void guard_start(struct daemon *d)
     pthread_mutex_init(&d->guard_mu, NULL);
 
     /* The guard must never take a signal meant for the loop. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int r = pthread_create(&d->guard, NULL, guard_main, d);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (r != 0) {
+    int r = ss_thread_create(&d->guard, guard_main, d);
+    if (r < 0) {
         log_warn("cannot start the stop guard thread: %s; the stop "
-                 "is not time limited", strerror(r));
+                 "is not time limited", strerror(-r));
         pthread_cond_destroy(&d->guard_cv);
         pthread_mutex_destroy(&d->guard_mu);
         return;

@@ -85,7 +85,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -652,7 +651,6 @@ static int write_files(struct inst *in, size_t files, const volatile int *stop)
 {
     struct worker w[DP_THREADS];
     pthread_t tid[DP_THREADS];
-    sigset_t all, old;
     struct crew c;
     size_t n, started = 1;
 
@@ -671,22 +669,12 @@ static int write_files(struct inst *in, size_t files, const volatile int *stop)
     for (size_t k = 0; k < n; k++)
         w[k].c = &c;
 
-    /* The crew blocks every asynchronous signal, so that the caller's
-     * handlers keep running on the threads the caller expects (the
-     * synchronous ones stay open, so that a fault is reported as such).
-     * A thread that cannot be started is no error: the others take its
-     * share. */
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    sigdelset(&all, SIGABRT);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* The crew takes no asynchronous signal (ss_thread_create): the
+     * caller's handlers keep running on the threads it expects.  A thread
+     * that cannot be started is no error: the others take its share. */
     for (; started < n; started++)
-        if (pthread_create(&tid[started], NULL, crew_main, &w[started]) != 0)
+        if (ss_thread_create(&tid[started], crew_main, &w[started]) < 0)
             break;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     crew_work(&w[0]);
     for (size_t k = 1; k < started; k++)
         pthread_join(tid[k], NULL);

@@ -112,7 +112,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -137,20 +136,6 @@
 #include "uniqname.h"
 
 #include <openssl/evp.h>
-
-/* Fill a caller's error buffer, which may be NULL. */
-static void set_err(char *err, size_t errlen, const char *fmt, ...) SS_PRINTF(3, 4);
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    /* A message cut to fit is still worth having: no error on truncation. */
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void mf_init(struct manifest *m)
 {
@@ -1096,7 +1081,7 @@ static int snap_fail(struct snap *s, int r, const char *path, const char *what)
     pthread_mutex_lock(&s->mu);
     if (s->rc == 0) {
         s->rc = r;
-        set_err(s->err, s->errlen, "%s: %s", shown, what);
+        ss_seterr(s->err, s->errlen, "%s: %s", shown, what);
     }
     pthread_mutex_unlock(&s->mu);
     flag_set(&s->failed, 1);
@@ -1710,7 +1695,6 @@ static int snap_read_all(struct snap *s, struct mf_snapstat *st)
 {
     struct snap_reader w[SNAP_THREADS];
     size_t n = (s->njob + SNAP_FILES_PER_THREAD - 1) / SNAP_FILES_PER_THREAD, k;
-    sigset_t all, old;
     int r = 0;
 
     if (n > SNAP_THREADS)
@@ -1732,13 +1716,10 @@ static int snap_read_all(struct snap *s, struct mf_snapstat *st)
     n = k;          /* fewer readers if memory ran short */
     s->openat2 = probe_openat2(s->rootfd);
 
-    /* The readers take no signals: the caller's thread handles them as
-     * it did before there was a crew, and sets stop. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* The readers take no asynchronous signal: the caller's thread
+     * handles them as it did before there was a crew, and sets stop. */
     for (k = 1; k < n; k++)
-        w[k].started = pthread_create(&w[k].tid, NULL, snap_reader_run, &w[k]) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+        w[k].started = ss_thread_create(&w[k].tid, snap_reader_run, &w[k]) == 0;
     snap_reader_run(&w[0]);
     for (k = 1; k < n; k++)
         if (w[k].started)
@@ -1813,7 +1794,7 @@ int mf_snapshot(const char *srcdir, const struct manifest *prev, const char *sto
                         : r == -ENOTDIR ? "is not a directory"
                         : r == -EACCES ? "cannot be read (permission denied)"
                         : strerror(-r);
-        set_err(err, errlen, "source directory %s %s", srcdir, why);
+        ss_seterr(err, errlen, "source directory %s %s", srcdir, why);
         return r;
     }
     pthread_mutex_init(&s.mu, NULL);
@@ -2041,7 +2022,7 @@ static int parse_field(const char *name, const char *v, size_t vlen, struct mf_e
     if (what != NULL) {
         char shown[80];
         show_path(shown, sizeof shown, v);
-        set_err(err, errlen, "manifest entry %s=%s%s has %s", name, shown,
+        ss_seterr(err, errlen, "manifest entry %s=%s%s has %s", name, shown,
                    strlen(v) >= sizeof shown - 1 ? "..." : "", what);
         return -EBADMSG;
     }
@@ -2073,10 +2054,10 @@ int mf_from_record(const struct rec *r, struct manifest *m, char *err, size_t er
         if ((rc = parse_field(f->name, f->value, f->vlen, &e, err, errlen)) < 0)
             break;
         if ((rc = mf_add(m, &e)) == -EOVERFLOW) {
-            set_err(err, errlen, "manifest: the file sizes add up to more than 2^63 bytes");
+            ss_seterr(err, errlen, "manifest: the file sizes add up to more than 2^63 bytes");
             rc = -EBADMSG;
         } else if (rc < 0) {
-            set_err(err, errlen, "manifest: out of memory");
+            ss_seterr(err, errlen, "manifest: out of memory");
         }
     }
     if (rc < 0)
@@ -2088,7 +2069,7 @@ int mf_from_record(const struct rec *r, struct manifest *m, char *err, size_t er
      * has the parent in place. */
     if (m->n > 0 && (byname = malloc(m->n * sizeof *byname)) == NULL) {
         rc = -ENOMEM;
-        set_err(err, errlen, "manifest: out of memory");
+        ss_seterr(err, errlen, "manifest: out of memory");
         goto out;
     }
     for (size_t i = 0; i < m->n; i++)
@@ -2098,7 +2079,7 @@ int mf_from_record(const struct rec *r, struct manifest *m, char *err, size_t er
     for (size_t i = 1; i < m->n; i++)
         if (strcmp(byname[i - 1]->path, byname[i]->path) == 0) {
             show_path(shown, sizeof shown, byname[i]->path);
-            set_err(err, errlen, "manifest lists %s twice", shown);
+            ss_seterr(err, errlen, "manifest lists %s twice", shown);
             rc = -EBADMSG;
             goto out;
         }
@@ -2125,7 +2106,7 @@ int mf_from_record(const struct rec *r, struct manifest *m, char *err, size_t er
         }
         if (par == NULL || !S_ISDIR(par->mode) || par > &m->e[i]) {
             show_path(shown, sizeof shown, path);
-            set_err(err, errlen, "manifest lists %s before its parent directory%s", shown,
+            ss_seterr(err, errlen, "manifest lists %s before its parent directory%s", shown,
                    par == NULL ? " (which is missing)"
                    : !S_ISDIR(par->mode) ? " (which is a file)" : "");
             rc = -EBADMSG;

@@ -102,18 +102,6 @@
 #define SIG_LINE_LEN     (SIG_FIELD_LEN + 2 * ED25519_SIG_LEN + 1)
 #define END_LINE_LEN     (4 + 64 + 1)
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) SS_PRINTF(3, 4);
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static ssize_t read_some(int fd, void *buf, size_t len)
 {
     ssize_t n;
@@ -162,16 +150,16 @@ static int pckw_push(struct pckw *w, const void *data, size_t n, ZSTD_EndDirecti
         ZSTD_outBuffer out = { w->out, w->outsz, 0 };
         left = ZSTD_compressStream2(w->cc, &out, &in, mode);
         if (ZSTD_isError(left)) {
-            seterr(err, errlen, "%s: zstd: %s", path, ZSTD_getErrorName(left));
+            ss_seterr(err, errlen, "%s: zstd: %s", path, ZSTD_getErrorName(left));
             return -EIO;
         }
         if (out.pos > 0) {
             if ((r = ss_write_all(w->fd, w->out, out.pos)) < 0) {
-                seterr(err, errlen, "%s: write: %s", path, strerror(-r));
+                ss_seterr(err, errlen, "%s: write: %s", path, strerror(-r));
                 return r;
             }
             if (EVP_DigestUpdate(w->md, w->out, out.pos) != 1) {
-                seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+                ss_seterr(err, errlen, "SHA-256 failed (OpenSSL)");
                 return -EIO;
             }
             w->written += (int64_t)out.pos;
@@ -208,7 +196,7 @@ static int pckw_file(struct pckw *w, const char *storedir, const struct mf_entry
     int r, fd = -1;
 
     if (e->size < 0) {
-        seterr(err, errlen, "manifest entry %s has a negative size", e->path);
+        ss_seterr(err, errlen, "manifest entry %s has a negative size", e->path);
         return -EINVAL;
     }
     r = store_get(w->rd, e->sha, e->size, w->small, &fd);
@@ -218,11 +206,11 @@ static int pckw_file(struct pckw *w, const char *storedir, const struct mf_entry
          * damaged store; sending it would only make every child refuse
          * the package. */
         if (r == -EUCLEAN) {
-            seterr(err, errlen, "store object %s (of %s) is not %lld bytes as the manifest says",
+            ss_seterr(err, errlen, "store object %s (of %s) is not %lld bytes as the manifest says",
                    obj, e->path, (long long)e->size);
             return -EIO;
         }
-        seterr(err, errlen, "store object %s (of %s): %s", obj, e->path, strerror(-r));
+        ss_seterr(err, errlen, "store object %s (of %s): %s", obj, e->path, strerror(-r));
         return r;
     }
     if (fd < 0)
@@ -236,12 +224,12 @@ static int pckw_file(struct pckw *w, const char *storedir, const struct mf_entry
         if (n < 0) {
             r = (int)n;
             object_name(storedir, e, obj, sizeof obj);
-            seterr(err, errlen, "%s: read: %s", obj, strerror(-r));
+            ss_seterr(err, errlen, "%s: read: %s", obj, strerror(-r));
             goto out;
         }
         if (n == 0) {
             object_name(storedir, e, obj, sizeof obj);
-            seterr(err, errlen, "store object %s (of %s) ended early", obj, e->path);
+            ss_seterr(err, errlen, "store object %s (of %s) ended early", obj, e->path);
             r = -EIO;
             goto out;
         }
@@ -269,22 +257,22 @@ int pck_write(const char *storedir, const struct manifest *m, const char *path,
         err[0] = '\0';
     if ((r = ss_path(tmp, sizeof tmp, "%s.tmp", path)) < 0 ||
         (r = dir_of(path, dir, sizeof dir)) < 0) {
-        seterr(err, errlen, "path too long: %s", path);
+        ss_seterr(err, errlen, "path too long: %s", path);
         return r;
     }
     /* A leftover from a crash; nobody else writes this name. */
     if (unlink(tmp) < 0 && errno != ENOENT) {
         r = -errno;
-        seterr(err, errlen, "cannot remove %s: %s", tmp, strerror(-r));
+        ss_seterr(err, errlen, "cannot remove %s: %s", tmp, strerror(-r));
         return r;
     }
     if ((r = store_reader_open(storedir, &w.rd)) < 0) {
-        seterr(err, errlen, "cannot open the store %s: %s", storedir, strerror(-r));
+        ss_seterr(err, errlen, "cannot open the store %s: %s", storedir, strerror(-r));
         return r;
     }
     if ((w.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0) {
         r = -errno;
-        seterr(err, errlen, "%s: %s", tmp, strerror(-r));
+        ss_seterr(err, errlen, "%s: %s", tmp, strerror(-r));
         store_reader_close(w.rd);
         return r;
     }
@@ -297,7 +285,7 @@ int pck_write(const char *storedir, const struct manifest *m, const char *path,
     w.cc = ZSTD_createCCtx();
     w.md = EVP_MD_CTX_new();
     if (!w.in || !w.out || !w.small || !w.cc || !w.md) {
-        seterr(err, errlen, "out of memory");
+        ss_seterr(err, errlen, "out of memory");
         r = -ENOMEM;
         goto fail;
     }
@@ -308,12 +296,12 @@ int pck_write(const char *storedir, const struct manifest *m, const char *path,
         ZSTD_isError(ZSTD_CCtx_setParameter(w.cc, ZSTD_c_checksumFlag, 1)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(w.cc, ZSTD_c_nbWorkers, 0)) ||
         ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(w.cc, (unsigned long long)m->bytes))) {
-        seterr(err, errlen, "cannot set up the zstd compressor (level %d)", level);
+        ss_seterr(err, errlen, "cannot set up the zstd compressor (level %d)", level);
         r = -EINVAL;
         goto fail;
     }
     if (EVP_DigestInit_ex(w.md, EVP_sha256(), NULL) != 1) {
-        seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
+        ss_seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
         r = -EIO;
         goto fail;
     }
@@ -324,7 +312,7 @@ int pck_write(const char *storedir, const struct manifest *m, const char *path,
         /* Between files: a daemon that is stopping does not wait for a
          * large package to be compressed to the end. */
         if (stop && *stop) {
-            seterr(err, errlen, "stopped");
+            ss_seterr(err, errlen, "stopped");
             r = -EINTR;
             goto fail;
         }
@@ -334,13 +322,13 @@ int pck_write(const char *storedir, const struct manifest *m, const char *path,
     if ((r = pckw_push(&w, NULL, 0, ZSTD_e_end, tmp, err, errlen)) < 0)
         goto fail;
     if (EVP_DigestFinal_ex(w.md, digest, &dlen) != 1 || dlen != 32) {
-        seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+        ss_seterr(err, errlen, "SHA-256 failed (OpenSSL)");
         r = -EIO;
         goto fail;
     }
 
     if ((r = ss_fsync_fd(w.fd)) < 0) {
-        seterr(err, errlen, "%s: fsync: %s", tmp, strerror(-r));
+        ss_seterr(err, errlen, "%s: fsync: %s", tmp, strerror(-r));
         goto fail;
     }
     /* close() reports a deferred write error on some file systems. */
@@ -348,18 +336,18 @@ int pck_write(const char *storedir, const struct manifest *m, const char *path,
     w.fd = -1;
     if (r < 0) {
         r = -errno;
-        seterr(err, errlen, "%s: close: %s", tmp, strerror(-r));
+        ss_seterr(err, errlen, "%s: close: %s", tmp, strerror(-r));
         goto fail;
     }
     if (rename(tmp, path) < 0) {
         r = -errno;
-        seterr(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(-r));
+        ss_seterr(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(-r));
         goto fail;
     }
     if ((r = ss_fsync_dir(dir)) < 0) {
         /* The file is complete at path; only its durability is in doubt,
          * which the caller must hear about before it records anything. */
-        seterr(err, errlen, "%s: fsync: %s", dir, strerror(-r));
+        ss_seterr(err, errlen, "%s: fsync: %s", dir, strerror(-r));
         goto done;
     }
     if (size)
@@ -421,33 +409,33 @@ static int pckx_begin(struct pckx *x, char *err, size_t errlen)
     /* mf_from_record refuses negative sizes; a manifest from elsewhere
      * must not make the split (or the small buffer) go wrong either. */
     if (e->size < 0) {
-        seterr(err, errlen, "manifest entry %s has a negative size", e->path);
+        ss_seterr(err, errlen, "manifest entry %s has a negative size", e->path);
         return -EBADMSG;
     }
     x->left = e->size;
     x->keep = 0;
     if (EVP_DigestInit_ex(x->md, x->sha256, NULL) != 1) {
-        seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
+        ss_seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
         return -EIO;
     }
     if (STORE_SMALL(e->size)) {
         /* Kept in the buffer as it is decoded, stored once it checks out
          * (unless small.db has it, or had it earlier in this package). */
         if ((r = store_writer_has(x->sw, e->sha, e->size)) < 0) {
-            seterr(err, errlen, "store object of %s: %s", e->path, strerror(-r));
+            ss_seterr(err, errlen, "store object of %s: %s", e->path, strerror(-r));
             return r;
         }
         x->keep = r == 0;
         return 0;
     }
     if ((r = store_has(x->storedir, e->sha)) < 0) {
-        seterr(err, errlen, "store object of %s: %s", e->path, strerror(-r));
+        ss_seterr(err, errlen, "store object of %s: %s", e->path, strerror(-r));
         return r;
     }
     if (r == 1)
         return 0;               /* already there: hash only */
     if ((r = ss_path(x->tmp, sizeof x->tmp, "%s/.tmp/pck.XXXXXX", x->storedir)) < 0) {
-        seterr(err, errlen, "store path too long: %s", x->storedir);
+        ss_seterr(err, errlen, "store path too long: %s", x->storedir);
         return r;
     }
     /* mkostemp makes the file 0600; loose objects are 0640, like the
@@ -455,12 +443,12 @@ static int pckx_begin(struct pckx *x, char *err, size_t errlen)
      * everyone. */
     if ((x->fd = mkostemp(x->tmp, O_CLOEXEC)) < 0) {
         r = -errno;
-        seterr(err, errlen, "cannot create a file in %s/.tmp: %s", x->storedir, strerror(-r));
+        ss_seterr(err, errlen, "cannot create a file in %s/.tmp: %s", x->storedir, strerror(-r));
         return r;
     }
     if (fchmod(x->fd, 0640) < 0) {
         r = -errno;
-        seterr(err, errlen, "%s: fchmod: %s", x->tmp, strerror(-r));
+        ss_seterr(err, errlen, "%s: fchmod: %s", x->tmp, strerror(-r));
         pckx_drop_tmp(x);
         return r;
     }
@@ -475,14 +463,14 @@ static int pckx_store(struct pckx *x, const struct mf_entry *e, char *err, size_
 
     if ((r = store_object_path(x->storedir, e->sha, obj, sizeof obj)) < 0 ||
         (r = dir_of(obj, sub, sizeof sub)) < 0) {
-        seterr(err, errlen, "store path too long for %s", e->path);
+        ss_seterr(err, errlen, "store path too long for %s", e->path);
         return r;
     }
     r = close(x->fd);
     x->fd = -1;
     if (r < 0) {
         r = -errno;
-        seterr(err, errlen, "%s: close: %s", x->tmp, strerror(-r));
+        ss_seterr(err, errlen, "%s: close: %s", x->tmp, strerror(-r));
         unlink(x->tmp);
         return r;
     }
@@ -498,7 +486,7 @@ static int pckx_store(struct pckx *x, const struct mf_entry *e, char *err, size_
     unlink(x->tmp);
     if (r == -EEXIST)
         return 0;               /* stored meanwhile: same name, same content */
-    seterr(err, errlen, "cannot store %s as %s: %s", e->path, obj, strerror(-r));
+    ss_seterr(err, errlen, "cannot store %s as %s: %s", e->path, obj, strerror(-r));
     return r;
 }
 
@@ -519,13 +507,13 @@ static int pckx_next(struct pckx *x, char *err, size_t errlen)
         unsigned char got[EVP_MAX_MD_SIZE];
         unsigned int glen = 0;
         if (EVP_DigestFinal_ex(x->md, got, &glen) != 1 || glen != 32) {
-            seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+            ss_seterr(err, errlen, "SHA-256 failed (OpenSSL)");
             return -EIO;
         }
         if (memcmp(got, e->sha, 32) != 0) {
             pckx_drop_tmp(x);
             x->keep = 0;
-            seterr(err, errlen, "package file %s: %s does not match its SHA-256",
+            ss_seterr(err, errlen, "package file %s: %s does not match its SHA-256",
                    x->pckpath, e->path);
             return -EBADMSG;
         }
@@ -534,7 +522,7 @@ static int pckx_next(struct pckx *x, char *err, size_t errlen)
         if (x->keep) {
             x->keep = 0;
             if ((r = store_put_small(x->sw, e->sha, x->small, e->size)) < 0) {
-                seterr(err, errlen, "cannot store %s in %s/small.db: %s", e->path,
+                ss_seterr(err, errlen, "cannot store %s in %s/small.db: %s", e->path,
                        x->storedir, strerror(-r));
                 return r;
             }
@@ -556,17 +544,17 @@ static int pckx_feed(struct pckx *x, const unsigned char *data, size_t n,
 
     while (n > 0) {
         if (x->idx >= x->m->n) {
-            seterr(err, errlen, "package file %s holds more data than its manifest lists",
+            ss_seterr(err, errlen, "package file %s holds more data than its manifest lists",
                    x->pckpath);
             return -EBADMSG;
         }
         size_t k = (uint64_t)x->left < n ? (size_t)x->left : n;
         if (EVP_DigestUpdate(x->md, data, k) != 1) {
-            seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+            ss_seterr(err, errlen, "SHA-256 failed (OpenSSL)");
             return -EIO;
         }
         if (x->fd >= 0 && (r = ss_write_all(x->fd, data, k)) < 0) {
-            seterr(err, errlen, "%s: write: %s", x->tmp, strerror(-r));
+            ss_seterr(err, errlen, "%s: write: %s", x->tmp, strerror(-r));
             return r;
         }
         /* left <= size < STORE_SMALL_MAX while keep is set. */
@@ -591,22 +579,22 @@ static int hash_fd(int fd, void *buf, size_t bufsz, EVP_MD *sha256,
     int r = -EIO;
 
     if (md == NULL || EVP_DigestInit_ex(md, sha256, NULL) != 1) {
-        seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
+        ss_seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
         goto out;
     }
     while ((n = read_some(fd, buf, bufsz)) > 0) {
         if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
-            seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+            ss_seterr(err, errlen, "SHA-256 failed (OpenSSL)");
             goto out;
         }
     }
     if (n < 0) {
         r = (int)n;
-        seterr(err, errlen, "%s: read: %s", path, strerror(-r));
+        ss_seterr(err, errlen, "%s: read: %s", path, strerror(-r));
         goto out;
     }
     if (EVP_DigestFinal_ex(md, out, &olen) != 1 || olen != 32) {
-        seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+        ss_seterr(err, errlen, "SHA-256 failed (OpenSSL)");
         goto out;
     }
     r = 0;
@@ -633,7 +621,7 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
         err[0] = '\0';
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
         r = -errno;
-        seterr(err, errlen, "%s: %s", path, strerror(-r));
+        ss_seterr(err, errlen, "%s: %s", path, strerror(-r));
         return r;
     }
     in = malloc(insz);
@@ -643,12 +631,12 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
     x.md = EVP_MD_CTX_new();
     x.sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     if (!in || !out || !x.small || !dc || !x.md) {
-        seterr(err, errlen, "out of memory");
+        ss_seterr(err, errlen, "out of memory");
         r = -ENOMEM;
         goto out;
     }
     if (x.sha256 == NULL) {
-        seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
+        ss_seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
         r = -EIO;
         goto out;
     }
@@ -656,11 +644,11 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
     /* The whole file is checked before the decoder sees a byte of it. */
     if (fstat(fd, &st) < 0) {
         r = -errno;
-        seterr(err, errlen, "%s: fstat: %s", path, strerror(-r));
+        ss_seterr(err, errlen, "%s: fstat: %s", path, strerror(-r));
         goto out;
     }
     if (!S_ISREG(st.st_mode) || st.st_size != want_size) {
-        seterr(err, errlen, "package file %s is %lld bytes, the instruction says %lld",
+        ss_seterr(err, errlen, "package file %s is %lld bytes, the instruction says %lld",
                path, (long long)st.st_size, (long long)want_size);
         r = -EBADMSG;
         goto out;
@@ -668,19 +656,19 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
     if ((r = hash_fd(fd, in, insz, x.sha256, got, path, err, errlen)) < 0)
         goto out;
     if (memcmp(got, want_sha, 32) != 0) {
-        seterr(err, errlen, "package file %s: SHA-256 mismatch", path);
+        ss_seterr(err, errlen, "package file %s: SHA-256 mismatch", path);
         r = -EBADMSG;
         goto out;
     }
     if (lseek(fd, 0, SEEK_SET) < 0) {
         r = -errno;
-        seterr(err, errlen, "%s: lseek: %s", path, strerror(-r));
+        ss_seterr(err, errlen, "%s: lseek: %s", path, strerror(-r));
         goto out;
     }
     /* Opened only now, so that a file refused above never waits for
      * small.db. */
     if ((r = store_writer_open(storedir, &x.sw)) < 0) {
-        seterr(err, errlen, "cannot open the store %s: %s", storedir, strerror(-r));
+        ss_seterr(err, errlen, "cannot open the store %s: %s", storedir, strerror(-r));
         goto out;
     }
 
@@ -698,7 +686,7 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
         /* Between reads of the package file: a daemon that is stopping
          * does not wait for a large package to be unpacked to the end. */
         if (stop && *stop) {
-            seterr(err, errlen, "package file %s: stopped", path);
+            ss_seterr(err, errlen, "package file %s: stopped", path);
             r = -EINTR;
             goto out;
         }
@@ -706,7 +694,7 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
             ZSTD_outBuffer zout = { out, outsz, 0 };
             last = ZSTD_decompressStream(dc, &zout, &zin);
             if (ZSTD_isError(last)) {
-                seterr(err, errlen, "package file %s: zstd: %s", path,
+                ss_seterr(err, errlen, "package file %s: zstd: %s", path,
                        ZSTD_getErrorName(last));
                 r = -EBADMSG;
                 goto out;
@@ -717,7 +705,7 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
     }
     if (n < 0) {
         r = (int)n;
-        seterr(err, errlen, "%s: read: %s", path, strerror(-r));
+        ss_seterr(err, errlen, "%s: read: %s", path, strerror(-r));
         goto out;
     }
     /* The input is consumed, but a full output buffer may have left
@@ -727,7 +715,7 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
         ZSTD_outBuffer zout = { out, outsz, 0 };
         size_t rc = ZSTD_decompressStream(dc, &zout, &zin);
         if (ZSTD_isError(rc)) {
-            seterr(err, errlen, "package file %s: zstd: %s", path, ZSTD_getErrorName(rc));
+            ss_seterr(err, errlen, "package file %s: zstd: %s", path, ZSTD_getErrorName(rc));
             r = -EBADMSG;
             goto out;
         }
@@ -738,12 +726,12 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
             goto out;
     }
     if (last != 0) {
-        seterr(err, errlen, "package file %s: truncated zstd stream", path);
+        ss_seterr(err, errlen, "package file %s: truncated zstd stream", path);
         r = -EBADMSG;
         goto out;
     }
     if (x.idx < m->n) {
-        seterr(err, errlen, "package file %s ends before %s is complete",
+        ss_seterr(err, errlen, "package file %s ends before %s is complete",
                path, m->e[x.idx].path);
         r = -EBADMSG;
         goto out;
@@ -751,7 +739,7 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
     /* The whole package checked out: its small objects become durable
      * together.  On every earlier return they are rolled back below. */
     if ((r = store_writer_commit(x.sw)) < 0) {
-        seterr(err, errlen, "cannot commit the small objects of %s to %s/small.db: %s",
+        ss_seterr(err, errlen, "cannot commit the small objects of %s to %s/small.db: %s",
                path, storedir, strerror(-r));
         goto out;
     }
@@ -783,7 +771,7 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 static int check_ed25519(EVP_PKEY *k, const char *what, char *err, size_t errlen)
 {
     if (EVP_PKEY_get_id(k) != EVP_PKEY_ED25519) {
-        seterr(err, errlen, "%s: not an Ed25519 key", what);
+        ss_seterr(err, errlen, "%s: not an Ed25519 key", what);
         return -EINVAL;
     }
     return 0;
@@ -798,11 +786,11 @@ static int load_pem(const char *pem, size_t len, int priv, const char *what,
 
     *key = NULL;
     if (len > KEY_FILE_MAX) {
-        seterr(err, errlen, "%s: %zu bytes is too large for a key", what, len);
+        ss_seterr(err, errlen, "%s: %zu bytes is too large for a key", what, len);
         return -EINVAL;
     }
     if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL) {
-        seterr(err, errlen, "out of memory");
+        ss_seterr(err, errlen, "out of memory");
         return -ENOMEM;
     }
     k = priv ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)
@@ -811,7 +799,7 @@ static int load_pem(const char *pem, size_t len, int priv, const char *what,
     /* Leave the thread's OpenSSL error queue as we found it. */
     ERR_clear_error();
     if (k == NULL) {
-        seterr(err, errlen, "%s: not a PEM %s key", what, priv ? "private" : "public");
+        ss_seterr(err, errlen, "%s: not a PEM %s key", what, priv ? "private" : "public");
         return -EINVAL;
     }
     if ((r = check_ed25519(k, what, err, errlen)) < 0) {
@@ -832,7 +820,7 @@ static int load_file(const char *path, int priv, EVP_PKEY **key, char *err, size
     if (err && errlen)
         err[0] = '\0';
     if ((r = ss_read_file(AT_FDCWD, path, KEY_FILE_MAX, &buf, &len)) < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(-r));
+        ss_seterr(err, errlen, "%s: %s", path, strerror(-r));
         return r;
     }
     r = load_pem(buf, len, priv, path, key, err, errlen);
@@ -857,7 +845,7 @@ int sign_load_public_pem(const char *pem, size_t len, EVP_PKEY **key, char *err,
         err[0] = '\0';
     if (pem == NULL) {
         *key = NULL;
-        seterr(err, errlen, "no public key");
+        ss_seterr(err, errlen, "no public key");
         return -EINVAL;
     }
     return load_pem(pem, len, 0, "public key", key, err, errlen);
@@ -878,23 +866,23 @@ int instr_build(struct sbuf *b, const struct instr *in, const struct manifest *m
     if (err && errlen)
         err[0] = '\0';
     if (b->len != 0) {
-        seterr(err, errlen, "instruction buffer not empty");
+        ss_seterr(err, errlen, "instruction buffer not empty");
         return -EINVAL;
     }
     if (!pkgid_ok(in->package) || namelen == 0 || namelen >= sizeof in->name ||
         in->version < 1 || !ss_site_code_ok(in->site) || in->pck_size < 0) {
-        seterr(err, errlen, "bad instruction fields (package %.16s, version %lld, site %.4s)",
+        ss_seterr(err, errlen, "bad instruction fields (package %.16s, version %lld, site %.4s)",
                in->package, in->version, in->site);
         return -EINVAL;
     }
     if (key == NULL) {
-        seterr(err, errlen, "no signing key");
+        ss_seterr(err, errlen, "no signing key");
         return -EINVAL;
     }
     if ((r = check_ed25519(key, "signing key", err, errlen)) < 0)
         return r;
     if ((r = ss_fmt_time_iso(in->created_ms, iso, sizeof iso)) < 0) {
-        seterr(err, errlen, "bad creation time %lld", (long long)in->created_ms);
+        ss_seterr(err, errlen, "bad creation time %lld", (long long)in->created_ms);
         return r;
     }
 
@@ -911,7 +899,7 @@ int instr_build(struct sbuf *b, const struct instr *in, const struct manifest *m
         (r = rec_addf(b, "files", "%lld", (long long)m->files)) < 0 ||
         (r = rec_addf(b, "bytes", "%lld", (long long)m->bytes)) < 0 ||
         (r = mf_to_record(m, b)) < 0) {
-        seterr(err, errlen, "cannot format the instruction: %s", strerror(-r));
+        ss_seterr(err, errlen, "cannot format the instruction: %s", strerror(-r));
         goto fail;
     }
 
@@ -921,13 +909,13 @@ int instr_build(struct sbuf *b, const struct instr *in, const struct manifest *m
         EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)b->data, b->len) != 1 ||
         siglen != sizeof sig) {
         ERR_clear_error();
-        seterr(err, errlen, "cannot sign the instruction (OpenSSL)");
+        ss_seterr(err, errlen, "cannot sign the instruction (OpenSSL)");
         r = -EIO;
         goto fail;
     }
     ss_hex(sig, sizeof sig, hex);
     if ((r = rec_add(b, "signature", hex)) < 0 || (r = rec_end(b)) < 0) {
-        seterr(err, errlen, "cannot format the instruction: %s", strerror(-r));
+        ss_seterr(err, errlen, "cannot format the instruction: %s", strerror(-r));
         goto fail;
     }
     EVP_MD_CTX_free(ctx);
@@ -949,13 +937,13 @@ static const struct rec_field *one_field(const struct rec *r, const char *name,
         if (strcmp(r->fields[i].name, name) != 0)
             continue;
         if (f != NULL) {
-            seterr(err, errlen, "instruction: field %s repeated", name);
+            ss_seterr(err, errlen, "instruction: field %s repeated", name);
             return NULL;
         }
         f = &r->fields[i];
     }
     if (f == NULL)
-        seterr(err, errlen, "instruction: missing field %s", name);
+        ss_seterr(err, errlen, "instruction: missing field %s", name);
     return f;
 }
 
@@ -1031,7 +1019,7 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
     sigoff = len <= INSTR_MAX_SIZE ? find_signature(buf, len) : 0;
     if (sigoff > 0) {
         if ((signed_copy = malloc(sigoff)) == NULL) {
-            seterr(err, errlen, "out of memory");
+            ss_seterr(err, errlen, "out of memory");
             return -ENOMEM;
         }
         memcpy(signed_copy, buf, sigoff);
@@ -1045,11 +1033,11 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
     }
     rc = -EBADMSG;
     if (strcmp(r.kind, INSTR_KIND) != 0) {
-        seterr(err, errlen, "not an instruction (a record of kind %s)", r.kind);
+        ss_seterr(err, errlen, "not an instruction (a record of kind %s)", r.kind);
         goto fail;
     }
     if (r.version > INSTR_VERSION) {
-        seterr(err, errlen, "instruction version %d is newer than this sitesrv reads (%d)",
+        ss_seterr(err, errlen, "instruction version %d is newer than this sitesrv reads (%d)",
                r.version, INSTR_VERSION);
         goto fail;
     }
@@ -1057,13 +1045,13 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
      * other one: the field's name sits at the start of its line. */
     if (r.nfields == 0 || strcmp(r.fields[r.nfields - 1].name, "signature") != 0 ||
         sigoff == 0 || (size_t)(r.fields[r.nfields - 1].name - buf) != sigoff) {
-        seterr(err, errlen, "instruction: the signature is not its last field");
+        ss_seterr(err, errlen, "instruction: the signature is not its last field");
         goto fail;
     }
     if ((f = one_field(&r, "signature", err, errlen)) == NULL)
         goto fail;
     if (lower_hex(f, sig, sizeof sig) < 0) {
-        seterr(err, errlen, "instruction: malformed signature");
+        ss_seterr(err, errlen, "instruction: malformed signature");
         goto fail;
     }
     for (size_t i = 0; i < r.nfields; i++) {
@@ -1072,7 +1060,7 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
             if (strcmp(r.fields[i].name, instr_fields[k]) == 0)
                 break;
         if (k == SS_ARRAY_LEN(instr_fields)) {
-            seterr(err, errlen, "instruction: unknown field %.64s", r.fields[i].name);
+            ss_seterr(err, errlen, "instruction: unknown field %.64s", r.fields[i].name);
             goto fail;
         }
     }
@@ -1081,22 +1069,22 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
     if ((f = one_field(&r, "site", err, errlen)) == NULL)
         goto fail;
     if (f->vlen != SS_SITE_LEN || !ss_site_code_ok(f->value)) {
-        seterr(err, errlen, "instruction: bad site code \"%.16s\"", f->value);
+        ss_seterr(err, errlen, "instruction: bad site code \"%.16s\"", f->value);
         goto fail;
     }
     memcpy(in.site, f->value, SS_SITE_LEN + 1);
     if ((key = key_for(arg, in.site)) == NULL) {
-        seterr(err, errlen, "no key recorded for site %s", in.site);
+        ss_seterr(err, errlen, "no key recorded for site %s", in.site);
         rc = -EPERM;
         goto fail;
     }
     if (EVP_PKEY_get_id(key) != EVP_PKEY_ED25519) {
-        seterr(err, errlen, "the key recorded for site %s is not an Ed25519 key", in.site);
+        ss_seterr(err, errlen, "the key recorded for site %s is not an Ed25519 key", in.site);
         rc = -EPERM;
         goto fail;
     }
     if ((ctx = EVP_MD_CTX_new()) == NULL) {
-        seterr(err, errlen, "out of memory");
+        ss_seterr(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto fail;
     }
@@ -1104,7 +1092,7 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
         EVP_DigestVerify(ctx, sig, sizeof sig, (const unsigned char *)signed_copy,
                          sigoff) != 1) {
         ERR_clear_error();
-        seterr(err, errlen, "instruction from site %s: signature does not verify", in.site);
+        ss_seterr(err, errlen, "instruction from site %s: signature does not verify", in.site);
         rc = -EPERM;
         goto fail;
     }
@@ -1119,14 +1107,14 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
     if ((f = one_field(&r, "package", err, errlen)) == NULL)
         goto fail;
     if (f->vlen >= sizeof in.package || !pkgid_ok(f->value)) {
-        seterr(err, errlen, "instruction: bad package ID \"%.16s\"", f->value);
+        ss_seterr(err, errlen, "instruction: bad package ID \"%.16s\"", f->value);
         goto fail;
     }
     memcpy(in.package, f->value, f->vlen + 1);
     if ((f = one_field(&r, "name", err, errlen)) == NULL)
         goto fail;
     if (f->vlen == 0 || f->vlen >= sizeof in.name || strlen(f->value) != f->vlen) {
-        seterr(err, errlen, "instruction: bad package name (empty, too long or holding NUL)");
+        ss_seterr(err, errlen, "instruction: bad package name (empty, too long or holding NUL)");
         goto fail;
     }
     memcpy(in.name, f->value, f->vlen + 1);
@@ -1136,7 +1124,7 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
     if ((f = one_field(&r, "created", err, errlen)) == NULL)
         goto fail;
     if (ss_parse_time_iso(f->value, &in.created_ms) < 0) {
-        seterr(err, errlen, "instruction: bad creation time \"%.40s\"", f->value);
+        ss_seterr(err, errlen, "instruction: bad creation time \"%.40s\"", f->value);
         goto fail;
     }
     if (one_int(&r, "pck_size", 0, &v, err, errlen) < 0)
@@ -1145,7 +1133,7 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
     if ((f = one_field(&r, "pck_sha256", err, errlen)) == NULL)
         goto fail;
     if (lower_hex(f, in.pck_sha, sizeof in.pck_sha) < 0) {
-        seterr(err, errlen, "instruction: pck_sha256 is not 64 lower-case hex digits");
+        ss_seterr(err, errlen, "instruction: pck_sha256 is not 64 lower-case hex digits");
         goto fail;
     }
     long long files, bytes;
@@ -1157,7 +1145,7 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
         goto fail;
     rc = -EBADMSG;
     if (m->files != files || m->bytes != bytes) {
-        seterr(err, errlen, "instruction: files=%lld bytes=%lld, but its manifest lists "
+        ss_seterr(err, errlen, "instruction: files=%lld bytes=%lld, but its manifest lists "
                "%lld files of %lld bytes", files, bytes, (long long)m->files,
                (long long)m->bytes);
         goto fail;

@@ -41,7 +41,6 @@
  *   and emits status message 8005 about it (at most once in ten minutes).
  */
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,7 +167,6 @@ static void pool_free(struct pool *p)
 struct pool *pool_new(uv_loop_t *loop, const char *name, int nthreads)
 {
     struct pool *p;
-    sigset_t all, old;
     int r;
 
     if (nthreads < 1) {
@@ -188,30 +186,19 @@ struct pool *pool_new(uv_loop_t *loop, const char *name, int nthreads)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
 
-    /* Threads inherit the creator's signal mask: block everything but
-     * the synchronous signals (a fault in a worker must still kill the
-     * process) while creating them, then restore the loop thread's mask.
-     * Blocking in the worker itself would leave a window at its start. */
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    sigdelset(&all, SIGABRT);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
+    /* Workers take no asynchronous signal (ss_thread_create): those are
+     * the loop thread's. */
     for (int i = 0; i < nthreads; i++) {
-        r = pthread_create(&p->threads[i], NULL, worker, p);
-        if (r != 0) {
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
+        r = ss_thread_create(&p->threads[i], worker, p);
+        if (r < 0) {
             log_error("pool %s: cannot create worker thread %d of %d: %s",
-                      p->name, i + 1, nthreads, strerror(r));
+                      p->name, i + 1, nthreads, strerror(-r));
             join_all(p);
             pool_free(p);
             return NULL;
         }
         p->nstarted++;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     /* No job can complete before pool_new returns, so initialising the
      * async handle after the threads is safe, and keeps the error path

@@ -274,17 +274,6 @@ void sitedb_interrupt(sqlite3 *db)
     pthread_mutex_unlock(&conns_mu);
 }
 
-/* Fill the caller's error buffer, which may be absent. */
-static void SS_PRINTF(3, 4) seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);   /* a cut sentence is still a sentence */
-    va_end(ap);
-}
-
 /* Run a PRAGMA (or any statement) that returns one value; copy it as
  * text into out, or "" when there is no row. */
 static int query_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
@@ -328,7 +317,7 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
 
         rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
         if (rc != SQLITE_OK) {
-            seterr(err, errlen, "%s: cannot begin schema migration: %s", path,
+            ss_seterr(err, errlen, "%s: cannot begin schema migration: %s", path,
                    msg ? msg : sqlite3_errstr(rc));
             sqlite3_free(msg);
             return -EIO;
@@ -337,12 +326,12 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
          * migrated since we looked. */
         rc = read_user_version(db, &v);
         if (rc != SQLITE_OK) {
-            seterr(err, errlen, "%s: cannot read schema version: %s", path,
+            ss_seterr(err, errlen, "%s: cannot read schema version: %s", path,
                    sqlite3_errmsg(db));
             goto fail;
         }
         if (v > target) {
-            seterr(err, errlen, "site database schema version %d is newer than "
+            ss_seterr(err, errlen, "site database schema version %d is newer than "
                    "this sitesrv (%d); refusing to run", v, target);
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
             return -EPROTO;
@@ -352,12 +341,12 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
             return 0;
         }
         if (v < 0) {
-            seterr(err, errlen, "%s: invalid schema version %d", path, v);
+            ss_seterr(err, errlen, "%s: invalid schema version %d", path, v);
             goto fail;
         }
         rc = sqlite3_exec(db, migrations[v], NULL, NULL, &msg);
         if (rc != SQLITE_OK) {
-            seterr(err, errlen, "%s: schema migration %d to %d failed: %s", path,
+            ss_seterr(err, errlen, "%s: schema migration %d to %d failed: %s", path,
                    v, v + 1, msg ? msg : sqlite3_errstr(rc));
             sqlite3_free(msg);
             goto fail;
@@ -367,7 +356,7 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
-            seterr(err, errlen, "%s: cannot commit schema migration %d to %d: %s",
+            ss_seterr(err, errlen, "%s: cannot commit schema migration %d to %d: %s",
                    path, v, v + 1, sqlite3_errmsg(db));
             goto fail;
         }
@@ -392,10 +381,10 @@ int sitedb_open(const char *path, int flags, sqlite3 **dbp, char *err, size_t er
     int rc, v, r;
 
     *dbp = NULL;
-    seterr(err, errlen, "%s", "");
+    ss_seterr(err, errlen, "%s", "");
     rc = sqlite3_open_v2(path, &db, oflags, NULL);
     if (rc != SQLITE_OK) {
-        seterr(err, errlen, "cannot open site database %s: %s", path,
+        ss_seterr(err, errlen, "cannot open site database %s: %s", path,
                db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         sqlite3_close(db);
         return -EIO;
@@ -405,19 +394,19 @@ int sitedb_open(const char *path, int flags, sqlite3 **dbp, char *err, size_t er
     /* Set the busy handler before anything reads the file, so that even
      * the first read waits for a writer that holds the lock. */
     if (conn_add(db) < 0) {
-        seterr(err, errlen, "cannot open site database %s: out of memory", path);
+        ss_seterr(err, errlen, "cannot open site database %s: out of memory", path);
         sqlite3_close(db);
         return -EIO;
     }
     rc = read_user_version(db, &v);
     if (rc != SQLITE_OK) {
-        seterr(err, errlen, "cannot read site database %s: %s", path,
+        ss_seterr(err, errlen, "cannot read site database %s: %s", path,
                sqlite3_errmsg(db));
         goto fail_eio;
     }
     /* Refuse a newer schema before changing anything in the file. */
     if (v > sitedb_schema_version()) {
-        seterr(err, errlen, "site database schema version %d is newer than "
+        ss_seterr(err, errlen, "site database schema version %d is newer than "
                "this sitesrv (%d); refusing to run", v, sitedb_schema_version());
         conn_close(db);
         return -EPROTO;
@@ -438,7 +427,7 @@ int sitedb_open(const char *path, int flags, sqlite3 **dbp, char *err, size_t er
             nanosleep(&ts, NULL);
         }
         if (rc != SQLITE_OK || strcmp(buf, "wal") != 0) {
-            seterr(err, errlen, "cannot put site database %s in WAL mode: %s", path,
+            ss_seterr(err, errlen, "cannot put site database %s in WAL mode: %s", path,
                    rc != SQLITE_OK ? sqlite3_errmsg(db) : buf);
             goto fail_eio;
         }
@@ -454,14 +443,14 @@ int sitedb_open(const char *path, int flags, sqlite3 **dbp, char *err, size_t er
     rc = sqlite3_exec(db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON",
                       NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-        seterr(err, errlen, "cannot configure site database %s: %s", path,
+        ss_seterr(err, errlen, "cannot configure site database %s: %s", path,
                sqlite3_errmsg(db));
         goto fail_eio;
     }
 
     if (rdonly) {
         if (v < sitedb_schema_version()) {
-            seterr(err, errlen, "site database %s has schema version %d, older than "
+            ss_seterr(err, errlen, "site database %s has schema version %d, older than "
                    "this sitesrv (%d); run a daemon once to migrate",
                    path, v, sitedb_schema_version());
             goto fail_eio;
@@ -488,14 +477,14 @@ int sitedb_open_root(const char *root, int flags, sqlite3 **db, char *err, size_
     *db = NULL;
     if (ss_path(dir, sizeof dir, "%s/db", root) < 0 ||
         ss_path(path, sizeof path, "%s/db/site.db", root) < 0) {
-        seterr(err, errlen, "site root path is too long: %s", root);
+        ss_seterr(err, errlen, "site root path is too long: %s", root);
         return -ENAMETOOLONG;
     }
     /* Only db/ is created: a missing root is a mistake to report, not a
      * directory to invent.  Read-only opens create nothing. */
     if (!(flags & SITEDB_RDONLY) && mkdir(dir, 0750) < 0 && errno != EEXIST) {
         int e = errno;
-        seterr(err, errlen, "cannot create %s: %s", dir, strerror(e));
+        ss_seterr(err, errlen, "cannot create %s: %s", dir, strerror(e));
         return -e;
     }
     return sitedb_open(path, flags, db, err, errlen);

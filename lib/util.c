@@ -3,6 +3,8 @@
  *
  * SYNOPSIS
  *   ss_path ss_fmt ss_strcpy            checked formatting (never a cut path)
+ *   ss_seterr                           a caller's error sentence (may be cut)
+ *   ss_thread_create                    a thread that takes no asynchronous signal
  *   ss_strcpy_utf8                      a copy cut between characters
  *   ss_utf8_seqlen ss_utf8_valid ss_utf8_sanitize
  *                                       UTF-8 checks for untrusted text
@@ -27,6 +29,8 @@
  *   -ERANGE for text that does not parse, -ENOMEM.
  */
 #include <ctype.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +65,36 @@ int ss_fmt(char *buf, size_t len, const char *fmt, ...)
     int r = vfmt(buf, len, -ENOSPC, fmt, ap);
     va_end(ap);
     return r;
+}
+
+void ss_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int ss_thread_create(pthread_t *tid, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    int r;
+
+    /* A thread inherits its creator's mask: block around the creation,
+     * since blocking in the thread itself would leave a window. */
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGABRT);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    r = pthread_create(tid, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -r;
 }
 
 int ss_strcpy(char *dst, size_t len, const char *src)

@@ -12,6 +12,9 @@
 int ss_path(char *buf, size_t len, const char *fmt, ...) SS_PRINTF(3, 4);
 /* Same rule for any formatted string: -ENOSPC when it does not fit. */
 int ss_fmt(char *buf, size_t len, const char *fmt, ...) SS_PRINTF(3, 4);
+/* Fill a caller's error buffer (err may be NULL, errlen 0): a sentence cut
+ * to fit is still worth having, so truncation is no error. */
+void ss_seterr(char *err, size_t errlen, const char *fmt, ...) SS_PRINTF(3, 4);
 /* strlcpy semantics with an error: -ENOSPC when src does not fit. */
 int ss_strcpy(char *dst, size_t len, const char *src);
 /* The same for text: when src does not fit it is cut before the UTF-8
@@ -84,5 +87,12 @@ int  ss_sbuf_vaddf(struct sbuf *b, const char *fmt, va_list ap) SS_PRINTF(2, 0);
  * replacement character), one for each such byte, so that a reader sees
  * that something was there without the stream becoming unreadable. */
 int  ss_sbuf_add_json_str(struct sbuf *b, const char *s);
+
+/* pthread_create with every asynchronous signal blocked in the new thread
+ * (SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT stay open, so that a fault
+ * in it is still reported as one): signals stay with the threads that
+ * expect them.  The caller's mask is unchanged.  0 or -errno. */
+#include <pthread.h>
+int ss_thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
 
 #endif
