@@ -101,6 +101,19 @@ const struct sm_catalog sm_catalog[] = {
     { SM_DIST_DP_FAILED_MAX, 'E', SM_MILESTONE, "distmgr",
       "Distribution Manager gave up copying package %1 version %2 to distribution point %3 "
       "after %4 attempts; it will try again when the package is updated or on `sitectl retry now`." },
+    { SM_SEND_SENT, 'I', SM_MILESTONE, "sender",
+      "Sender sent package %1 version %2 to site %3 (%4 bytes)." },
+    { SM_SEND_RETRYING, 'W', SM_DETAIL, "sender",
+      "Sender could not send package %1 version %2 to site %3 (attempt %4): %5; it "
+      "tries again after %6." },
+    { SM_SEND_FAILED, 'E', SM_MILESTONE, "sender",
+      "Sender gave up the job %1 for site %2: %3." },
+    { SM_SEND_EXPIRED, 'E', SM_MILESTONE, "sender",
+      "Sender could not deliver package %1 version %2 to site %3 within the job lifetime "
+      "(%4 attempts; last error: %5); the job is removed." },
+    { SM_SEND_NO_ROUTE, 'W', SM_DETAIL, "sender",
+      "Scheduler has no route to site %1 for the job %2: add the site (sitectl site add) "
+      "or its parent; the job waits." },
     { SM_DESPOOL_INSTALLED, 'I', SM_MILESTONE, "despool",
       "Despooler installed package %1 version %2 received from site %3." },
     { SM_DESPOOL_REJECTED, 'E', SM_MILESTONE, "despool",

@@ -46,6 +46,11 @@ enum sm_id {
     /* 8100-8199: distmgr, additions to SMS */
     SM_DIST_DP_FAILED_MAX  = 8100,
     /* 8200-8299: scheduler and sender */
+    SM_SEND_SENT           = 8200,
+    SM_SEND_RETRYING       = 8201,
+    SM_SEND_FAILED         = 8202,
+    SM_SEND_EXPIRED        = 8203,
+    SM_SEND_NO_ROUTE       = 8204,
     /* 8300-8399: despooler */
     SM_DESPOOL_INSTALLED   = 8300,
     SM_DESPOOL_REJECTED    = 8301,
