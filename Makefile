@@ -64,6 +64,8 @@ OBJS_test_distmgr   := $(B)/obj/daemons/distmgr/tasks.o
 CFLAGS_test_distmgr := -Idaemons/distmgr
 OBJS_test_despool   := $(B)/obj/daemons/despool/install.o
 CFLAGS_test_despool := -Idaemons/despool
+OBJS_test_sender    := $(B)/obj/daemons/sender/xfer.o
+CFLAGS_test_sender  := -Idaemons/sender
 
 .PHONY: all build deps check check-build bench demo install clean
 all: deps
