@@ -10,7 +10,7 @@
  *
  * DESCRIPTION
  *   Dispatches the command word to its subsystem (site.c, daemons.c,
- *   messages.c, client.c, sites.c, package.c) and holds what they
+ *   messages.c, client.c, sites.c, package.c, send.c) and holds what they
  *   share: option parsing and the site root.  The root comes from
  *   --root (before the command or among its options, SPEC 9), else
  *   $SITESRV_ROOT, else the installed root /var/lib/sitesrv.  Commands
@@ -58,12 +58,13 @@ static const struct cmd cmds[] = {
                                 "package list [--json] | package show ID [--json]\n"
                                 "package wait ID [--timeout SECONDS]" },
     { "retry",    cmd_retry,    "retry list [--json] | retry now [ID [DP]] | retry clear ID [DP]" },
+    { "send",     cmd_send,     "send list [--json]" },
 };
 
 /* Commands of SPEC 9 that later releases bring; named so that scripts get
  * a clear refusal instead of "unknown command". */
 static const char *const coming[] = {
-    "send", "backup", "restore",
+    "backup", "restore",
 };
 
 static void vctl_err(const char *fmt, va_list ap) SS_PRINTF(1, 0);

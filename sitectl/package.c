@@ -20,7 +20,12 @@
  *   show and list read what distmgr records: a target DP without a
  *   dp_state row is pending; attempts, next retry and last error come
  *   from the retry row (scope "dp", target "ID/VERSION/DP", VERSION being
- *   the version the DP is being brought to).
+ *   the version the DP is being brought to).  A child site is pending,
+ *   sending (a send request or job for the package's version waits in
+ *   schedule.box), sent (our sender's message 8200 says it delivered the
+ *   version) or installed (the child's despooler said so, message 8300,
+ *   replicated up to this site's status messages); installed reports the
+ *   version the child installed.
  *
  *   wait polls the database every 200 ms until every target DP is
  *   installed at the package's version or failed.  It also looks for
@@ -30,7 +35,9 @@
  *   Nor are they while the source is being retried (scope "source"); a
  *   source that failed for good ends the wait with exit 1.  On
  *   a terminal it redraws one line per DP; otherwise it prints each change
- *   once, so that a log of it stays short.
+ *   once, so that a log of it stays short.  It waits for the DPs of this
+ *   site only: a child site is done when its own DPs are, which only the
+ *   child knows; package show tells what the child reported.
  *
  *   retry now makes the DP retries of a package (or of one DP, or of
  *   everything) due at once, failed ones starting afresh, and puts failed
@@ -63,6 +70,7 @@
 #include "retry.h"
 #include "sitedb.h"
 #include "sitectl.h"
+#include "statmsg.h"
 
 #define WAIT_POLL_MS 200
 
@@ -471,6 +479,130 @@ static int pkg_list(struct ctl *c, const struct ctl_args *a)
         "%-8s %7s %-8s %-6s %9s  %s\n", "id", "version", "state", "origin", "dps", "name");
 }
 
+/* What the sender says when it has delivered a package version to a
+ * site (attributes PackageID, Version, Site), and what a child's
+ * despooler says when it installed one (PackageID, Version). */
+#define MSG_SENT      SM_SEND_SENT
+#define MSG_INSTALLED SM_DESPOOL_INSTALLED
+
+/* One attribute of a statmsg row (attrs: a JSON object of strings, as
+ * statmgr stores it), NULL for a row whose attrs is not JSON: CASE, not
+ * AND, because only CASE promises not to evaluate json_extract on it,
+ * and one bad row must not fail the whole query. */
+#define ATTR(name) "CASE WHEN json_valid(attrs) THEN json_extract(attrs, '$." name "') END"
+
+struct child {
+    char      code[SS_SITE_LEN + 1];
+    char      state[16];          /* pending, sending, sent, installed */
+    long long version;            /* reported installed, else the job's, else 0 */
+    char      job[16];            /* site_job.state for the version, "" none */
+};
+
+/*
+ * The state of one child site for version V of package p (SPEC 9), the
+ * first that holds:
+ *   installed  the child reported it installed V or later (8300 with
+ *              site = the child, replicated up to us by its statmgr);
+ *   sent       our sender delivered V to it (8200 from this site);
+ *   sending    a send request or a job for V to it waits in schedule.box;
+ *   pending    otherwise (distmgr may not have written the job yet).
+ * 0 or -EIO.
+ */
+static int site_state(struct ctl_site *s, const struct pkg *p,
+                      const struct ctl_send_item *items, int nitems, struct child *k)
+{
+    long long v = 0;
+    int r;
+    if (p->version < 1) {
+        (void)ss_strcpy(k->state, sizeof k->state, "pending");
+        return 0;
+    }
+    r = ctl_sql_int(s->db, &v, "SELECT max(CAST(" ATTR("Version") " AS INTEGER)) FROM "
+                    "statmsg WHERE msgid = ?1 AND site = ?2 AND " ATTR("PackageID") " = ?3",
+                    "iss", (int64_t)MSG_INSTALLED, k->code, p->id);
+    if (r < 0 && r != -ENOENT)
+        return -EIO;
+    if (r == 0 && v >= p->version) {
+        (void)ss_strcpy(k->state, sizeof k->state, "installed");
+        k->version = v;
+        return 0;
+    }
+    r = ctl_sql_int(s->db, &v, "SELECT count(*) FROM statmsg WHERE msgid = ?1 AND "
+                    "site = ?2 AND " ATTR("PackageID") " = ?3 AND CAST(" ATTR("Version")
+                    " AS INTEGER) = ?4 AND " ATTR("Site") " = ?5", "issis",
+                    (int64_t)MSG_SENT, s->code, p->id, (int64_t)p->version, k->code);
+    if (r < 0)
+        return -EIO;
+    if (v > 0) {
+        (void)ss_strcpy(k->state, sizeof k->state, "sent");
+        return 0;
+    }
+    for (int i = 0; i < nitems; i++) {
+        const struct sendreq *q = &items[i].q;
+        if (items[i].kind != CTL_SEND_UNREADABLE && q->type == SEND_PACKAGE &&
+            strcmp(q->dest, k->code) == 0 && strcmp(q->package, p->id) == 0 &&
+            q->version == p->version) {
+            (void)ss_strcpy(k->state, sizeof k->state, "sending");
+            return 0;
+        }
+    }
+    (void)ss_strcpy(k->state, sizeof k->state, "pending");
+    return 0;
+}
+
+/* The child sites of this site with their state for p's version.  *out
+ * is malloc'ed.  0, -EIO or -ENOMEM.  schedule.box that cannot be read
+ * is a warning: the sites are then shown without "sending". */
+static int load_children(struct ctl_site *s, const struct pkg *p, struct child **out, int *n)
+{
+    sqlite3_stmt *st = NULL;
+    struct child *v = NULL;
+    struct ctl_send_item *items = NULL;
+    int cap = 0, k = 0, nitems = 0, r = 0, rc;
+    char err[SS_ERR_MAX] = "";
+    *out = NULL;
+    *n = 0;
+    if (sitedb_prepare(s->db, "SELECT s.code, j.version, j.state FROM site s LEFT JOIN "
+                       "site_job j ON j.package = ?1 AND j.site = s.code AND j.version = ?2 "
+                       "WHERE s.relation = 'child' ORDER BY s.code", &st) < 0)
+        return -EIO;
+    sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, p->version);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (k == cap) {
+            cap = cap ? cap * 2 : 8;
+            struct child *nv = realloc(v, (size_t)cap * sizeof *v);
+            if (!nv) {
+                r = -ENOMEM;
+                break;
+            }
+            v = nv;
+        }
+        struct child *c = &v[k++];
+        memset(c, 0, sizeof *c);
+        copy_text(c->code, sizeof c->code, st, 0);
+        if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
+            c->version = sqlite3_column_int64(st, 1);
+            copy_text(c->job, sizeof c->job, st, 2);
+        }
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = -EIO;
+    sqlite3_finalize(st);
+    if (r == 0 && k > 0 && ctl_send_scan(s->root, &items, &nitems, err, sizeof err) < 0)
+        ctl_err("warning: %s; no site is shown as sending", err);
+    for (int i = 0; r == 0 && i < k; i++)
+        r = site_state(s, p, items, nitems, &v[i]);
+    free(items);
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
 static int pkg_show(struct ctl *c, const struct ctl_args *a)
 {
     const char *id = a->pos[0];
@@ -547,42 +679,37 @@ static int pkg_show(struct ctl *c, const struct ctl_args *a)
         }
         if (ndps == 0)
             printf("(no DP)\n");
-        printf("\n%-4s %-8s %7s  %s\n", "site", "state", "version", "job");
+        printf("\n%-4s %-9s %7s  %s\n", "site", "state", "version", "job");
     }
 
-    /* Child sites: a site_job row for the current version means the
-     * content is queued for the sender; the sender issue adds what
-     * happens after.  Either way the site is pending for now. */
-    sqlite3_stmt *st = NULL;
-    if (sitedb_prepare(s.db, "SELECT s.code, j.version, j.state FROM site s LEFT JOIN "
-                       "site_job j ON j.package = ?1 AND j.site = s.code AND j.version = ?2 "
-                       "WHERE s.relation = 'child' ORDER BY s.code", &st) < 0) {
+    /* Child sites, each in the state SPEC 9 names (site_state()). */
+    struct child *kids = NULL;
+    int r = load_children(&s, &p, &kids, &nsites);
+    if (r == -ENOMEM) {
+        ctl_err("out of memory");
+        rc = CTL_FAIL;
+        goto out;
+    }
+    if (r < 0) {
         rc = ctl_db_fail(&s, "cannot read the child sites");
         goto out;
     }
-    sqlite3_bind_text(st, 1, p.id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, p.version);
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        int job = sqlite3_column_type(st, 1) != SQLITE_NULL;
-        long long ver = job ? sqlite3_column_int64(st, 1) : 0;
+    for (int i = 0; i < nsites; i++) {
+        const struct child *k = &kids[i];
         if (json) {
-            ss_sbuf_adds(&b, nsites ? ",\n  {\"code\": " : "\n  {\"code\": ");
-            ss_sbuf_add_json_str(&b, ctl_col_text(st, 0));
-            ss_sbuf_addf(&b, ", \"state\": \"pending\", \"version\": %lld, \"job\": ", ver);
-            ctl_json_str_or_null(&b, job ? ctl_col_text(st, 2) : NULL);
+            ss_sbuf_adds(&b, i ? ",\n  {\"code\": " : "\n  {\"code\": ");
+            ss_sbuf_add_json_str(&b, k->code);
+            ss_sbuf_adds(&b, ", \"state\": ");
+            ss_sbuf_add_json_str(&b, k->state);
+            ss_sbuf_addf(&b, ", \"version\": %lld, \"job\": ", k->version);
+            ctl_json_str_or_null(&b, k->job);
             ss_sbuf_adds(&b, "}");
         } else {
-            printf("%-4s %-8s %7lld  %s\n", ctl_col_text(st, 0), "pending", ver,
-                   job ? ctl_col_text(st, 2) : "-");
+            printf("%-4s %-9s %7lld  %s\n", k->code, k->state, k->version,
+                   k->job[0] ? k->job : "-");
         }
-        nsites++;
     }
-    sqlite3_finalize(st);
-    if (r != SQLITE_DONE) {
-        rc = ctl_db_fail(&s, "cannot read the child sites");
-        goto out;
-    }
+    free(kids);
     if (json) {
         ss_sbuf_adds(&b, nsites ? "\n ]}\n" : "]}\n");
         if ((rc = ctl_print_sbuf(&b)) != CTL_OK)

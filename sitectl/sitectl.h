@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "pkgreq.h"
+#include "sendreq.h"
 #include "util.h"
 
 enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
@@ -214,6 +215,35 @@ struct ctl_sub {
 int ctl_subcommand(struct ctl *c, int argc, char **argv, const struct ctl_sub *subs,
                    size_t nsubs);
 
+/* ---- what waits in schedule.box (send.c) ---- */
+
+enum ctl_send_kind {
+    CTL_SEND_REQUEST = 0,    /* requests/R.srq: scheduled, q as the sender keeps it */
+    CTL_SEND_JOB,            /* R.job in schedule.box or work/: not yet scheduled */
+    CTL_SEND_UNREADABLE,     /* either, unreadable: error says why */
+};
+struct ctl_send_item {
+    enum ctl_send_kind kind;
+    char    name[SS_NAME_MAX + 1];   /* the file's name */
+    char    base[SS_NAME_MAX + 1];   /* R: the name without .srq or .job */
+    char    file[SS_PATH_MAX];       /* root-relative path */
+    /* A job fills type, dest, hop (= dest: send list routes it),
+     * priority, package, version, size (its files now) and created_ms. */
+    struct sendreq q;
+    char    error[SS_ERR_MAX];
+};
+/* Every send request (schedule.box/requests/ and its work/) and every job
+ * not yet scheduled (schedule.box/ and work/; one whose request exists
+ * is left out), unsorted.  *out is malloc'ed; free() it.  A file gone
+ * meanwhile is left out; one that does not parse is an item of kind
+ * CTL_SEND_UNREADABLE.  0, or -errno with err set when a directory
+ * cannot be listed (a missing one holds nothing). */
+int ctl_send_scan(const char *root, struct ctl_send_item **out, int *n, char *err,
+                  size_t errlen);
+/* "queued" (a job), "unreadable", "waiting" (next try after now_ms) or
+ * "pending". */
+const char *ctl_send_state(const struct ctl_send_item *it, int64_t now_ms);
+
 /* Commands: argv[0] is the first argument after the command word. */
 int cmd_init(struct ctl *c, int argc, char **argv);
 int cmd_config(struct ctl *c, int argc, char **argv);
@@ -227,5 +257,6 @@ int cmd_dp(struct ctl *c, int argc, char **argv);        /* sites.c */
 int cmd_site(struct ctl *c, int argc, char **argv);      /* sites.c */
 int cmd_package(struct ctl *c, int argc, char **argv);   /* package.c */
 int cmd_retry(struct ctl *c, int argc, char **argv);     /* package.c */
+int cmd_send(struct ctl *c, int argc, char **argv);      /* send.c */
 
 #endif
