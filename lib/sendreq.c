@@ -196,7 +196,8 @@ int job_parse(char *buf, size_t len, struct job *j, char *err, size_t errlen)
         goto out;
     if (rec_get(&r, "status_file")) {
         j->type = SEND_STATUS;
-        if (rec_get(&r, "package") || rec_get(&r, "instruction")) {
+        if (rec_get(&r, "package") || rec_get(&r, "version") || rec_get(&r, "instruction") ||
+            rec_get(&r, "package_file")) {
             (void)ss_fmt(err, errlen, "a status job names a package");
             rc = -EBADMSG;
             goto out;
@@ -272,6 +273,10 @@ int srq_parse(char *buf, size_t len, struct sendreq *q, char *err, size_t errlen
             goto out;
     } else if (strcmp(s, "status") == 0) {
         q->type = SEND_STATUS;
+        if (rec_get(&r, "package") || rec_get(&r, "version")) {
+            (void)ss_fmt(err, errlen, "a status request names a package");
+            goto out;
+        }
     } else {
         (void)ss_fmt(err, errlen, "type '%s' is not package or status", s);
         goto out;

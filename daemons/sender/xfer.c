@@ -120,7 +120,11 @@ static int put_small(struct xfer *x, int rxtmp, const char *src, const char *dst
 /* Record the confirmed offset; a failure only costs bytes on a resume. */
 static void confirm(struct xfer *x)
 {
-    int rc = srq_store(x->reqfd, x->reqtmpfd, x->name, &x->q, 0);
+    char f[UNIQ_NAME_MAX + 8];
+    int rc = ss_fmt(f, sizeof f, "%s.srq", x->name);
+
+    if (rc == 0)
+        rc = srq_store(x->reqfd, x->reqtmpfd, f, &x->q, 0);
     if (rc < 0)
         log_warn("request %s: cannot record offset %lld: %s", x->name,
                  (long long)x->q.offset, strerror(-rc));
@@ -252,6 +256,10 @@ void xfer_run(struct xfer *x)
 
     x->rc = 0;
     x->err[0] = '\0';
+    if (*x->stop) {
+        x->rc = -ECANCELED;
+        return;
+    }
     if (!path) {
         x->rc = -EINVAL;
         (void)snprintf(x->err, sizeof x->err, "address '%.200s' is not file:/PATH",
