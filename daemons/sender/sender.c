@@ -249,7 +249,12 @@ static void xjob_done(struct pool_job *j, int cancelled)
 
         r->q.attempts++;
         (void)ss_strcpy(r->q.last_error, sizeof r->q.last_error, xj->x.err);
-        if (retry_failure(s->db, "send", r->q.hop, xj->x.err, &pol, now, &rs) == 0 && st) {
+        if (st && st->next_ms > now) {
+            /* A transfer that ran beside the one that throttled the site:
+             * the same outage, counted once, or the delay would grow with
+             * max_per_site instead of with time. */
+        } else if (retry_failure(s->db, "send", r->q.hop, xj->x.err, &pol, now, &rs) == 0 &&
+                   st) {
             st->attempts = rs.attempts;
             st->next_ms = rs.next_ms;
             (void)ss_strcpy(st->last_error, sizeof st->last_error, rs.last_error);
