@@ -66,6 +66,8 @@ OBJS_test_despool   := $(B)/obj/daemons/despool/install.o
 CFLAGS_test_despool := -Idaemons/despool
 OBJS_test_sender    := $(B)/obj/daemons/sender/xfer.o
 CFLAGS_test_sender  := -Idaemons/sender
+OBJS_test_statmgr   := $(B)/obj/daemons/statmgr/ingest.o $(B)/obj/daemons/statmgr/replicate.o
+CFLAGS_test_statmgr := -Idaemons/statmgr
 
 .PHONY: all build deps check check-build bench demo install clean
 all: deps

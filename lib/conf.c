@@ -17,6 +17,7 @@
  *                      const char *value, char *err, size_t errlen);
  *   int  conf_value_str(const struct ss_conf *c, const struct conf_key *k,
  *                       char *buf, size_t len);
+ *   int  conf_list_has(const char *list, const char *word);
  *
  * DESCRIPTION
  *   One table, conf_keys[], names every key with its type, default and
@@ -109,6 +110,9 @@ const struct conf_key conf_keys[] = {
         "periodic rescan of the inboxes (watch events are only hints)"),
     KEY("statmgr", "batch", CONF_INT, statmgr_batch, 1, 100000, "1000", 0,
         "status messages read from each inbox in one pass, one database transaction"),
+    KEY("statmgr", "replicate", CONF_LIST, statmgr_replicate, 0, 0, "distmgr despool sender", 0,
+        "components whose status messages go up to the parent site, space separated; "
+        "empty for none"),
 
     KEY("backup", "destination", CONF_PATH, backup_destination, 0, 0, "", CONF_COMPUTED,
         "where backups are written, an absolute path (default: <root>/backup)"),
@@ -242,6 +246,38 @@ static int set_value(struct ss_conf *c, const struct conf_key *k, const char *va
         }
         memcpy(field, value, vl + 1);
         return 0;
+
+    case CONF_LIST: {
+        /* Names as CONF_STR, any blanks between them; kept with one
+         * space, so that the value reads back as it is written. */
+        char tmp[1024];
+        size_t n = 0;
+        for (const char *p = value; *p;) {
+            if (*p == ' ' || *p == '\t') {
+                p++;
+                continue;
+            }
+            if (n > 0 && n < sizeof tmp)
+                tmp[n++] = ' ';
+            for (; *p && *p != ' ' && *p != '\t'; p++) {
+                if (!isalnum((unsigned char)*p) && !strchr("._-", *p)) {
+                    ss_fmt(err, errlen, "bad list \"%s\" for %s (names of letters, digits, "
+                           "'.', '_', '-', separated by spaces)", value, name);
+                    return -EINVAL;
+                }
+                if (n < sizeof tmp)
+                    tmp[n++] = *p;
+            }
+        }
+        if (n >= k->size) {
+            ss_fmt(err, errlen, "bad value \"%.40s...\" for %s (longer than %zu bytes)",
+                   value, name, k->size - 1);
+            return -EINVAL;
+        }
+        memcpy(field, tmp, n);
+        field[n] = '\0';
+        return 0;
+    }
 
     case CONF_PATH:
         if (value[0] != '/') {
@@ -528,6 +564,7 @@ int conf_value_str(const struct ss_conf *c, const struct conf_key *k, char *buf,
 
     switch (k->type) {
     case CONF_STR:
+    case CONF_LIST:
     case CONF_SITE:
     case CONF_PATH:
         return ss_strcpy(buf, len, field);
@@ -798,4 +835,21 @@ int conf_set_file(const char *path, const char *dotted, const char *value,
     free(lines);
     free(buf);
     return r;
+}
+
+int conf_list_has(const char *list, const char *word)
+{
+    size_t wl = strlen(word);
+
+    if (wl == 0)
+        return 0;
+    for (const char *p = list; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t l = strcspn(p, " ");
+        if (l == wl && memcmp(p, word, wl) == 0)
+            return 1;
+        p += l;
+    }
+    return 0;
 }

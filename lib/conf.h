@@ -38,6 +38,9 @@ struct ss_conf {
     long long statmgr_batch;               /* status message files read from
                                             * each inbox in one pass; a pass
                                             * is one transaction */
+    char     statmgr_replicate[256];       /* components whose messages go to
+                                            * the parent site, one space
+                                            * between names; "" none */
     /* [backup] */
     char     backup_destination[SS_PATH_MAX];
     long long backup_keep;
@@ -48,11 +51,17 @@ struct ss_conf {
     int64_t  daemon_stop_timeout;          /* SIGTERM to exit, ms */
 };
 
-/* CONF_STR: a name, [A-Za-z0-9._-]*; CONF_SITE: a site code or "" when not
+/* CONF_STR: a name, [A-Za-z0-9._-]*; CONF_LIST: names like CONF_STR
+ * separated by blanks, stored with one space between them; CONF_SITE: a site code or "" when not
  * required; CONF_DURATION: int64_t ms; CONF_SIZE: uint64_t bytes; CONF_INT:
  * long long; CONF_TIME_OF_DAY: int minutes after midnight, -1 for "";
  * CONF_PATH: an absolute path. */
-enum conf_type { CONF_STR, CONF_SITE, CONF_DURATION, CONF_SIZE, CONF_INT, CONF_TIME_OF_DAY, CONF_PATH };
+enum conf_type { CONF_STR, CONF_SITE, CONF_DURATION, CONF_SIZE, CONF_INT, CONF_TIME_OF_DAY, CONF_PATH,
+                 CONF_LIST };
+
+/* Is word one of the names of a CONF_LIST value (one space between
+ * them)?  1 or 0. */
+int conf_list_has(const char *list, const char *word);
 
 /* conf_key.flags */
 #define CONF_REQUIRED 1   /* no default: conf_load fails when it is missing */

@@ -7,6 +7,8 @@
  *   pck_write pck_extract                  the zstd package file (.pck)
  *   sign_load_private sign_load_public sign_load_public_pem
  *                                          Ed25519 keys from PEM
+ *   rec_sign rec_parse_signed              signed records (instructions,
+ *                                          status bundles)
  *   instr_build instr_parse                the signed instruction (.ins)
  *
  * DESCRIPTION
@@ -48,9 +50,11 @@
  *   mf_snapshot's callers do.
  *
  *   The instruction is a record (record.h) whose last field is an Ed25519
- *   signature over every byte before the signature line.  Ed25519 signs
- *   the message itself, not a digest, so instr_parse keeps a copy of the
- *   signed bytes while rec_parse works in place on the caller's buffer;
+ *   signature over every byte before the signature line; status bundles
+ *   (statrep.c) are signed the same way, by the same two functions
+ *   (rec_sign, rec_parse_signed).  Ed25519 signs the message itself, not
+ *   a digest, so rec_parse_signed keeps a copy of the signed bytes while
+ *   rec_parse works in place on the caller's buffer;
  *   the copy is freed as soon as the signature is checked.  The record's
  *   own checksum is verified first (a damaged file is -EBADMSG), the
  *   signature next (an altered or forged one is -EPERM), and only then
@@ -851,16 +855,213 @@ int sign_load_public_pem(const char *pem, size_t len, EVP_PKEY **key, char *err,
     return load_pem(pem, len, 0, "public key", key, err, errlen);
 }
 
+/* ---- signed records --------------------------------------------------- */
+
+int rec_sign(struct sbuf *b, EVP_PKEY *key, char *err, size_t errlen)
+{
+    unsigned char sig[ED25519_SIG_LEN];
+    size_t siglen = sizeof sig;
+    char hex[2 * ED25519_SIG_LEN + 1];
+    EVP_MD_CTX *ctx = NULL;
+    int r;
+
+    if (key == NULL) {
+        ss_seterr(err, errlen, "no signing key");
+        return -EINVAL;
+    }
+    if ((r = check_ed25519(key, "signing key", err, errlen)) < 0)
+        return r;
+    /* Ed25519 is one-shot: no digest, the whole text is the message. */
+    if ((ctx = EVP_MD_CTX_new()) == NULL ||
+        EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
+        EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)b->data, b->len) != 1 ||
+        siglen != sizeof sig) {
+        ERR_clear_error();
+        EVP_MD_CTX_free(ctx);
+        ss_seterr(err, errlen, "cannot sign the record (OpenSSL)");
+        return -EIO;
+    }
+    EVP_MD_CTX_free(ctx);
+    ss_hex(sig, sizeof sig, hex);
+    if ((r = rec_add(b, "signature", hex)) < 0 || (r = rec_end(b)) < 0) {
+        ss_seterr(err, errlen, "cannot format the signature: %s", strerror(-r));
+        return r;
+    }
+    return 0;
+}
+
+/* The single field called name, or NULL with err (missing or repeated). */
+static const struct rec_field *one_field(const struct rec *r, const char *what,
+                                         const char *name, char *err, size_t errlen)
+{
+    const struct rec_field *f = NULL;
+
+    for (size_t i = 0; i < r->nfields; i++) {
+        if (strcmp(r->fields[i].name, name) != 0)
+            continue;
+        if (f != NULL) {
+            ss_seterr(err, errlen, "%s: field %s repeated", what, name);
+            return NULL;
+        }
+        f = &r->fields[i];
+    }
+    if (f == NULL)
+        ss_seterr(err, errlen, "%s: missing field %s", what, name);
+    return f;
+}
+
+/* Exactly 2*len lower-case hex digits (one spelling per value). */
+static int lower_hex(const struct rec_field *f, unsigned char *out, size_t len)
+{
+    if (f->vlen != 2 * len)
+        return -EINVAL;
+    for (size_t i = 0; i < f->vlen; i++) {
+        char c = f->value[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return -EINVAL;
+    }
+    return ss_unhex(f->value, out, len);
+}
+
+/*
+ * Where the signature line starts in a record whose last two lines are
+ * "signature=<128 hex>" and the end line, or 0 when it has no such tail.
+ * Found on the raw bytes, before rec_parse rewrites them.
+ */
+static size_t find_signature(const char *buf, size_t len)
+{
+    if (len < SIG_LINE_LEN + END_LINE_LEN + 1)
+        return 0;
+    size_t off = len - END_LINE_LEN - SIG_LINE_LEN;
+    if (buf[off - 1] != '\n' || memcmp(buf + off, SIG_FIELD, SIG_FIELD_LEN) != 0 ||
+        buf[off + SIG_LINE_LEN - 1] != '\n')
+        return 0;
+    return off;
+}
+
+int rec_parse_signed(char *buf, size_t len, const struct signed_spec *sp,
+                     instr_key_fn key_for, void *arg, struct rec *r,
+                     char site[SS_SITE_LEN + 1], char *err, size_t errlen)
+{
+    const struct rec_field *f;
+    unsigned char sig[ED25519_SIG_LEN];
+    char *signed_copy = NULL;
+    size_t sigoff;
+    EVP_PKEY *key = NULL;
+    EVP_MD_CTX *ctx = NULL;
+    int rc;
+
+    memset(r, 0, sizeof *r);
+    site[0] = '\0';
+    if (err && errlen)
+        err[0] = '\0';
+
+    /* rec_parse rewrites the buffer in place, and the signature covers
+     * the raw bytes: keep them for the verification (not needed when the
+     * caller does not verify). */
+    sigoff = len <= sp->lim->max_size ? find_signature(buf, len) : 0;
+    if (sigoff > 0 && key_for != NULL) {
+        if ((signed_copy = malloc(sigoff)) == NULL) {
+            ss_seterr(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        memcpy(signed_copy, buf, sigoff);
+    }
+
+    if ((rc = rec_parse(r, buf, len, sp->lim, err, errlen)) < 0) {
+        /* An oversized file is as malformed as any other. */
+        if (rc != -ENOMEM)
+            rc = -EBADMSG;
+        goto fail;
+    }
+    rc = -EBADMSG;
+    if (strcmp(r->kind, sp->kind) != 0) {
+        ss_seterr(err, errlen, "not %s (a record of kind %s)", sp->a_what, r->kind);
+        goto fail;
+    }
+    if (r->version > sp->version) {
+        ss_seterr(err, errlen, "%s version %d is newer than this sitesrv reads (%d)",
+                  sp->what, r->version, sp->version);
+        goto fail;
+    }
+    /* The signature must be the last field, so that it covers every
+     * other one: the field's name sits at the start of its line. */
+    if (r->nfields == 0 || strcmp(r->fields[r->nfields - 1].name, "signature") != 0 ||
+        sigoff == 0 || (size_t)(r->fields[r->nfields - 1].name - buf) != sigoff) {
+        ss_seterr(err, errlen, "%s: the signature is not its last field", sp->what);
+        goto fail;
+    }
+    if ((f = one_field(r, sp->what, "signature", err, errlen)) == NULL)
+        goto fail;
+    if (lower_hex(f, sig, sizeof sig) < 0) {
+        ss_seterr(err, errlen, "%s: malformed signature", sp->what);
+        goto fail;
+    }
+    for (size_t i = 0; i < r->nfields; i++) {
+        size_t k;
+        for (k = 0; k < sp->nfields; k++)
+            if (strcmp(r->fields[i].name, sp->fields[k]) == 0)
+                break;
+        if (k == sp->nfields) {
+            ss_seterr(err, errlen, "%s: unknown field %.64s", sp->what, r->fields[i].name);
+            goto fail;
+        }
+    }
+
+    /* The signature, with the key recorded for the site it names. */
+    if ((f = one_field(r, sp->what, "site", err, errlen)) == NULL)
+        goto fail;
+    if (f->vlen != SS_SITE_LEN || !ss_site_code_ok(f->value)) {
+        ss_seterr(err, errlen, "%s: bad site code \"%.16s\"", sp->what, f->value);
+        goto fail;
+    }
+    memcpy(site, f->value, SS_SITE_LEN + 1);
+    if (key_for == NULL)
+        return 0;                   /* the caller checked it before */
+    if ((key = key_for(arg, site)) == NULL) {
+        ss_seterr(err, errlen, "no key recorded for site %s", site);
+        rc = -EPERM;
+        goto fail;
+    }
+    if (EVP_PKEY_get_id(key) != EVP_PKEY_ED25519) {
+        ss_seterr(err, errlen, "the key recorded for site %s is not an Ed25519 key", site);
+        rc = -EPERM;
+        goto fail;
+    }
+    if ((ctx = EVP_MD_CTX_new()) == NULL) {
+        ss_seterr(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) != 1 ||
+        EVP_DigestVerify(ctx, sig, sizeof sig, (const unsigned char *)signed_copy,
+                         sigoff) != 1) {
+        ERR_clear_error();
+        ss_seterr(err, errlen, "%s from site %s: signature does not verify", sp->what, site);
+        rc = -EPERM;
+        goto fail;
+    }
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(key);
+    free(signed_copy);
+    return 0;
+
+fail:
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(key);
+    free(signed_copy);
+    rec_free(r);
+    memset(r, 0, sizeof *r);
+    return rc;
+}
+
 /* ---- instructions ----------------------------------------------------- */
 
 int instr_build(struct sbuf *b, const struct instr *in, const struct manifest *m,
                 EVP_PKEY *key, char *err, size_t errlen)
 {
-    unsigned char sig[ED25519_SIG_LEN];
-    size_t siglen = sizeof sig;
-    char iso[64], hex[2 * ED25519_SIG_LEN + 1];
+    char iso[64];
     size_t namelen = strnlen(in->name, sizeof in->name);
-    EVP_MD_CTX *ctx = NULL;
     int r;
 
     if (err && errlen)
@@ -903,67 +1104,19 @@ int instr_build(struct sbuf *b, const struct instr *in, const struct manifest *m
         goto fail;
     }
 
-    /* Ed25519 is one-shot: no digest, the whole text is the message. */
-    if ((ctx = EVP_MD_CTX_new()) == NULL ||
-        EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
-        EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)b->data, b->len) != 1 ||
-        siglen != sizeof sig) {
-        ERR_clear_error();
-        ss_seterr(err, errlen, "cannot sign the instruction (OpenSSL)");
-        r = -EIO;
+    if ((r = rec_sign(b, key, err, errlen)) < 0)
         goto fail;
-    }
-    ss_hex(sig, sizeof sig, hex);
-    if ((r = rec_add(b, "signature", hex)) < 0 || (r = rec_end(b)) < 0) {
-        ss_seterr(err, errlen, "cannot format the instruction: %s", strerror(-r));
-        goto fail;
-    }
-    EVP_MD_CTX_free(ctx);
     return 0;
 
 fail:
-    EVP_MD_CTX_free(ctx);
     ss_sbuf_reset(b);
     return r;
-}
-
-/* The single field called name, or NULL with err (missing or repeated). */
-static const struct rec_field *one_field(const struct rec *r, const char *name,
-                                         char *err, size_t errlen)
-{
-    const struct rec_field *f = NULL;
-
-    for (size_t i = 0; i < r->nfields; i++) {
-        if (strcmp(r->fields[i].name, name) != 0)
-            continue;
-        if (f != NULL) {
-            ss_seterr(err, errlen, "instruction: field %s repeated", name);
-            return NULL;
-        }
-        f = &r->fields[i];
-    }
-    if (f == NULL)
-        ss_seterr(err, errlen, "instruction: missing field %s", name);
-    return f;
-}
-
-/* Exactly 2*len lower-case hex digits (one spelling per value). */
-static int lower_hex(const struct rec_field *f, unsigned char *out, size_t len)
-{
-    if (f->vlen != 2 * len)
-        return -EINVAL;
-    for (size_t i = 0; i < f->vlen; i++) {
-        char c = f->value[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return -EINVAL;
-    }
-    return ss_unhex(f->value, out, len);
 }
 
 static int one_int(const struct rec *r, const char *name, long long min, long long *out,
                    char *err, size_t errlen)
 {
-    if (one_field(r, name, err, errlen) == NULL)
+    if (one_field(r, "instruction", name, err, errlen) == NULL)
         return -EBADMSG;
     return rec_get_int(r, name, min, LLONG_MAX, out, err, errlen);
 }
@@ -973,22 +1126,6 @@ static const char *const instr_fields[] = {
     "files", "bytes", "file", "dir", "signature",
 };
 
-/*
- * Where the signature line starts in an instruction whose last two lines
- * are "signature=<128 hex>" and the end line, or 0 when it has no such
- * tail.  Found on the raw bytes, before rec_parse rewrites them.
- */
-static size_t find_signature(const char *buf, size_t len)
-{
-    if (len < SIG_LINE_LEN + END_LINE_LEN + 1)
-        return 0;
-    size_t off = len - END_LINE_LEN - SIG_LINE_LEN;
-    if (buf[off - 1] != '\n' || memcmp(buf + off, SIG_FIELD, SIG_FIELD_LEN) != 0 ||
-        buf[off + SIG_LINE_LEN - 1] != '\n')
-        return 0;
-    return off;
-}
-
 int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
                 struct instr *out, struct manifest *m, char *err, size_t errlen)
 {
@@ -997,121 +1134,37 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
         .max_line = 64 * 1024,
         .max_fields = 1 << 20,
     };
+    static const struct signed_spec spec = {
+        .kind = INSTR_KIND, .version = INSTR_VERSION, .lim = &lim,
+        .what = "instruction", .a_what = "an instruction",
+        .fields = instr_fields, .nfields = SS_ARRAY_LEN(instr_fields),
+    };
     struct instr in;
     struct rec r;
     const struct rec_field *f;
-    unsigned char sig[ED25519_SIG_LEN];
-    char *signed_copy = NULL;
-    size_t sigoff;
-    EVP_PKEY *key = NULL;
-    EVP_MD_CTX *ctx = NULL;
     long long v;
     int rc;
 
     memset(&in, 0, sizeof in);
-    memset(&r, 0, sizeof r);
     mf_init(m);
-    if (err && errlen)
-        err[0] = '\0';
-
-    /* rec_parse rewrites the buffer in place, and the signature covers
-     * the raw bytes: keep them for the verification. */
-    sigoff = len <= INSTR_MAX_SIZE ? find_signature(buf, len) : 0;
-    if (sigoff > 0) {
-        if ((signed_copy = malloc(sigoff)) == NULL) {
-            ss_seterr(err, errlen, "out of memory");
-            return -ENOMEM;
-        }
-        memcpy(signed_copy, buf, sigoff);
+    if (key_for == NULL) {
+        /* An instruction is always verified: it is what the site trusts. */
+        ss_seterr(err, errlen, "no key lookup for the instruction's site");
+        return -EINVAL;
     }
-
-    if ((rc = rec_parse(&r, buf, len, &lim, err, errlen)) < 0) {
-        /* An oversized file is as malformed as any other. */
-        if (rc != -ENOMEM)
-            rc = -EBADMSG;
-        goto fail;
-    }
+    if ((rc = rec_parse_signed(buf, len, &spec, key_for, arg, &r, in.site, err, errlen)) < 0)
+        return rc;
     rc = -EBADMSG;
-    if (strcmp(r.kind, INSTR_KIND) != 0) {
-        ss_seterr(err, errlen, "not an instruction (a record of kind %s)", r.kind);
-        goto fail;
-    }
-    if (r.version > INSTR_VERSION) {
-        ss_seterr(err, errlen, "instruction version %d is newer than this sitesrv reads (%d)",
-               r.version, INSTR_VERSION);
-        goto fail;
-    }
-    /* The signature must be the last field, so that it covers every
-     * other one: the field's name sits at the start of its line. */
-    if (r.nfields == 0 || strcmp(r.fields[r.nfields - 1].name, "signature") != 0 ||
-        sigoff == 0 || (size_t)(r.fields[r.nfields - 1].name - buf) != sigoff) {
-        ss_seterr(err, errlen, "instruction: the signature is not its last field");
-        goto fail;
-    }
-    if ((f = one_field(&r, "signature", err, errlen)) == NULL)
-        goto fail;
-    if (lower_hex(f, sig, sizeof sig) < 0) {
-        ss_seterr(err, errlen, "instruction: malformed signature");
-        goto fail;
-    }
-    for (size_t i = 0; i < r.nfields; i++) {
-        size_t k;
-        for (k = 0; k < SS_ARRAY_LEN(instr_fields); k++)
-            if (strcmp(r.fields[i].name, instr_fields[k]) == 0)
-                break;
-        if (k == SS_ARRAY_LEN(instr_fields)) {
-            ss_seterr(err, errlen, "instruction: unknown field %.64s", r.fields[i].name);
-            goto fail;
-        }
-    }
-
-    /* The signature, with the key recorded for the site it names. */
-    if ((f = one_field(&r, "site", err, errlen)) == NULL)
-        goto fail;
-    if (f->vlen != SS_SITE_LEN || !ss_site_code_ok(f->value)) {
-        ss_seterr(err, errlen, "instruction: bad site code \"%.16s\"", f->value);
-        goto fail;
-    }
-    memcpy(in.site, f->value, SS_SITE_LEN + 1);
-    if ((key = key_for(arg, in.site)) == NULL) {
-        ss_seterr(err, errlen, "no key recorded for site %s", in.site);
-        rc = -EPERM;
-        goto fail;
-    }
-    if (EVP_PKEY_get_id(key) != EVP_PKEY_ED25519) {
-        ss_seterr(err, errlen, "the key recorded for site %s is not an Ed25519 key", in.site);
-        rc = -EPERM;
-        goto fail;
-    }
-    if ((ctx = EVP_MD_CTX_new()) == NULL) {
-        ss_seterr(err, errlen, "out of memory");
-        rc = -ENOMEM;
-        goto fail;
-    }
-    if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) != 1 ||
-        EVP_DigestVerify(ctx, sig, sizeof sig, (const unsigned char *)signed_copy,
-                         sigoff) != 1) {
-        ERR_clear_error();
-        ss_seterr(err, errlen, "instruction from site %s: signature does not verify", in.site);
-        rc = -EPERM;
-        goto fail;
-    }
-    EVP_MD_CTX_free(ctx);
-    ctx = NULL;
-    EVP_PKEY_free(key);
-    key = NULL;
-    free(signed_copy);
-    signed_copy = NULL;
 
     /* Signed by the site: now the fields, strictly all the same. */
-    if ((f = one_field(&r, "package", err, errlen)) == NULL)
+    if ((f = one_field(&r, "instruction", "package", err, errlen)) == NULL)
         goto fail;
     if (f->vlen >= sizeof in.package || !pkgid_ok(f->value)) {
         ss_seterr(err, errlen, "instruction: bad package ID \"%.16s\"", f->value);
         goto fail;
     }
     memcpy(in.package, f->value, f->vlen + 1);
-    if ((f = one_field(&r, "name", err, errlen)) == NULL)
+    if ((f = one_field(&r, "instruction", "name", err, errlen)) == NULL)
         goto fail;
     if (f->vlen == 0 || f->vlen >= sizeof in.name || strlen(f->value) != f->vlen) {
         ss_seterr(err, errlen, "instruction: bad package name (empty, too long or holding NUL)");
@@ -1121,7 +1174,7 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
     if (one_int(&r, "version", 1, &v, err, errlen) < 0)
         goto fail;
     in.version = v;
-    if ((f = one_field(&r, "created", err, errlen)) == NULL)
+    if ((f = one_field(&r, "instruction", "created", err, errlen)) == NULL)
         goto fail;
     if (ss_parse_time_iso(f->value, &in.created_ms) < 0) {
         ss_seterr(err, errlen, "instruction: bad creation time \"%.40s\"", f->value);
@@ -1130,7 +1183,7 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
     if (one_int(&r, "pck_size", 0, &v, err, errlen) < 0)
         goto fail;
     in.pck_size = v;
-    if ((f = one_field(&r, "pck_sha256", err, errlen)) == NULL)
+    if ((f = one_field(&r, "instruction", "pck_sha256", err, errlen)) == NULL)
         goto fail;
     if (lower_hex(f, in.pck_sha, sizeof in.pck_sha) < 0) {
         ss_seterr(err, errlen, "instruction: pck_sha256 is not 64 lower-case hex digits");
@@ -1155,9 +1208,6 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
     return 0;
 
 fail:
-    EVP_MD_CTX_free(ctx);
-    EVP_PKEY_free(key);
-    free(signed_copy);
     rec_free(&r);
     mf_free(m);
     return rc;

@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include "common.h"
 #include "manifest.h"
+#include "record.h"
 #include "util.h"
 
 #define INSTR_KIND     "instruction"
@@ -73,6 +74,47 @@ int sign_load_private(const char *path, EVP_PKEY **key, char *err, size_t errlen
 int sign_load_public(const char *path, EVP_PKEY **key, char *err, size_t errlen);
 int sign_load_public_pem(const char *pem, size_t len, EVP_PKEY **key, char *err, size_t errlen);
 
+/*
+ * Signed records: instructions and status bundles (lib/statrep.h) alike.
+ * The last field is signature=<128 lower-case hex>, an Ed25519 signature
+ * by the key of the site that the record's one "site" field names, over
+ * every byte of the file before the signature line (header included).
+ */
+typedef EVP_PKEY *(*instr_key_fn)(void *arg, const char *site);
+
+/* Append the signature field and the end line to b, which holds a
+ * record's header and fields (rec_begin, rec_add...).  0, or -EINVAL (no
+ * key, not Ed25519) / -EIO (OpenSSL) / -ENOMEM with err; b is then left
+ * as it was or with a partial tail, for the caller to reset. */
+int rec_sign(struct sbuf *b, EVP_PKEY *key, char *err, size_t errlen);
+
+/* What rec_parse_signed checks: the kind and the highest version read,
+ * the limits, the field names allowed ("site" and "signature" among
+ * them), and the words its sentences use ("status bundle", "a status
+ * bundle"). */
+struct signed_spec {
+    const char *kind;
+    int         version;
+    const struct rec_limits *lim;
+    const char *what, *a_what;
+    const char *const *fields;
+    size_t      nfields;
+};
+
+/*
+ * Parse buf (in place) as a signed record of sp: the record's checks and
+ * checksum, its kind and version, the signature as its last field, no
+ * field outside sp->fields, one valid site code (copied to site), then
+ * the signature with key_for(arg, site) (NULL: unknown site, refused; the
+ * key is freed here).  key_for NULL skips only the verification, for a
+ * reader whose file was verified by the one that handed it over.  On 0,
+ * r holds the fields (rec_free); on error r is empty.  -EBADMSG
+ * (malformed), -EPERM (unknown site, bad signature), -ENOMEM, with err.
+ */
+int rec_parse_signed(char *buf, size_t len, const struct signed_spec *sp,
+                     instr_key_fn key_for, void *arg, struct rec *r,
+                     char site[SS_SITE_LEN + 1], char *err, size_t errlen);
+
 /* Build the signed instruction into b (empty on entry). */
 int instr_build(struct sbuf *b, const struct instr *in, const struct manifest *m,
                 EVP_PKEY *key, char *err, size_t errlen);
@@ -84,7 +126,6 @@ int instr_build(struct sbuf *b, const struct instr *in, const struct manifest *m
  * fields and the manifest.  -EBADMSG (malformed), -EPERM (unknown site or
  * bad signature) with err.  The key returned by key_for is freed here.
  */
-typedef EVP_PKEY *(*instr_key_fn)(void *arg, const char *site);
 int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
                 struct instr *out, struct manifest *m, char *err, size_t errlen);
 

@@ -142,6 +142,11 @@ static const char *const migrations[] = {
     "  state TEXT NOT NULL CHECK (state IN ('staged','queued')),\n"
     "  job TEXT NOT NULL, created_ms INTEGER NOT NULL,\n"
     "  PRIMARY KEY (package, version, site)) WITHOUT ROWID;\n",
+
+    /* 3: routes learnt from status bundles: a site below a child site is
+     * reached through that child (the scheduler's next hop). */
+    "CREATE TABLE route (site TEXT PRIMARY KEY, via TEXT NOT NULL,\n"
+    "  updated_ms INTEGER NOT NULL) WITHOUT ROWID;\n",
 };
 
 int sitedb_schema_version(void)

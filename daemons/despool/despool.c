@@ -11,8 +11,10 @@
  *   install.c (ds_process).  The loop watches receive/: an instruction
  *   X.ins is committed when it is there (the sender renames it in after
  *   its package file X.pck), so only .ins files are taken; .pck files are
- *   left where they are for their instruction; any other name is
- *   quarantined.  Instructions carry no priority of their own, so they are
+ *   left where they are for their instruction.  A status bundle X.sts (a
+ *   child site's status messages) is a file of its own, committed by its
+ *   rename: it is taken like an instruction and handed to statmgr
+ *   (ds_bundle).  Any other name is quarantined.  Instructions carry no priority of their own, so they are
  *   taken oldest first (by modification time), at most despool.threads at
  *   once (a few more are claimed and queued), each claimed into work/ on
  *   the loop thread and processed on a worker of the pool.
@@ -37,7 +39,8 @@
  * DIAGNOSTICS
  *   logs/despool.log.  The ready file shows installed=, rejected=,
  *   duplicates=, waiting= (instructions waiting for their package file
- *   now) and quarantined= (odd names).  Exit status 0 after an orderly
+ *   now), quarantined= (odd names) and bundles= (status bundles handed to
+ *   statmgr).  Exit status 0 after an orderly
  *   stop, 1 when it cannot start.
  */
 #include <dirent.h>
@@ -56,6 +59,7 @@
 #include "manifest.h"
 #include "sitedb.h"
 #include "statmsg.h"
+#include "statrep.h"
 
 #define RESCAN_MS      60000   /* a full look at receive/ at least this often */
 #define WAIT_RETRY_MS  2000    /* an instruction waiting for its package file... */
@@ -96,7 +100,7 @@ struct despool {
     struct held    *held;
     size_t          inflight;
     int             slots;         /* claimed at most at once */
-    uint64_t        installed, rejected, duplicates, quarantined;
+    uint64_t        installed, rejected, duplicates, quarantined, bundles;
 };
 
 struct job {
@@ -165,7 +169,8 @@ static void job_work(struct pool_job *j)
     sqlite3 *db = NULL;
     int rc;
 
-    if ((rc = store_ready(ds)) < 0) {
+    /* A status bundle needs no store: only an instruction waits for it. */
+    if (!ds_has_suffix(jb->name, STATREP_SUFFIX) && (rc = store_ready(ds)) < 0) {
         memset(&jb->res, 0, sizeof jb->res);
         jb->res.err = rc;
         log_error("cannot prepare the content store %s: %s; instruction %s waits in the inbox",
@@ -184,7 +189,10 @@ static void job_work(struct pool_job *j)
         jb->res.outcome = DS_RETURNED;
         return;
     }
-    ds_process(&ds->env, db, &ds->rx, jb->name, &jb->res);
+    if (ds_has_suffix(jb->name, STATREP_SUFFIX))
+        ds_bundle(&ds->env, db, &ds->rx, jb->name, &jb->res);
+    else
+        ds_process(&ds->env, db, &ds->rx, jb->name, &jb->res);
     sitedb_pool_put(&ds->dbs, db);
 }
 
@@ -217,6 +225,10 @@ static void job_done(struct pool_job *j, int cancelled)
         break;
     case DS_REJECTED:
         ds->rejected++;
+        held_del(ds, jb->name);
+        break;
+    case DS_FORWARDED:
+        ds->bundles++;
         held_del(ds, jb->name);
         break;
     case DS_WAITING:
@@ -350,11 +362,13 @@ static void watch_cb(struct daemon_watch *w, void *arg)
 
             if (ents[i].odd) {
                 ds->quarantined++;
-                (void)inbox_quarantine(&ds->rx, 0, nm, "not an instruction or package file "
-                                       "name (<site>-<32 hex>.ins or .pck)");
+                (void)inbox_quarantine(&ds->rx, 0, nm, "not an instruction, package file "
+                                       "or status bundle name (<site>-<32 hex>.ins, .pck "
+                                       "or .sts)");
                 continue;
             }
-            if (l < 4 || strcmp(nm + l - 4, ".ins") != 0)
+            if ((l < 4 || strcmp(nm + l - 4, ".ins") != 0) &&
+                !ds_has_suffix(nm, STATREP_SUFFIX))
                 continue;       /* a package file: its instruction takes it */
             if ((h = held_get(ds, nm, 0)) != NULL && !held_due(ds, h, now))
                 continue;
@@ -425,6 +439,11 @@ static int despool_start(struct daemon *d)
         log_error("cannot prepare the content store %s/store: %s", ds->root, strerror(-rc));
         return -1;
     }
+    /* statmgr.box/sites, where bundles go, is missing from site roots
+     * made before bundles existed. */
+    if ((rc = statrep_dirs(ds->root)) < 0)
+        log_warn("cannot create inboxes/statmgr.box/sites under %s: %s; status bundles from "
+                 "child sites wait in the inbox", ds->root, strerror(-rc));
     ds->env.root = ds->root;
     ds->env.store = ds->store;
     ds->env.site = ds->site;
@@ -483,9 +502,10 @@ static void despool_status(struct daemon *d, char *buf, size_t len)
     struct despool *ds = daemon_priv(d);
 
     snprintf(buf, len, "installed=%llu\nrejected=%llu\nduplicates=%llu\nwaiting=%zu\n"
-             "quarantined=%llu\n", (unsigned long long)ds->installed,
+             "quarantined=%llu\nbundles=%llu\n", (unsigned long long)ds->installed,
              (unsigned long long)ds->rejected, (unsigned long long)ds->duplicates,
-             held_waiting(ds), (unsigned long long)ds->quarantined);
+             held_waiting(ds), (unsigned long long)ds->quarantined,
+             (unsigned long long)ds->bundles);
 }
 
 static const struct daemon_ops ops = {

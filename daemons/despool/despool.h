@@ -6,7 +6,9 @@
  *               worker pool, the database connections of its threads
  *   install.c   one instruction, on a worker thread: verify, unpack into
  *               the store, record in the site database, hand to distmgr
- *               (ds_process); linked into tests/unit/test_despool too
+ *               (ds_process); one status bundle from a child site: verify,
+ *               hand to statmgr (ds_bundle); linked into
+ *               tests/unit/test_despool too
  */
 #ifndef SITESRV_DESPOOL_H
 #define SITESRV_DESPOOL_H
@@ -31,6 +33,7 @@ enum ds_outcome {
     DS_WAITING,     /* its package file is not there: instruction returned */
     DS_RETURNED,    /* the daemon stops, or a failure that may pass (the
                      * database, the disk): instruction returned */
+    DS_FORWARDED,   /* a status bundle verified and handed to statmgr */
 };
 
 struct ds_result {
@@ -52,6 +55,23 @@ struct ds_result {
  */
 void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const char *name,
                 struct ds_result *res);
+
+/*
+ * Process the status bundle name (X.sts, a file of its own: no package
+ * file), which the caller claimed into ib's work/: read it (at most
+ * STATREP_MAX_SIZE), verify it (statrep_parse: checksum, kind, fields,
+ * the signature with the key the site table records for the site it
+ * names), hand its bytes unchanged to statmgr (statmgr.box/sites, created
+ * if an older site root lacks it) and remove it: DS_FORWARDED.  A bad
+ * bundle is quarantined with 8301 (DS_REJECTED); a failure that may pass
+ * (the database, the disk) or a stop gives it back (DS_RETURNED).
+ * res->in.site is the site it names once that is known.
+ */
+void ds_bundle(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const char *name,
+               struct ds_result *res);
+
+/* Does name end in suffix?  1 or 0. */
+int ds_has_suffix(const char *name, const char *suffix);
 
 /* "X.ins" -> "X.pck" into buf.  0, or -EINVAL for a name not ending in .ins. */
 int ds_pck_name(const char *ins, char *buf, size_t len);

@@ -3,7 +3,9 @@
  *
  * SYNOPSIS
  *   ds_process(env, db, inbox, name, &result)
+ *   ds_bundle(env, db, inbox, name, &result)
  *   ds_pck_name(ins, buf, len)
+ *   ds_has_suffix(name, suffix)
  *
  * DESCRIPTION
  *   An instruction X.ins arrives in despoolr.box/receive after its package
@@ -45,11 +47,20 @@
  *   A package this site makes from a source of its own (source not empty)
  *   is never replaced from another site: such an instruction is rejected.
  *
+ *   A status bundle X.sts (a child site's status messages, lib/statrep.h)
+ *   is one file, committed by its rename into receive/: ds_bundle checks
+ *   its checksum, fields and signature (the same key lookup), drops its
+ *   bytes unchanged into statmgr.box/sites and removes it.  It never
+ *   touches the store or the package tables.  A kill after the drop and
+ *   before the removal hands it over twice; statmgr records each message
+ *   once (its uid).
+ *
  * DIAGNOSTICS
  *   logs/despool.log (info for installs and duplicates, warn for
  *   rejections, error for failures that return the instruction); status
- *   messages 8300 (PackageID, Version, Site), 8301, 8302 (PackageID,
- *   Version, Site) and, through inbox_quarantine, the corrupt-file message.
+ *   messages 8300 (PackageID, Version, Site), 8301 (for a bad instruction
+ *   or status bundle), 8302 (PackageID, Version, Site) and, through
+ *   inbox_quarantine, the corrupt-file message.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +77,14 @@
 #include "pkgreq.h"
 #include "sitedb.h"
 #include "statmsg.h"
+#include "statrep.h"
+
+int ds_has_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), l = strlen(suffix);
+
+    return n > l && strcmp(name + n - l, suffix) == 0;
+}
 
 int ds_pck_name(const char *ins, char *buf, size_t len)
 {
@@ -153,7 +172,7 @@ static void give_back(struct inbox *ib, const char *name, struct ds_result *res,
     int rc = inbox_return(ib, name);
 
     if (rc < 0)
-        log_error("instruction %s: cannot return it to %s: %s; it is returned at the next start",
+        log_error("%s: cannot return it to %s: %s; it is returned at the next start",
                   name, ib->path, strerror(-rc));
     res->outcome = outcome;
 }
@@ -165,9 +184,11 @@ static void reject(struct inbox *ib, const char *name, const char *pck, const ch
 
     (void)ss_strcpy(res->why, sizeof res->why, why);
     res->outcome = DS_REJECTED;
-    log_warn("instruction %s from site %s rejected: %s", name, site[0] ? site : "unknown", why);
+    log_warn("%s %s from site %s rejected: %s",
+             ds_has_suffix(name, STATREP_SUFFIX) ? "status bundle" : "instruction", name,
+             site[0] ? site : "unknown", why);
     if ((rc = inbox_quarantine(ib, 1, name, why)) < 0)
-        log_error("instruction %s: cannot quarantine it: %s", name, strerror(-rc));
+        log_error("%s: cannot quarantine it: %s", name, strerror(-rc));
     /* The package file goes with it, if it came; it is evidence too. */
     if (pck[0] && faccessat(ib->dirfd, pck, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
         (rc = inbox_quarantine(ib, 0, pck, why)) < 0 && rc != -ENOENT)
@@ -276,6 +297,73 @@ fail:
     return rc;
 }
 
+/* What the file is called in messages. */
+static const char *what_of(const char *name)
+{
+    return ds_has_suffix(name, STATREP_SUFFIX) ? "status bundle" : "instruction";
+}
+
+/* Read the claimed file name (at most max bytes) into *buf.  0, or -1
+ * when it is finished already: rejected (not a regular file of at most
+ * max bytes; pck goes with it) or given back (a read error that may
+ * pass). */
+static int read_claimed(struct inbox *ib, const char *name, size_t max, const char *pck,
+                        char **buf, size_t *len, struct ds_result *res)
+{
+    char why[SS_ERR_MAX];
+    int rc = ss_read_file(ib->workfd, name, max, buf, len);
+
+    if (rc == -EFBIG || rc == -EISDIR || rc == -EINVAL) {
+        (void)ss_fmt(why, sizeof why, "format: not a regular file of at most %zu bytes", max);
+        reject(ib, name, pck, "", res, why);
+        return -1;
+    }
+    if (rc < 0) {
+        res->err = rc;
+        (void)ss_fmt(res->why, sizeof res->why, "cannot read it: %s", strerror(-rc));
+        log_error("%s %s: %s; it waits in the inbox", what_of(name), name, res->why);
+        give_back(ib, name, res, DS_RETURNED);
+        return -1;
+    }
+    return 0;
+}
+
+/* After the parse of a signed file (rc, err): 0 when it verified, or -1
+ * when it is finished: given back (the site table could not be read, no
+ * memory) or rejected with pck (malformed, unknown site, bad signature). */
+static int verdict(struct inbox *ib, const char *name, const char *pck, int rc,
+                   const struct keyctx *kc, const char *err, struct ds_result *res)
+{
+    char why[SS_ERR_MAX + 96];
+
+    if (kc->dberr) {
+        res->err = kc->dberr;
+        (void)ss_fmt(res->why, sizeof res->why, "cannot read the site table");
+        if (kc->dberr != -EINTR)
+            log_error("%s %s: %s; it waits in the inbox", what_of(name), name, res->why);
+        give_back(ib, name, res, DS_RETURNED);
+        return -1;
+    }
+    if (rc == -ENOMEM) {
+        res->err = rc;
+        (void)ss_fmt(res->why, sizeof res->why, "out of memory");
+        log_error("%s %s: out of memory; it waits in the inbox", what_of(name), name);
+        give_back(ib, name, res, DS_RETURNED);
+        return -1;
+    }
+    if (rc < 0) {
+        const char *kind = rc == -EPERM ? "signature" : "format";
+        if (rc == -EPERM && kc->why[0])
+            (void)ss_fmt(why, sizeof why, "signature: %s (the key recorded for site %s: %s)",
+                         err, kc->site, kc->why);
+        else
+            (void)ss_fmt(why, sizeof why, "%s: %s", kind, err[0] ? err : strerror(-rc));
+        reject(ib, name, pck, kc->site, res, why);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- the work */
 
 void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const char *name,
@@ -307,47 +395,12 @@ void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const c
     }
 
     /* 1. Read and verify. */
-    rc = ss_read_file(ib->workfd, name, INSTR_MAX_SIZE, &buf, &len);
-    if (rc == -EFBIG || rc == -EISDIR || rc == -EINVAL) {
-        (void)ss_fmt(why, sizeof why, "format: not a regular file of at most %d bytes",
-                     INSTR_MAX_SIZE);
-        reject(ib, name, pck, "", res, why);
+    if (read_claimed(ib, name, INSTR_MAX_SIZE, pck, &buf, &len, res) < 0)
         return;
-    }
-    if (rc < 0) {
-        res->err = rc;
-        (void)ss_fmt(res->why, sizeof res->why, "cannot read it: %s", strerror(-rc));
-        log_error("instruction %s: %s; it waits in the inbox", name, res->why);
-        give_back(ib, name, res, DS_RETURNED);
-        return;
-    }
     rc = instr_parse(buf, len, key_for, &kc, in, &m, err, sizeof err);
     free(buf);
-    if (kc.dberr) {
-        res->err = kc.dberr;
-        (void)ss_fmt(res->why, sizeof res->why, "cannot read the site table");
-        if (kc.dberr != -EINTR)
-            log_error("instruction %s: %s; it waits in the inbox", name, res->why);
-        give_back(ib, name, res, DS_RETURNED);
+    if (verdict(ib, name, pck, rc, &kc, err, res) < 0)
         goto out;
-    }
-    if (rc == -ENOMEM) {
-        res->err = rc;
-        (void)ss_fmt(res->why, sizeof res->why, "out of memory");
-        log_error("instruction %s: out of memory; it waits in the inbox", name);
-        give_back(ib, name, res, DS_RETURNED);
-        goto out;
-    }
-    if (rc < 0) {
-        const char *kind = rc == -EPERM ? "signature" : "format";
-        if (rc == -EPERM && kc.why[0])
-            (void)ss_fmt(why, sizeof why, "signature: %s (the key recorded for site %s: %s)",
-                         err, kc.site, kc.why);
-        else
-            (void)ss_fmt(why, sizeof why, "%s: %s", kind, err[0] ? err : strerror(-rc));
-        reject(ib, name, pck, kc.site, res, why);
-        goto out;
-    }
     res->parsed = 1;
     (void)ss_fmt(vs, sizeof vs, "%lld", in->version);
 
@@ -476,4 +529,78 @@ void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const c
 out:
     store_unlock(lk);
     mf_free(&m);
+}
+
+/* ---------------------------------------------------------------- status bundles */
+
+/* Hand the bundle's bytes to statmgr: 0 or -errno (logged). */
+static int to_statmgr(const struct ds_env *env, const char *name, const char *buf, size_t len,
+                      char *out, size_t outlen)
+{
+    struct inbox sib;
+    int rc;
+
+    rc = inbox_open(&sib, env->root, IB_SITEMSGS, env->site, 0);
+    if (rc == -ENOENT && (rc = statrep_dirs(env->root)) == 0)
+        rc = inbox_open(&sib, env->root, IB_SITEMSGS, env->site, 0);
+    if (rc < 0) {
+        log_error("status bundle %s: cannot open inbox %s: %s; it waits in the inbox", name,
+                  inbox_defs[IB_SITEMSGS].path, strerror(-rc));
+        return rc;
+    }
+    if ((rc = inbox_drop(&sib, STATREP_SUFFIX, buf, len, out, outlen)) < 0)
+        log_error("status bundle %s: cannot hand it to statmgr (%s): %s; it waits in the inbox",
+                  name, sib.path, strerror(-rc));
+    inbox_close(&sib);
+    return rc;
+}
+
+void ds_bundle(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const char *name,
+               struct ds_result *res)
+{
+    struct keyctx kc = { .db = db };
+    struct statrep rep;
+    char err[SS_ERR_MAX], handed[UNIQ_NAME_MAX];
+    char *buf = NULL, *copy = NULL;
+    size_t len = 0;
+    int rc;
+
+    memset(res, 0, sizeof *res);
+    memset(&rep, 0, sizeof rep);
+    err[0] = 0;
+    if (env->stop && *env->stop) {
+        give_back(ib, name, res, DS_RETURNED);
+        return;
+    }
+    if (read_claimed(ib, name, STATREP_MAX_SIZE, "", &buf, &len, res) < 0)
+        return;
+    /* The parse works in place, and statmgr gets the bytes as they came. */
+    if ((copy = malloc(len + 1)) == NULL) {
+        rc = -ENOMEM;
+    } else {
+        memcpy(copy, buf, len + 1);
+        rc = statrep_parse(copy, len, key_for, &kc, &rep, err, sizeof err);
+    }
+    if (verdict(ib, name, "", rc, &kc, err, res) < 0)
+        goto out;
+    (void)ss_strcpy(res->in.site, sizeof res->in.site, rep.site);
+    if (env->stop && *env->stop) {
+        give_back(ib, name, res, DS_RETURNED);
+        goto out;
+    }
+    if ((rc = to_statmgr(env, name, buf, len, handed, sizeof handed)) < 0) {
+        res->err = rc;
+        (void)ss_fmt(res->why, sizeof res->why, "cannot hand it to statmgr: %s", strerror(-rc));
+        give_back(ib, name, res, DS_RETURNED);
+        goto out;
+    }
+    if ((rc = inbox_done(ib, name)) < 0 && rc != -ENOENT)
+        log_error("status bundle %s: cannot remove it from work/: %s", name, strerror(-rc));
+    res->outcome = DS_FORWARDED;
+    log_info("status bundle %s from site %s: %zu status messages handed to statmgr as %s",
+             name, rep.site, rep.count, handed);
+out:
+    statrep_free(&rep);
+    free(copy);
+    free(buf);
 }

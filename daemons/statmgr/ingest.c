@@ -11,7 +11,19 @@
  *   A pass reads up to statmgr.batch files from each of statmgr.box/
  *   statmsgs and cap/statmsgs.box, parses each (lib/statmsg.c: untrusted
  *   input, checksum first), and records it with INSERT OR IGNORE keyed on
- *   the message's 128-bit uid.  Files are removed only after the
+ *   the message's 128-bit uid.
+ *
+ *   It also records up to SITES_PER_PASS status bundles of child sites
+ *   from statmgr.box/sites (lib/statrep.c; the despooler verified their
+ *   signatures): each is claimed into work/, its messages recorded with
+ *   via = the child site it came through (local messages have via
+ *   "statmsgs" or "cap"), a route row noted for every site below that
+ *   child, and the bundle removed once the transaction has committed.  A
+ *   message of a bundle that does not parse is skipped with a warning,
+ *   and the others are recorded; a bundle that does not parse is
+ *   quarantined.  A kill before the removal leaves the bundle in work/,
+ *   which inbox_recover returns at the next start: its messages are then
+ *   already recorded, and the uid key ignores them.  Files are removed only after the
  *   transaction that recorded them has committed: a crash between the two
  *   leaves files that the next start reads again and the uid key ignores,
  *   so nothing is lost and nothing counted twice.  The same key is why
@@ -49,9 +61,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "log.h"
 #include "sitedb.h"
 #include "statmgr.h"
+#include "statrep.h"
 
 /* Prefix of a held message's name: 'T' and its time in ms. */
 #define HELD_PREFIX 'T'
@@ -97,9 +111,10 @@ static int json_attrs(struct sbuf *b, const struct statmsg *m)
     return r ? r : ss_sbuf_add(b, "}", 1);
 }
 
-/* Insert one parsed message.  1 inserted, 0 already there, <0 error
+/* Insert one parsed message that came through via ("statmsgs", "cap", or
+ * the child site of a bundle).  1 inserted, 0 already there, <0 error
  * (-EINTR when a stop interrupted the database). */
-static int insert(struct statmgr *s, const struct statmsg *m, enum src src, int64_t now)
+static int insert(struct statmgr *s, const struct statmsg *m, const char *via, int64_t now)
 {
     sqlite3_stmt *st = s->ins;
     char sev[2] = { m->severity, '\0' };
@@ -121,7 +136,7 @@ static int insert(struct statmgr *s, const struct statmsg *m, enum src src, int6
     sqlite3_bind_text(st, 12, s->istr.data, (int)s->istr.len, SQLITE_STATIC);
     sqlite3_bind_text(st, 13, s->attrs.data, (int)s->attrs.len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 14, now);
-    sqlite3_bind_text(st, 15, src == SRC_CAP ? "cap" : "statmsgs", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 15, via, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);              /* ready for the next row, whatever rc */
     if (rc != SQLITE_DONE && sitedb_errno(s->db, rc) == -EINTR)
@@ -323,7 +338,7 @@ static enum verdict ingest_one(struct statmgr *s, struct tx *t, enum src src,
         }
         t->open = 1;
     }
-    r = insert(s, &s->msg, src, now);
+    r = insert(s, &s->msg, src == SRC_CAP ? "cap" : "statmsgs", now);
     if (r < 0) {
         note_failure(s, r);
         return V_LEFT;
@@ -400,6 +415,171 @@ static void pass_futureq(struct statmgr *s, struct tx *t, int64_t now)
     inbox_cursor_close(&cur);
 }
 
+/* ----------------------------------------------------- child sites */
+
+/* Note that site is reached through via (the scheduler's next hop). */
+static int note_route(struct statmgr *s, const char *site, const char *via, int64_t now)
+{
+    sqlite3_stmt *st = s->route;
+
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, via, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && sitedb_errno(s->db, rc) == -EINTR)
+        return -EINTR;
+    if (rc != SQLITE_DONE) {
+        log_error("recording the route to site %s: %s", site, sqlite3_errmsg(s->db));
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Record the messages of one parsed bundle in the pass's transaction.
+ * 0, or <0 when the database failed (noted). */
+static int record_bundle(struct statmgr *s, struct tx *t, const char *name,
+                         const struct statrep *rep, int64_t now)
+{
+    struct pass_out *o = &s->out;
+    char err[SS_ERR_MAX], routed[SS_SITE_LEN + 1] = "";
+    int r;
+
+    for (size_t i = 0; i < rep->count && !atomic_load(&s->stopping); i++) {
+        /* Each message is a file's text: sm_parse checks it in place. */
+        if (sm_parse(&s->msg, (char *)rep->msgs[i].data, rep->msgs[i].len, err,
+                     sizeof err) < 0) {
+            log_warn("status bundle %s from site %s: message %zu of %zu skipped: %s", name,
+                     rep->site, i + 1, rep->count, err);
+            o->skipped++;
+            continue;
+        }
+        if (!s->msg.site[0])        /* a client's, recorded at the child */
+            ss_strcpy(s->msg.site, sizeof s->msg.site, rep->site);
+        if (!t->open) {
+            if ((r = sitedb_begin(s->db)) < 0) {
+                note_failure(s, r);
+                return r;
+            }
+            t->open = 1;
+        }
+        if ((r = insert(s, &s->msg, rep->site, now)) < 0) {
+            note_failure(s, r);
+            return r;
+        }
+        if (r == 0) {
+            o->dup++;
+        } else {
+            o->inserted++;
+            o->from_sites++;
+        }
+        /* A site below the child is reached through it; messages of one
+         * site come in runs, so the last one noted is remembered. */
+        if (strcmp(s->msg.site, rep->site) != 0 && strcmp(s->msg.site, s->in.site) != 0 &&
+            strcmp(s->msg.site, routed) != 0) {
+            if ((r = note_route(s, s->msg.site, rep->site, now)) < 0) {
+                note_failure(s, r);
+                return r;
+            }
+            ss_strcpy(routed, sizeof routed, s->msg.site);
+        }
+    }
+    if (atomic_load(&s->stopping)) {
+        note_failure(s, -EINTR);
+        return -EINTR;
+    }
+    return 0;
+}
+
+/* One bundle file of statmgr.box/sites. */
+static void ingest_bundle(struct statmgr *s, struct tx *t, const struct inbox_entry *e,
+                          int64_t now)
+{
+    struct inbox *ib = &s->sites;
+    struct pass_out *o = &s->out;
+    struct statrep rep;
+    char err[SS_ERR_MAX], *buf = NULL;
+    size_t len = 0;
+    int r, in_work = 0;
+
+    memset(&rep, 0, sizeof rep);
+    if (e->odd) {
+        ss_strcpy(err, sizeof err, "not a status bundle file name (<site>-<32 hex>.sts)");
+        goto quarantine;
+    }
+    if ((r = inbox_claim(ib, e->name)) < 0) {
+        if (r != -ENOENT)
+            log_warn("cannot claim %s/%s (left for a later pass): %s", ib->path, e->name,
+                     strerror(-r));
+        return;
+    }
+    in_work = 1;
+    r = ss_read_file(ib->workfd, e->name, STATREP_MAX_SIZE, &buf, &len);
+    if (r < 0 && environment_error(r)) {
+        log_warn("cannot read %s/work/%s (left for a later pass): %s", ib->path, e->name,
+                 strerror(-r));
+        (void)inbox_return(ib, e->name);
+        return;
+    }
+    if (r < 0) {
+        if (r == -EFBIG)
+            ss_fmt(err, sizeof err, "larger than %d bytes", STATREP_MAX_SIZE);
+        else
+            ss_fmt(err, sizeof err, "cannot be read: %s", strerror(-r));
+        goto quarantine;
+    }
+    if ((r = statrep_parse(buf, len, NULL, NULL, &rep, err, sizeof err)) < 0) {
+        if (r == -ENOMEM) {
+            log_warn("%s/work/%s: out of memory (left for a later pass)", ib->path, e->name);
+            (void)inbox_return(ib, e->name);
+            free(buf);
+            return;
+        }
+        goto quarantine;
+    }
+    r = record_bundle(s, t, e->name, &rep, now);
+    if (r == 0)
+        flush_tx(s, t);             /* the rows are durable before the file goes */
+    if (o->failed) {
+        if ((r = inbox_return(ib, e->name)) < 0)
+            log_warn("cannot return %s/work/%s: %s; it is returned at the next start",
+                     ib->path, e->name, strerror(-r));
+    } else {
+        if ((r = inbox_done(ib, e->name)) < 0 && r != -ENOENT)
+            log_warn("cannot remove the recorded bundle %s/work/%s: %s", ib->path, e->name,
+                     strerror(-r));
+        o->bundles++;
+    }
+    statrep_free(&rep);
+    free(buf);
+    return;
+
+quarantine:
+    free(buf);
+    flush_tx(s, t);
+    if (o->failed) {
+        if (in_work)
+            (void)inbox_return(ib, e->name);
+        return;
+    }
+    inbox_quarantine(ib, in_work, e->name, err);
+    o->bad++;
+}
+
+/* Up to SITES_PER_PASS bundles of statmgr.box/sites. */
+static void pass_sites(struct statmgr *s, struct tx *t, int64_t now)
+{
+    struct inbox_entry ents[SITES_PER_PASS];
+    size_t n = 0;
+
+    if (s->sites.dirfd < 0 || inbox_scan(&s->sites, ents, SS_ARRAY_LEN(ents), &n) < 0)
+        return;
+    for (size_t i = 0; i < n && !s->out.failed && !atomic_load(&s->stopping); i++)
+        ingest_bundle(s, t, &ents[i], now);
+    if (n == SS_ARRAY_LEN(ents))
+        s->out.more = 1;
+}
+
 void ingest_pass(struct pool_job *j)
 {
     struct statmgr *s = (struct statmgr *)((char *)j - offsetof(struct statmgr, job));
@@ -412,6 +592,8 @@ void ingest_pass(struct pool_job *j)
     s->dbuf[s->cur].n = 0;
     pass_inbox(s, &t, SRC_STATMSGS, now);
     pass_inbox(s, &t, SRC_CAP, now);
+    if (!o->failed && !atomic_load(&s->stopping))
+        pass_sites(s, &t, now);
     if (s->in.read_futureq)
         pass_futureq(s, &t, now);
     flush_tx(s, &t);
@@ -448,6 +630,9 @@ void ingest_pass(struct pool_job *j)
         log_info("recorded %zu status messages (%zu released from futureq, %zu already "
                  "recorded), quarantined %zu, held %zu for the future", o->inserted,
                  o->released, o->dup, o->bad, o->held);
+    if (!o->failed && (o->bundles || o->skipped))
+        log_info("recorded %zu status bundles of child sites: %zu new messages, %zu bad "
+                 "ones skipped", o->bundles, o->from_sites, o->skipped);
     /* The backlog is gone: give back the page cache and the heap a burst
      * grew, so that an idle statmgr stays small (it mostly idles). */
     if (!o->more && (o->inserted || o->dup || o->bad || o->released)) {
@@ -478,7 +663,26 @@ int ingest_open(struct statmgr *s, const char *root, char *err, size_t errlen)
         ss_fmt(err, errlen, "cannot prepare the insert: %s", sqlite3_errmsg(s->db));
         return r;
     }
+    r = sitedb_prepare(s->db,
+        "INSERT INTO route (site, via, updated_ms) VALUES (?1, ?2, ?3) ON CONFLICT(site) "
+        "DO UPDATE SET via = excluded.via, updated_ms = excluded.updated_ms", &s->route);
+    if (r < 0) {
+        ss_fmt(err, errlen, "cannot prepare the route upsert: %s", sqlite3_errmsg(s->db));
+        return r;
+    }
     uniq_prefix_sanitize(s->in.site, prefix, sizeof prefix);
+    /* statmgr.box/sites is missing from site roots made before status
+     * bundles existed. */
+    if ((r = statrep_dirs(root)) < 0) {
+        ss_fmt(err, errlen, "cannot create inboxes/statmgr.box/sites: %s", strerror(-r));
+        return r;
+    }
+    if ((r = inbox_open(&s->sites, root, IB_SITEMSGS, prefix, 1)) < 0) {
+        ss_fmt(err, errlen, "cannot open inbox %s: %s", inbox_defs[IB_SITEMSGS].path,
+               strerror(-r));
+        return r;
+    }
+    inbox_recover(&s->sites, NULL, NULL);
     for (int i = 0; i < SRC_COUNT; i++) {
         size_t ret = 0, rm = 0;
         r = inbox_open(&s->ib[i], root, ids[i], prefix, 1);
@@ -513,8 +717,13 @@ void ingest_close(struct statmgr *s)
     for (int i = 0; i < SRC_COUNT; i++)
         if (s->ib[i].path[0])
             inbox_close(&s->ib[i]);
+    if (s->sites.path[0])
+        inbox_close(&s->sites);
     if (s->ins)
         sqlite3_finalize(s->ins);
+    if (s->route)
+        sqlite3_finalize(s->route);
+    s->route = NULL;
     if (s->db)
         sitedb_close(s->db);
     s->ins = NULL;

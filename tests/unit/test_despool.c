@@ -6,7 +6,10 @@
  * a duplicate and an older version (nothing changes), a tampered package
  * file, an unknown site, a bad signature and a manifest path with ".."
  * (both files quarantined), and a missing package file (the instruction
- * goes back to the inbox).
+ * goes back to the inbox).  Status bundles (ds_bundle): a good one handed
+ * to statmgr.box/sites byte for byte (also where an older root lacks that
+ * inbox), an unknown site, a bad signature and a malformed one
+ * quarantined, and a stop that gives one back.
  */
 #include "testutil.h"
 
@@ -20,6 +23,7 @@
 #include "pkgfile.h"
 #include "sitedb.h"
 #include "statmsg.h"
+#include "statrep.h"
 
 struct fx {
     char        *root;
@@ -362,6 +366,138 @@ static void test_stop(void **state)
     f->env.stop = NULL;
 }
 
+/* ---------------------------------------------------------------- bundles */
+
+/*
+ * Deliver a status bundle of two messages from site, signed with key,
+ * into receive/ (its last byte replaced by bad if not 0), claim it and
+ * process it; its bytes are left in b.
+ */
+static void deliver_bundle(struct fx *f, const char *site, EVP_PKEY *key, char bad,
+                           struct ds_result *res, char *name, size_t namelen, struct sbuf *b)
+{
+    struct sbuf t[2];
+    struct statrep_msg msgs[2];
+    char err[SS_ERR_MAX], path[SS_PATH_MAX];
+
+    for (int i = 0; i < 2; i++) {
+        struct statmsg m;
+        assert_int_equal(sm_init(&m, 8300, "despool", site), 0);
+        assert_int_equal(sm_add_istr(&m, "CEN00001"), 0);
+        ss_sbuf_init(&t[i]);
+        assert_int_equal(sm_format(&m, &t[i]), 0);
+        msgs[i].data = t[i].data;
+        msgs[i].len = t[i].len;
+    }
+    ss_sbuf_init(b);
+    assert_int_equal(statrep_build(b, site, ss_now_ms(), msgs, 2, key, err, sizeof err), 0);
+    if (bad)
+        b->data[b->len - 2] = bad;
+    assert_int_equal(uniq_name(name, namelen, site, ".sts"), 0);
+    assert_int_equal(ss_path(path, sizeof path, "%s/%s", f->rx.path, name), 0);
+    tu_write_len(path, b->data, b->len);
+    for (int i = 0; i < 2; i++)
+        ss_sbuf_free(&t[i]);
+
+    assert_int_equal(inbox_claim(&f->rx, name), 0);
+    ds_bundle(&f->env, f->db, &f->rx, name, res);
+    assert_int_equal(tu_count_at(f->rx.workfd), 0);
+}
+
+/* The one file of statmgr.box/sites, checked against want. */
+static void assert_handed(struct fx *f, const struct sbuf *want)
+{
+    char path[SS_PATH_MAX];
+    struct inbox sib;
+    struct inbox_entry e[4];
+    size_t n = 0, len = 0;
+
+    assert_int_equal(ss_path(path, sizeof path, "%s/inboxes/statmgr.box/sites", f->root), 0);
+    assert_int_equal(inbox_open_path(&sib, path, IB_SITEMSGS, "B01", 0), 0);
+    assert_int_equal(inbox_scan(&sib, e, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_false(e[0].odd);
+    char *got = tu_read_at(sib.dirfd, e[0].name, &len);
+    assert_int_equal(len, want->len);
+    assert_memory_equal(got, want->data, len);
+    free(got);
+    inbox_close(&sib);
+}
+
+static void test_bundle(void **state)
+{
+    struct fx *f = *state;
+    struct ds_result res;
+    struct sbuf b;
+    char name[UNIQ_NAME_MAX], path[SS_PATH_MAX];
+
+    /* A site root from before bundles: statmgr.box/sites is made. */
+    assert_int_equal(ss_path(path, sizeof path, "%s/inboxes/statmgr.box/sites", f->root), 0);
+    tu_rm_rf(path);
+    deliver_bundle(f, "CEN", f->key, 0, &res, name, sizeof name, &b);
+    assert_int_equal(res.outcome, DS_FORWARDED);
+    assert_string_equal(res.in.site, "CEN");
+    assert_false(tu_exists(f->rx.dirfd, name));
+    assert_int_equal(corrupt(f), 0);
+    assert_handed(f, &b);
+    /* Nothing of a package happened. */
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM package"), 0);
+    assert_int_equal(requests(f), 0);
+    ss_sbuf_free(&b);
+}
+
+static void test_bundle_rejected(void **state)
+{
+    struct fx *f = *state;
+    EVP_PKEY *other = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    static const struct {
+        const char *site;
+        int         other_key;
+        char        bad;
+        const char *why;
+    } t[] = {
+        { "ZZZ", 0, 0, "no key recorded for site ZZZ" },
+        { "CEN", 1, 0, "signature" },
+        { "CEN", 0, 'x', "format" },       /* the end line's checksum */
+    };
+
+    assert_non_null(other);
+    for (size_t i = 0; i < SS_ARRAY_LEN(t); i++) {
+        struct ds_result res;
+        struct sbuf b;
+        char name[UNIQ_NAME_MAX], path[SS_PATH_MAX];
+
+        deliver_bundle(f, t[i].site, t[i].other_key ? other : f->key, t[i].bad, &res, name,
+                       sizeof name, &b);
+        assert_int_equal(res.outcome, DS_REJECTED);
+        if (!strstr(res.why, t[i].why))
+            fail_msg("case %zu: reason \"%s\" does not say \"%s\"", i, res.why, t[i].why);
+        assert_int_equal(corrupt(f), i + 1);
+        assert_false(tu_exists(f->rx.dirfd, name));
+        assert_int_equal(ss_path(path, sizeof path, "%s/inboxes/statmgr.box/sites", f->root),
+                         0);
+        assert_int_equal(tu_count(path), 3);           /* .tmp, work, corrupt only */
+        ss_sbuf_free(&b);
+    }
+    EVP_PKEY_free(other);
+}
+
+static void test_bundle_stop(void **state)
+{
+    struct fx *f = *state;
+    struct ds_result res;
+    struct sbuf b;
+    char name[UNIQ_NAME_MAX];
+    volatile int stop = 1;
+
+    f->env.stop = &stop;
+    deliver_bundle(f, "CEN", f->key, 0, &res, name, sizeof name, &b);
+    assert_int_equal(res.outcome, DS_RETURNED);
+    assert_true(tu_exists(f->rx.dirfd, name));
+    f->env.stop = NULL;
+    ss_sbuf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +510,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redelivered_without_pck, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bundle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bundle_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bundle_stop, setup, teardown),
     };
 
     setenv("SITESRV_UNSAFE_NOFSYNC", "1", 1);
