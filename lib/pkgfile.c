@@ -96,6 +96,7 @@
 #include "pkgfile.h"
 #include "pkgreq.h"
 #include "record.h"
+#include "sendreq.h"
 #include "util.h"
 
 #define ED25519_SIG_LEN  64
@@ -1071,7 +1072,8 @@ int instr_build(struct sbuf *b, const struct instr *in, const struct manifest *m
         return -EINVAL;
     }
     if (!pkgid_ok(in->package) || namelen == 0 || namelen >= sizeof in->name ||
-        in->version < 1 || !ss_site_code_ok(in->site) || in->pck_size < 0) {
+        in->version < 1 || !ss_site_code_ok(in->site) || in->pck_size < 0 ||
+        in->priority < PRIO_HIGH || in->priority > PRIO_LOW) {
         ss_seterr(err, errlen, "bad instruction fields (package %.16s, version %lld, site %.4s)",
                in->package, in->version, in->site);
         return -EINVAL;
@@ -1095,6 +1097,7 @@ int instr_build(struct sbuf *b, const struct instr *in, const struct manifest *m
         (r = rec_addf(b, "version", "%lld", in->version)) < 0 ||
         (r = rec_add(b, "site", in->site)) < 0 ||
         (r = rec_add(b, "created", iso)) < 0 ||
+        (r = rec_add(b, "priority", prio_name((enum send_prio)in->priority))) < 0 ||
         (r = rec_addf(b, "pck_size", "%lld", (long long)in->pck_size)) < 0 ||
         (r = rec_add(b, "pck_sha256", shahex)) < 0 ||
         (r = rec_addf(b, "files", "%lld", (long long)m->files)) < 0 ||
@@ -1122,7 +1125,7 @@ static int one_int(const struct rec *r, const char *name, long long min, long lo
 }
 
 static const char *const instr_fields[] = {
-    "package", "name", "version", "site", "created", "pck_size", "pck_sha256",
+    "package", "name", "version", "site", "created", "priority", "pck_size", "pck_sha256",
     "files", "bytes", "file", "dir", "signature",
 };
 
@@ -1179,6 +1182,19 @@ int instr_parse(char *buf, size_t len, instr_key_fn key_for, void *arg,
     if (ss_parse_time_iso(f->value, &in.created_ms) < 0) {
         ss_seterr(err, errlen, "instruction: bad creation time \"%.40s\"", f->value);
         goto fail;
+    }
+    /* Only an order among waiting work: absent (an older sender) is medium. */
+    in.priority = PRIO_MEDIUM;
+    if (rec_count(&r, "priority") > 0) {
+        enum send_prio pr;
+        if ((f = one_field(&r, "instruction", "priority", err, errlen)) == NULL)
+            goto fail;
+        if (prio_parse(f->value, &pr) < 0) {
+            ss_seterr(err, errlen, "instruction: priority \"%.16s\" is not high, medium or low",
+                      f->value);
+            goto fail;
+        }
+        in.priority = (int)pr;
     }
     if (one_int(&r, "pck_size", 0, &v, err, errlen) < 0)
         goto fail;

@@ -39,6 +39,7 @@ struct instr {
     long long version;
     char      site[SS_SITE_LEN + 1];
     int64_t   created_ms;
+    int       priority;         /* enum send_prio (sendreq.h): the package's send priority */
     int64_t   pck_size;
     unsigned char pck_sha[32];
 };

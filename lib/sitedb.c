@@ -147,6 +147,11 @@ static const char *const migrations[] = {
      * reached through that child (the scheduler's next hop). */
     "CREATE TABLE route (site TEXT PRIMARY KEY, via TEXT NOT NULL,\n"
     "  updated_ms INTEGER NOT NULL) WITHOUT ROWID;\n",
+
+    /* 4: a package's send priority: the order of its jobs at the sender
+     * and of its instructions at each despooler below. */
+    "ALTER TABLE package ADD COLUMN priority TEXT NOT NULL DEFAULT 'medium'\n"
+    "  CHECK (priority IN ('high','medium','low'));\n",
 };
 
 int sitedb_schema_version(void)

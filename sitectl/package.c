@@ -84,6 +84,7 @@ struct pkg {
     long long version;
     int       all_dps;
     int64_t   created_ms, updated_ms;
+    char      priority[8];
 };
 
 struct dpst {
@@ -111,7 +112,7 @@ static int load_pkg(sqlite3 *db, const char *id, struct pkg *p)
     sqlite3_stmt *st = NULL;
     memset(p, 0, sizeof *p);
     if (sqlite3_prepare_v2(db, "SELECT id, name, source, origin, version, all_dps, state, "
-                           "last_error, created_ms, updated_ms FROM package WHERE id = ?1",
+                           "last_error, created_ms, updated_ms, priority FROM package WHERE id = ?1",
                            -1, &st, NULL) != SQLITE_OK)
         return -EIO;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -127,6 +128,7 @@ static int load_pkg(sqlite3 *db, const char *id, struct pkg *p)
         copy_text(p->last_error, sizeof p->last_error, st, 7);
         p->created_ms = sqlite3_column_int64(st, 8);
         p->updated_ms = sqlite3_column_int64(st, 9);
+        copy_text(p->priority, sizeof p->priority, st, 10);
     } else {
         r = rc == SQLITE_DONE ? -ENOENT : -EIO;
     }
@@ -275,6 +277,9 @@ static int pkg_add(struct ctl *c, const struct ctl_args *a)
     for (int i = 0; i < a->ndps; i++)
         if (!ctl_dp_name_ok(a->dps[i]))
             ctl_usage_error(c, "bad DP name '%s'", a->dps[i]);
+    enum send_prio prio = PRIO_MEDIUM;
+    if (a->priority && prio_parse(a->priority, &prio) < 0)
+        ctl_usage_error(c, "bad --priority '%s' (high, medium or low)", a->priority);
 
     /* The source: an absolute path (distmgr runs elsewhere, in another
      * directory) naming a directory now.  A share that goes away later
@@ -353,9 +358,9 @@ static int pkg_add(struct ctl *c, const struct ctl_args *a)
         }
     }
     if (ctl_sql(s.db, NULL, "INSERT INTO package (id, name, source, origin, version, all_dps, "
-                "state, last_error, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, 0, ?5, "
-                "'active', '', ?6, ?6)", "ssssii", id, a->name, source, s.code,
-                (int64_t)(a->ndps == 0), now) < 0) {
+                "state, last_error, created_ms, updated_ms, priority) VALUES (?1, ?2, ?3, ?4, "
+                "0, ?5, 'active', '', ?6, ?6, ?7)", "ssssiis", id, a->name, source, s.code,
+                (int64_t)(a->ndps == 0), now, prio_name(prio)) < 0) {
         ctl_db_fail(&s, "cannot record the package");
         goto out;
     }
@@ -388,6 +393,9 @@ static int pkg_update(struct ctl *c, const struct ctl_args *a)
     const char *id = a->pos[0];
     struct ctl_site s;
     struct pkg p;
+    enum send_prio prio = PRIO_MEDIUM;
+    if (a->priority && prio_parse(a->priority, &prio) < 0)
+        ctl_usage_error(c, "bad --priority '%s' (high, medium or low)", a->priority);
     if (open_pkg(c, id, CTL_SITE_WRITE, &s, &p) != CTL_OK)
         return CTL_FAIL;
     int rc = CTL_FAIL;
@@ -399,8 +407,10 @@ static int pkg_update(struct ctl *c, const struct ctl_args *a)
         ctl_err("package %s comes from site %s: update it there", id, p.origin);
         goto out;
     }
-    if (ctl_sql(s.db, NULL, "UPDATE package SET updated_ms = ?2 WHERE id = ?1", "si", id,
-                (int64_t)ss_now_ms()) < 0) {
+    /* A new priority goes with the next version's jobs and instructions. */
+    if (ctl_sql(s.db, NULL, "UPDATE package SET updated_ms = ?2, priority = coalesce(?3, "
+                "priority) WHERE id = ?1", "sis", id, (int64_t)ss_now_ms(),
+                a->priority ? prio_name(prio) : NULL) < 0) {
         ctl_db_fail(&s, "cannot update the package");
         goto out;
     }
@@ -630,7 +640,8 @@ static int pkg_show(struct ctl *c, const struct ctl_args *a)
         ss_sbuf_add_json_str(&b, p.source);
         ss_sbuf_adds(&b, ", \"origin\": ");
         ss_sbuf_add_json_str(&b, p.origin);
-        ss_sbuf_addf(&b, ", \"version\": %lld, \"state\": ", p.version);
+        ss_sbuf_addf(&b, ", \"version\": %lld, \"priority\": \"%s\", \"state\": ", p.version,
+                     p.priority);
         ss_sbuf_add_json_str(&b, p.state);
         ss_sbuf_addf(&b, ", \"all_dps\": %s, \"last_error\": ", p.all_dps ? "true" : "false");
         ctl_json_str_or_null(&b, p.last_error);
@@ -659,6 +670,7 @@ static int pkg_show(struct ctl *c, const struct ctl_args *a)
         printf("package   %s  %s\n", p.id, p.name);
         printf("source    %s\n", p.source);
         printf("origin    %s\n", p.origin);
+        printf("priority  %s\n", p.priority);
         printf("version   %lld%s\n", p.version, p.version ? "" : " (none stored yet)");
         printf("state     %s\n", p.state);
         if (p.last_error[0])
@@ -1025,8 +1037,8 @@ out:
 int cmd_package(struct ctl *c, int argc, char **argv)
 {
     static const struct ctl_sub subs[] = {
-        { "add", CTL_A_NAME | CTL_A_SOURCE | CTL_A_DP, 0, 0, pkg_add },
-        { "update", 0, 1, 1, pkg_update },
+        { "add", CTL_A_NAME | CTL_A_SOURCE | CTL_A_DP | CTL_A_PRIORITY, 0, 0, pkg_add },
+        { "update", CTL_A_PRIORITY, 1, 1, pkg_update },
         { "delete", 0, 1, 1, pkg_delete },
         { "list", CTL_A_JSON, 0, 0, pkg_list },
         { "show", CTL_A_JSON, 1, 1, pkg_show },

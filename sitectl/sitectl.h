@@ -183,7 +183,7 @@ int ctl_dp_retry_targets(sqlite3 *db, const char *prefix, const char *dp,
  * positional arguments (after the subcommand) outside [min, max]. */
 enum {
     CTL_A_JSON = 0x01, CTL_A_NAME = 0x02, CTL_A_SOURCE = 0x04, CTL_A_DP = 0x08,
-    CTL_A_ADDRESS = 0x10, CTL_A_KEY = 0x20, CTL_A_TIMEOUT = 0x40,
+    CTL_A_ADDRESS = 0x10, CTL_A_KEY = 0x20, CTL_A_TIMEOUT = 0x40, CTL_A_PRIORITY = 0x80,
 };
 struct ctl_args {
     const char  *sub;            /* the subcommand, NULL when none */
@@ -191,7 +191,7 @@ struct ctl_args {
     int          npos;
     unsigned     given;          /* CTL_A_* seen */
     int          json;
-    const char  *name, *source, *address, *key, *timeout;
+    const char  *name, *source, *address, *key, *timeout, *priority;
     const char **dps;            /* every --dp, in order (argc entries) */
     int          ndps;
 };

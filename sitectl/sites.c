@@ -100,6 +100,8 @@ void ctl_args_parse(struct ctl *c, int argc, char **argv, struct ctl_args *a)
                 a->given |= CTL_A_KEY;
             } else if (ctl_opt(c, argc, argv, &i, "--timeout", &a->timeout)) {
                 a->given |= CTL_A_TIMEOUT;
+            } else if (ctl_opt(c, argc, argv, &i, "--priority", &a->priority)) {
+                a->given |= CTL_A_PRIORITY;
             } else {
                 ctl_usage_error(c, "unknown option %s", argv[i]);
             }
@@ -120,7 +122,7 @@ void ctl_args_only(struct ctl *c, const struct ctl_args *a, unsigned allowed,
     static const struct { unsigned bit; const char *name; } names[] = {
         { CTL_A_JSON, "--json" }, { CTL_A_NAME, "--name" }, { CTL_A_SOURCE, "--source" },
         { CTL_A_DP, "--dp" }, { CTL_A_ADDRESS, "--address" }, { CTL_A_KEY, "--key" },
-        { CTL_A_TIMEOUT, "--timeout" },
+        { CTL_A_TIMEOUT, "--timeout" }, { CTL_A_PRIORITY, "--priority" },
     };
     for (size_t i = 0; i < SS_ARRAY_LEN(names); i++)
         if ((a->given & names[i].bit) && !(allowed & names[i].bit))

@@ -75,6 +75,7 @@
 #include "log.h"
 #include "manifest.h"
 #include "pkgreq.h"
+#include "sendreq.h"
 #include "sitedb.h"
 #include "statmsg.h"
 #include "statrep.h"
@@ -271,11 +272,13 @@ static int record_version(sqlite3 *db, const struct manifest *m, struct ds_resul
     }
     if ((rc = sitedb_execf(db,
             "INSERT INTO package (id, name, source, origin, version, all_dps, state,"
-            " last_error, created_ms, updated_ms) VALUES (?1, ?2, '', ?3, ?4, 1, 'active', '',"
-            " ?5, ?5) ON CONFLICT(id) DO UPDATE SET version = excluded.version,"
-            " name = excluded.name, origin = excluded.origin, updated_ms = excluded.updated_ms"
+            " last_error, created_ms, updated_ms, priority) VALUES (?1, ?2, '', ?3, ?4, 1,"
+            " 'active', '', ?5, ?5, ?6) ON CONFLICT(id) DO UPDATE SET version ="
+            " excluded.version, name = excluded.name, origin = excluded.origin,"
+            " updated_ms = excluded.updated_ms, priority = excluded.priority"
             " WHERE excluded.version > package.version",
-            "sssii", in->package, in->name, in->site, in->version, now)) < 0 ||
+            "sssiis", in->package, in->name, in->site, in->version, now,
+            prio_name((enum send_prio)in->priority))) < 0 ||
         (rc = sitedb_execf(db, "INSERT INTO pkg_version (package, version, files, bytes,"
                             " created_ms) VALUES (?, ?, ?, ?, ?)", "siiii", in->package,
                         in->version, (long long)m->files, (long long)m->bytes, now)) < 0 ||

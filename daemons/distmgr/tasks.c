@@ -69,6 +69,7 @@
 #include "pkgfile.h"
 #include "pool.h"
 #include "record.h"
+#include "sendreq.h"
 #include "sitedb.h"
 #include "statmsg.h"
 
@@ -271,6 +272,7 @@ struct pkgrow {
     char      source[SS_PATH_MAX];
     char      state[16];
     long long version;
+    enum send_prio priority;
 };
 
 static int load_pkg(sqlite3 *db, const char *id, struct pkgrow *p)
@@ -278,7 +280,8 @@ static int load_pkg(sqlite3 *db, const char *id, struct pkgrow *p)
     sqlite3_stmt *st;
     int rc;
 
-    if ((rc = sitedb_prepare(db, "SELECT name, source, state, version FROM package WHERE id = ?",
+    if ((rc = sitedb_prepare(db, "SELECT name, source, state, version, priority FROM package "
+                             "WHERE id = ?",
                              &st)) < 0)
         return rc;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -289,6 +292,9 @@ static int load_pkg(sqlite3 *db, const char *id, struct pkgrow *p)
         txt(p->source, sizeof p->source, st, 1);
         txt(p->state, sizeof p->state, st, 2);
         p->version = sqlite3_column_int64(st, 3);
+        const char *pr = (const char *)sqlite3_column_text(st, 4);
+        if (!pr || prio_parse(pr, &p->priority) < 0)
+            p->priority = PRIO_MEDIUM;
         rc = 0;
     } else if (rc == SQLITE_DONE) {
         rc = -ENOENT;
@@ -632,6 +638,7 @@ static int ensure_outfiles(struct distmgr *dm, sqlite3 *db, const struct pkgrow 
     (void)ss_strcpy(in.name, sizeof in.name, p->name);
     (void)ss_strcpy(in.site, sizeof in.site, dm->site);
     in.version = p->version;
+    in.priority = (int)p->priority;
     in.created_ms = ss_now_ms();
     if ((rc = instr_build(&b, &in, &m, key, err, errlen)) < 0)
         goto out;
@@ -648,22 +655,20 @@ static int write_job(struct distmgr *dm, const struct pkgrow *p, const char *sit
                      const char *pck, const char *ins, int outfd, char *name, size_t namelen)
 {
     struct sbuf b;
-    char when[40];
+    struct job j = {
+        .type = SEND_PACKAGE, .priority = p->priority, .version = p->version,
+        .created_ms = ss_now_ms(),
+    };
     int fd = -1, rc;
     size_t rl = strlen(dm->root) + 1;
 
     ss_sbuf_init(&b);
-    (void)ss_fmt_time_iso(ss_now_ms(), when, sizeof when);
     /* Paths relative to the site root: a restored or moved root stays right. */
-    if ((rc = rec_begin(&b, "job", 1)) < 0 ||
-        (rc = rec_add(&b, "site", site)) < 0 ||
-        (rc = rec_add(&b, "priority", "medium")) < 0 ||
-        (rc = rec_add(&b, "package", p->id)) < 0 ||
-        (rc = rec_addf(&b, "version", "%lld", p->version)) < 0 ||
-        (rc = rec_add(&b, "instruction", ins + rl)) < 0 ||
-        (rc = rec_add(&b, "package_file", pck + rl)) < 0 ||
-        (rc = rec_add(&b, "created", when)) < 0 ||
-        (rc = rec_end(&b)) < 0)
+    if ((rc = ss_strcpy(j.site, sizeof j.site, site)) < 0 ||
+        (rc = ss_strcpy(j.package, sizeof j.package, p->id)) < 0 ||
+        (rc = ss_strcpy(j.instruction, sizeof j.instruction, ins + rl)) < 0 ||
+        (rc = ss_strcpy(j.package_file, sizeof j.package_file, pck + rl)) < 0 ||
+        (rc = job_format(&j, &b)) < 0)
         goto out;
     if ((rc = uniq_create(outfd, dm->site, ".job", name, namelen, &fd)) < 0)
         goto out;

@@ -8,7 +8,8 @@
 #     after B01's sender, re-signed by B01, and G01's despooler);
 #   - an update with a changed, an added and a removed file follows, and
 #     every DP equals the new source;
-#   - each site's despooler installed each version exactly once;
+#   - each site's despooler installed each version exactly once, and the
+#     package's send priority (high) travelled with it to every level;
 #   - status goes up: CEN shows B01 as installed (package show), and
 #     records G01's own 8300 with via B01 (replicated twice), which also
 #     teaches CEN the route to G01;
@@ -41,7 +42,8 @@ for c in G01 B01 CEN; do
     sx "$c" start >/dev/null || fail "sitectl start at $c exited $?"
 done
 
-ID=$(sx CEN package add --name three-levels --source "$SRC") || fail "sitectl package add exited $?"
+ID=$(sx CEN package add --name three-levels --source "$SRC" --priority high) ||
+    fail "sitectl package add exited $?"
 say "package $ID added at CEN"
 
 # A site has version V of the package on its DP (database and tree).
@@ -88,6 +90,10 @@ for c in B01 G01; do
     done
 done
 [ -f "$SCRATCH/dp-G01/$ID/docs/readme.txt" ] && fail "G01 kept the removed file docs/readme.txt"
+# The package's priority travels with it (signed in the instruction).
+for c in B01 G01; do
+    expect_eq "$c's priority of $ID" high "$(site_db "$c" "SELECT priority FROM package WHERE id = '$ID'")"
+done
 
 # G01's messages reach CEN through B01.
 g01_at_cen() {
