@@ -31,6 +31,7 @@
 # that still holds a pid file there (which fails the test), and on failure
 # prints the last lines of every site's logs.
 # shellcheck disable=SC2016
+# shellcheck disable=SC2034  # SCN_FAIL_MSG is read by lib.sh's scn_cleanup
 
 SITES_ALL=()
 
@@ -93,7 +94,7 @@ site_db() {
 }
 
 site_pid() {
-    local p= f
+    local p='' f
     f=$(site_root "$1")/run/$2.pid
     [ -f "$f" ] && read -r p <"$f" 2>/dev/null
     case $p in
