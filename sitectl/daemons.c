@@ -149,6 +149,25 @@ static void sleep_ms(long ms)
         ;
 }
 
+/* Is pid a zombie or exiting (state Z or X in /proc/PID/stat)?  A process
+ * killed by a signal is that until its last thread is gone. */
+static int pid_dying(pid_t pid)
+{
+    char path[64], buf[512];
+    (void)snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* "pid (comm) S ...": comm may hold spaces and parentheses. */
+    const char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
 /* The last lines of a daemon's stderr file, indented, to explain a
  * failed start. */
 static void print_tail(const char *path, int lines)
@@ -329,6 +348,15 @@ int cmd_start(struct ctl *c, int argc, char **argv)
             continue;
         }
         pid_t owner = pidfile_owner(j->pidf);
+        /* A daemon just killed can still hold its pid file's lock for a
+         * moment while its threads exit, with its ready file (which a
+         * SIGKILL leaves) naming it: that is not a running daemon.  Wait
+         * for the lock to go, then start a new one. */
+        for (int64_t until = ss_mono_ms() + 5000; owner > 0 && pid_dying(owner) &&
+             ss_mono_ms() < until;) {
+            sleep_ms(10);
+            owner = pidfile_owner(j->pidf);
+        }
         if (owner > 0) {
             if (ready_pid(j->readyf) == owner) {
                 printf("%s already running (pid %ld)\n", j->name, (long)owner);
