@@ -795,6 +795,93 @@ out:
     return rc;
 }
 
+/*
+ * A thread's batch (sm_batch_begin/end): the messages it emits meanwhile
+ * are formatted at once and handed over together, with one
+ * inbox_drop_many, so that a daemon finishing many small pieces of work
+ * pays one sync for their messages instead of one each.
+ */
+#define SM_BATCH_MAX 64
+struct sm_batch {
+    int         on;
+    size_t      n;
+    char        box[SS_PATH_MAX];
+    char        prefix[UNIQ_PREFIX_MAX + 1];
+    struct sbuf msg[SM_BATCH_MAX];
+};
+static __thread struct sm_batch *batch;
+
+void sm_batch_begin(void)
+{
+    if (!batch && !(batch = calloc(1, sizeof *batch)))
+        return;                 /* each message is then written alone */
+    batch->on = 1;
+    batch->n = 0;
+}
+
+int sm_batch_end(void)
+{
+    struct inbox ib;
+    struct inbox_item items[SM_BATCH_MAX];
+    size_t done = 0;
+    int rc = 0;
+
+    if (!batch || !batch->on)
+        return 0;
+    batch->on = 0;
+    if (batch->n == 0)
+        goto out;
+    for (size_t i = 0; i < batch->n; i++) {
+        items[i].data = batch->msg[i].data;
+        items[i].len = batch->msg[i].len;
+    }
+    if ((rc = inbox_open_path(&ib, batch->box, IB_STATMSGS, batch->prefix, 0)) == 0) {
+        rc = inbox_drop_many(&ib, ".svf", items, batch->n, &done);
+        inbox_close(&ib);
+    }
+    if (rc < 0)
+        log_warn("%zu of %zu status messages not written to %s: %s", batch->n - done,
+                 batch->n, batch->box, strerror(-rc));
+    for (size_t i = 0; i < batch->n; i++)
+        ss_sbuf_free(&batch->msg[i]);
+out:
+    /* Freed each time: a thread that ends leaves nothing behind. */
+    free(batch);
+    batch = NULL;
+    return rc;
+}
+
+/* Into the thread's batch when one is open (written at once when it is
+ * full or the message goes to another inbox). */
+static int write_or_batch(const struct statmsg *m, const char *box)
+{
+    char prefix[UNIQ_PREFIX_MAX + 1];
+    int rc;
+
+    if (!batch || !batch->on)
+        return sm_write(m, box);
+    uniq_prefix_sanitize(m->site[0] ? m->site : m->machine, prefix, sizeof prefix);
+    if (batch->n > 0 && (batch->n == SM_BATCH_MAX || strcmp(batch->box, box) != 0 ||
+                         strcmp(batch->prefix, prefix) != 0)) {
+        (void)sm_batch_end();
+        sm_batch_begin();
+        if (!batch)
+            return sm_write(m, box);
+    }
+    struct sbuf *b = &batch->msg[batch->n];
+    ss_sbuf_init(b);
+    if ((rc = sm_format(m, b)) < 0) {
+        ss_sbuf_free(b);
+        return rc;
+    }
+    if (batch->n == 0) {
+        (void)ss_strcpy(batch->box, sizeof batch->box, box);
+        (void)ss_strcpy(batch->prefix, sizeof batch->prefix, prefix);
+    }
+    batch->n++;
+    return 0;
+}
+
 static int vemit(unsigned id, const void *key, size_t keylen, int oserr,
                  const char *const *attrs, va_list ap)
 {
@@ -857,7 +944,7 @@ static int vemit(unsigned id, const void *key, size_t keylen, int oserr,
         }
     }
 
-    if ((rc = sm_write(m, box)) < 0)
+    if ((rc = write_or_batch(m, box)) < 0)
         log_warn("status message %u not written to %s: %s", id, box, strerror(-rc));
 out:
     free(m);

@@ -177,4 +177,11 @@ int sm_emit(unsigned id, int oserr, const char *const *attrs, ...);
  * uid is derived from the site, the ID and key instead of drawn. */
 int sm_emit_keyed(unsigned id, const char *key, int oserr, const char *const *attrs, ...);
 
+/* Collect the messages this thread emits from sm_batch_begin() until
+ * sm_batch_end(), which hands them over together (inbox_drop_many: one
+ * sync for all).  Until then they are not in the inbox: end the batch
+ * before anything that must follow them.  Per thread; not nested. */
+void sm_batch_begin(void);
+int  sm_batch_end(void);
+
 #endif

@@ -49,12 +49,17 @@
 
 #define RESCAN_MS     60000     /* a full look at schedule.box at least this often */
 #define TIMER_MAX_MS  60000
+#define SITES_MS      1000      /* site rows and throttles re-read at most this often */
+#define SMALL_MAX     (1 << 20) /* a request this small goes in a batch... */
+#define BATCH_MAX     32        /* ...of at most this many to one site */
 
+/* One worker job: one request, or a batch of small ones to one site. */
 struct xjob {
     struct pool_job job;
     struct sender  *s;
-    struct req     *r;
-    struct xfer     x;
+    size_t          n;
+    struct req     *r[BATCH_MAX];
+    struct xfer    *x;          /* n of them */
 };
 
 /* ---------------------------------------------------------------- sites */
@@ -71,6 +76,7 @@ static struct site *site_get(struct sender *s, const char *code)
     (void)ss_strcpy(st->code, sizeof st->code, code);
     st->next = s->sites;
     s->sites = st;
+    s->sites_stale = 1;         /* its address is read at the next dispatch */
     return st;
 }
 
@@ -79,6 +85,12 @@ static struct site *site_get(struct sender *s, const char *code)
  * every dispatch. */
 static void sites_refresh(struct sender *s)
 {
+    int64_t now = ss_mono_ms();
+
+    if (!s->sites_stale && now - s->sites_mono < SITES_MS)
+        return;
+    s->sites_stale = 0;
+    s->sites_mono = now;
     for (struct site *st = s->sites; st; st = st->next) {
         sqlite3_stmt *q = NULL;
         struct retry_state rs;
@@ -174,53 +186,69 @@ static void expire(struct sender *s, struct req *r)
 
 /* ---------------------------------------------------------------- transfers */
 
+/*
+ * On the worker: the transfer, then for each request sent its 8200 and
+ * the removal of its files, so that the loop thread, which starts the
+ * next transfers, does no file work for the finished ones.  The messages
+ * of a batch are handed over together (sm_batch_begin).
+ */
 static void xjob_work(struct pool_job *j)
 {
     struct xjob *xj = (struct xjob *)j;
+    struct sender *s = xj->s;
 
-    xfer_run(&xj->x);
+    if (xj->n == 1)
+        xfer_run(&xj->x[0]);
+    else
+        xfer_run_many(xj->x, xj->n);
+    sm_batch_begin();
+    for (size_t i = 0; i < xj->n; i++) {
+        struct xfer *x = &xj->x[i];
+        char f[SS_NAME_MAX + 8];
+
+        if (x->rc != 0)
+            continue;
+        if (x->q.type == SEND_PACKAGE) {
+            char vs[24], sz[24];
+            const char *attrs[] = { "PackageID", x->q.package, "Version", vs, "Site",
+                                    x->q.dest, NULL };
+            (void)ss_fmt(vs, sizeof vs, "%lld", x->q.version);
+            (void)ss_fmt(sz, sizeof sz, "%lld", (long long)x->q.size);
+            /* Keyed: said again after a kill before the request is gone,
+             * recorded once. */
+            sm_emit_keyed(SM_SEND_SENT, x->name, 0, attrs, x->q.package, vs, x->q.dest, sz,
+                          NULL);
+        }
+        sched_drop_files(s, x->name);
+        if (ss_fmt(f, sizeof f, "%s.srq", x->name) == 0 &&
+            unlinkat(s->reqs.dirfd, f, 0) < 0 && errno != ENOENT)
+            log_warn("cannot remove request %s: %s", f, strerror(errno));
+    }
+    (void)sm_batch_end();
 }
 
 static void dispatch(struct sender *s);
 
-static void xjob_done(struct pool_job *j, int cancelled)
+/* One request's outcome, on the loop thread. */
+static void req_done(struct sender *s, struct req *r, const struct xfer *x)
 {
-    struct xjob *xj = (struct xjob *)j;
-    struct sender *s = xj->s;
-    struct req *r = xj->r;
     struct site *st = site_get(s, r->q.hop);
     char vs[24];
     const char *attrs[7];
 
     r->running = 0;
-    s->active--;
-    if (st)
-        st->active--;
-    if (cancelled) {
-        free(xj);
-        return;
-    }
-    r->q.offset = xj->x.q.offset;
-    r->q.pck_done = xj->x.q.pck_done;
-    if (xj->x.rc == 0) {
+    r->q.offset = x->q.offset;
+    r->q.pck_done = x->q.pck_done;
+    if (x->rc == 0) {
         s->sent++;
-        s->bytes_sent += xj->x.written;
-        if (r->q.type == SEND_PACKAGE) {
-            char sz[24];
-            pkg_attrs(r, vs, sizeof vs, attrs);
-            (void)ss_fmt(sz, sizeof sz, "%lld", (long long)r->q.size);
+        s->bytes_sent += x->written;
+        if (r->q.type == SEND_PACKAGE)
             log_info("request %s: sent package %s version %lld to site %s via %s (%lld bytes "
                      "written, resumed at %lld)", r->name, r->q.package, r->q.version,
-                     r->q.dest, r->q.hop, (long long)xj->x.written,
-                     (long long)xj->x.resumed_at);
-            /* Keyed: said again after a kill before the request is gone,
-             * recorded once. */
-            sm_emit_keyed(SM_SEND_SENT, r->name, 0, attrs, r->q.package, vs, r->q.dest, sz,
-                          NULL);
-        } else {
+                     r->q.dest, r->q.hop, (long long)x->written, (long long)x->resumed_at);
+        else
             log_info("request %s: sent a status bundle to site %s (%lld bytes)", r->name,
-                     r->q.hop, (long long)xj->x.written);
-        }
+                     r->q.hop, (long long)x->written);
         if (st && st->attempts > 0) {
             (void)retry_success(s->db, "send", st->code);
             log_info("site %s answers again after %lld failed attempts", st->code,
@@ -228,16 +256,16 @@ static void xjob_done(struct pool_job *j, int cancelled)
             st->attempts = 0;
             st->next_ms = 0;
         }
-        req_finish(s, r);
-    } else if (xj->x.rc == -ECANCELED) {
+        /* The worker removed its files. */
+        req_unlink(s, r);
+        free(r);
+    } else if (x->rc == -ECANCELED) {
         log_info("request %s: stopped at byte %lld; resumed at the next start", r->name,
                  (long long)r->q.offset);
-    } else if (xj->x.fatal) {
+    } else if (x->fatal) {
         s->failed++;
-        log_error("request %s: %s; the request cannot be sent and is removed", r->name,
-                  xj->x.err);
-        sm_emit_keyed(SM_SEND_FAILED, r->name, -xj->x.rc, NULL, r->name, r->q.dest,
-                      xj->x.err, NULL);
+        log_error("request %s: %s; the request cannot be sent and is removed", r->name, x->err);
+        sm_emit_keyed(SM_SEND_FAILED, r->name, -x->rc, NULL, r->name, r->q.dest, x->err, NULL);
         req_finish(s, r);
     } else {
         struct retry_policy pol = {
@@ -248,13 +276,12 @@ static void xjob_done(struct pool_job *j, int cancelled)
         int64_t now = ss_now_ms();
 
         r->q.attempts++;
-        (void)ss_strcpy(r->q.last_error, sizeof r->q.last_error, xj->x.err);
+        (void)ss_strcpy(r->q.last_error, sizeof r->q.last_error, x->err);
         if (st && st->next_ms > now) {
             /* A transfer that ran beside the one that throttled the site:
              * the same outage, counted once, or the delay would grow with
              * max_per_site instead of with time. */
-        } else if (retry_failure(s->db, "send", r->q.hop, xj->x.err, &pol, now, &rs) == 0 &&
-                   st) {
+        } else if (retry_failure(s->db, "send", r->q.hop, x->err, &pol, now, &rs) == 0 && st) {
             st->attempts = rs.attempts;
             st->next_ms = rs.next_ms;
             (void)ss_strcpy(st->last_error, sizeof st->last_error, rs.last_error);
@@ -266,40 +293,65 @@ static void xjob_done(struct pool_job *j, int cancelled)
         char after[32], at[24];
         ss_fmt_duration(r->q.next_ms - now, after, sizeof after);
         log_warn("request %s to site %s via %s failed (attempt %lld): %s; site %s is "
-                 "throttled for %s", r->name, r->q.dest, r->q.hop, r->q.attempts, xj->x.err,
+                 "throttled for %s", r->name, r->q.dest, r->q.hop, r->q.attempts, x->err,
                  r->q.hop, after);
         if (r->q.type == SEND_PACKAGE) {
             char key[UNIQ_NAME_MAX + 24];
             pkg_attrs(r, vs, sizeof vs, attrs);
             (void)ss_fmt(at, sizeof at, "%lld", r->q.attempts);
             (void)ss_fmt(key, sizeof key, "%s-%lld", r->name, r->q.attempts);
-            sm_emit_keyed(SM_SEND_RETRYING, key, -xj->x.rc, attrs, r->q.package, vs,
-                          r->q.dest, at, xj->x.err, after, NULL);
+            sm_emit_keyed(SM_SEND_RETRYING, key, -x->rc, attrs, r->q.package, vs,
+                          r->q.dest, at, x->err, after, NULL);
         }
     }
+}
+
+static void xjob_done(struct pool_job *j, int cancelled)
+{
+    struct xjob *xj = (struct xjob *)j;
+    struct sender *s = xj->s;
+    struct site *st = site_get(s, xj->r[0]->q.hop);
+
+    s->active--;
+    if (st)
+        st->active--;
+    for (size_t i = 0; i < xj->n; i++) {
+        if (cancelled)
+            xj->r[i]->running = 0;
+        else
+            req_done(s, xj->r[i], &xj->x[i]);
+    }
+    free(xj->x);
     free(xj);
-    if (!daemon_stopping(s->d))
+    if (!cancelled && !daemon_stopping(s->d))
         dispatch(s);
 }
 
-static void start(struct sender *s, struct req *r, struct site *st)
+/* Start n requests to site st as one worker job (one slot). */
+static void start(struct sender *s, struct req **rs, size_t n, struct site *st)
 {
     struct xjob *xj = calloc(1, sizeof *xj);
 
-    if (!xj)
+    if (!xj || !(xj->x = calloc(n, sizeof *xj->x))) {
+        free(xj);
         return;
+    }
     xj->s = s;
-    xj->r = r;
-    (void)ss_strcpy(xj->x.name, sizeof xj->x.name, r->name);
-    xj->x.q = r->q;
-    (void)ss_strcpy(xj->x.address, sizeof xj->x.address, st->address);
-    xj->x.tosendfd = s->tosend.dirfd;
-    xj->x.reqfd = s->reqs.dirfd;
-    xj->x.reqtmpfd = s->reqs.tmpfd;
-    xj->x.stop = &s->stop_flag;
+    xj->n = n;
+    for (size_t i = 0; i < n; i++) {
+        struct xfer *x = &xj->x[i];
+        xj->r[i] = rs[i];
+        (void)ss_strcpy(x->name, sizeof x->name, rs[i]->name);
+        x->q = rs[i]->q;
+        (void)ss_strcpy(x->address, sizeof x->address, st->address);
+        x->tosendfd = s->tosend.dirfd;
+        x->reqfd = s->reqs.dirfd;
+        x->reqtmpfd = s->reqs.tmpfd;
+        x->stop = &s->stop_flag;
+        rs[i]->running = 1;
+    }
     xj->job.work = xjob_work;
     xj->job.done = xjob_done;
-    r->running = 1;
     s->active++;
     st->active++;
     pool_submit(s->pool, &xj->job);
@@ -326,6 +378,9 @@ static void dispatch(struct sender *s)
     size_t n = 0, cap = 0;
 
     if (daemon_stopping(s->d))
+        return;
+    /* Every slot busy: the next transfer to end dispatches again. */
+    if (s->active >= s->max_sendings)
         return;
     for (r = s->reqlist; r; r = r->next)
         (void)site_get(s, r->q.hop);
@@ -366,10 +421,21 @@ static void dispatch(struct sender *s)
         qsort(cand, n, sizeof *cand, cand_cmp);
     for (size_t i = 0; i < n && s->active < s->max_sendings; i++) {
         struct site *st = site_get(s, cand[i]->q.hop);
+        struct req *batch[BATCH_MAX];
+        size_t nb = 0;
+
         /* A site whose first transfer just failed is throttled now. */
-        if (!st || st->active >= s->max_per_site || st->next_ms > now)
+        if (cand[i]->running || !st || st->active >= s->max_per_site || st->next_ms > now)
             continue;
-        start(s, cand[i], st);
+        batch[nb++] = cand[i];
+        /* Small requests to the same site go together, in the same order
+         * (priority, then age): one slot, one sync for all of them. */
+        if (cand[i]->q.size <= SMALL_MAX)
+            for (size_t k = i + 1; k < n && nb < BATCH_MAX; k++)
+                if (!cand[k]->running && cand[k]->q.size <= SMALL_MAX &&
+                    strcmp(cand[k]->q.hop, cand[i]->q.hop) == 0)
+                    batch[nb++] = cand[k];
+        start(s, batch, nb, st);
     }
     free(cand);
     if (s->unroutable && now + RESCAN_MS / 4 < next)
@@ -532,6 +598,7 @@ static void sender_reload(struct daemon *d)
     int threads = s->max_sendings;
 
     apply_conf(s, daemon_conf(d));
+    s->sites_stale = 1;
     if (s->max_sendings > threads)
         log_warn("sender.max_sendings above %d takes effect at the next start", threads);
     if (s->max_sendings > threads)

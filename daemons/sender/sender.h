@@ -55,6 +55,8 @@ struct sender {
     int     max_sendings, max_per_site;
     int64_t retry_delay, retry_max_delay, job_lifetime;
     int     unroutable;              /* jobs waiting for a route */
+    int     sites_stale;             /* re-read the site rows at the next dispatch */
+    int64_t sites_mono;              /* when they were read (monotonic ms) */
     uint64_t sent, failed, expired, scheduled;
     int64_t bytes_sent;
 };
@@ -90,6 +92,10 @@ struct xfer {
 
 /* Carry x->q to x->address.  Sets x->rc and x->err. */
 void xfer_run(struct xfer *x);
+/* Several small requests to one address (xs[i].address all equal), with
+ * one sync for their files: each xs[i].rc and err set as by xfer_run.
+ * A small request is sent whole (no resume offsets). */
+void xfer_run_many(struct xfer *xs, size_t n);
 /* "file:/abs/path" -> "/abs/path"; NULL for anything else. */
 const char *xfer_file_path(const char *address);
 
