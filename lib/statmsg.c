@@ -117,7 +117,7 @@ const struct sm_catalog sm_catalog[] = {
     { SM_DESPOOL_INSTALLED, 'I', SM_MILESTONE, "despool",
       "Despooler installed package %1 version %2 received from site %3." },
     { SM_DESPOOL_REJECTED, 'E', SM_MILESTONE, "despool",
-      "Despooler rejected the instruction %1 from site %2 and moved it to its corrupt "
+      "Despooler rejected the file %1 from site %2 and moved it to its corrupt "
       "folder: %3." },
     { SM_DESPOOL_DUPLICATE, 'I', SM_DETAIL, "despool",
       "Despooler received package %1 version %2 from site %3 again, or older than the version "
