@@ -7,6 +7,8 @@
  */
 #include "testutil.h"
 
+#include <dirent.h>
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -780,6 +782,60 @@ static void test_emit(void **state)
     tu_tmpdir_free(root);
 }
 
+/* Files in dir that are not dot files. */
+static int count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.' && e->d_type != DT_DIR)
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* A batch holds its messages until its end, then hands them all over;
+ * more than a batch holds go out in full batches on the way; an empty
+ * batch and an end without a begin do nothing. */
+static void test_emit_batch(void **state)
+{
+    char dir[SS_PATH_MAX];
+    char *root = make_root("statmgr.box/statmsgs", dir, sizeof dir);
+
+    sm_set_identity(root, "CEN", "sender");
+    assert_int_equal(sm_batch_end(), 0);
+    sm_batch_begin();
+    assert_int_equal(sm_batch_end(), 0);
+    assert_int_equal(count_files(dir), 0);
+
+    sm_batch_begin();
+    for (int i = 0; i < 3; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(sm_emit_keyed(SM_CLIENT_TEST, key, 0, NULL, key, (char *)NULL), 0);
+    }
+    assert_int_equal(count_files(dir), 0);
+    assert_int_equal(sm_batch_end(), 0);
+    assert_int_equal(count_files(dir), 3);
+
+    /* 70 messages: one full batch of 64 on the way, 6 at the end. */
+    sm_batch_begin();
+    for (int i = 0; i < 70; i++)
+        assert_int_equal(sm_emit(SM_CLIENT_TEST, 0, NULL, "x", (char *)NULL), 0);
+    assert_int_equal(count_files(dir), 3 + 64);
+    assert_int_equal(sm_batch_end(), 0);
+    assert_int_equal(count_files(dir), 3 + 70);
+
+    /* After the end, a message is written at once again. */
+    assert_int_equal(sm_emit(SM_CLIENT_TEST, 0, NULL, "y", (char *)NULL), 0);
+    assert_int_equal(count_files(dir), 3 + 71);
+    sm_set_identity(NULL, NULL, NULL);
+    tu_tmpdir_free(root);
+}
+
 static void test_write_client_box(void **state)
 {
     /* A client that does not know its site writes under its machine name. */
@@ -819,6 +875,7 @@ int main(void)
         cmocka_unit_test(test_parse_kind_version),
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_emit),
+        cmocka_unit_test(test_emit_batch),
         cmocka_unit_test(test_write_client_box),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
