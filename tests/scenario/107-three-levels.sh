@@ -14,7 +14,10 @@
 #     records G01's own 8300 with via B01 (replicated twice), which also
 #     teaches CEN the route to G01;
 #   - nothing is left waiting: no send request at CEN or B01, nothing in
-#     B01's or G01's receive/.
+#     B01's or G01's receive/;
+#   - routing: a job at CEN for G01 (not a site CEN knows) goes through B01,
+#     the child CEN learnt G01 behind; B01 already has that version, so it
+#     changes nothing there (8302).
 # shellcheck disable=SC2016
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -111,3 +114,33 @@ drained() {
 wait_for 30 drained || fail "requests or instructions left waiting: $(site_requests CEN) at CEN, $(site_requests B01) at B01"
 expect_eq "2339 messages at CEN" 2 "$(site_msg_count CEN 2339 "site = 'CEN'")"
 say "ok: nothing left waiting; one job per version at CEN"
+
+# A job for the grandchild, written at CEN by hand (distmgr only writes
+# jobs for its own children): the scheduler sends it through B01.
+python3 - "$(site_root CEN)/inboxes/schedule.box" "$ID" <<'PY' || fail "cannot write a job for G01"
+import hashlib, os, secrets, sys, time
+box, pkg = sys.argv[1], sys.argv[2]
+when = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+body = ("sitesrv job 1\nsite=G01\npriority=medium\npackage=%s\nversion=2\n"
+        "instruction=store/out/%s-2.ins\npackage_file=store/out/%s-2.pck\ncreated=%s\n"
+        % (pkg, pkg, pkg, when)).encode()
+rec = body + b"end " + hashlib.sha256(body).hexdigest().encode() + b"\n"
+name = "CEN-%s.job" % secrets.token_hex(16)
+tmp = os.path.join(box, ".tmp", name)
+with open(tmp, "wb") as f:
+    f.write(rec)
+os.rename(tmp, os.path.join(box, name))
+PY
+routed() { grep -q "for site G01 via B01" "$(site_root CEN)/logs/sched.log"; }
+wait_for 30 routed || fail "CEN's scheduler did not route the job for G01 through B01"
+sent_g01() {
+    [ "$(site_msg_count CEN 8200 "json_extract(attrs, '\$.Site') = 'G01'")" -ge 1 ]
+}
+wait_for 30 sent_g01 || fail "CEN's sender did not send the job for G01 (no 8200 with Site G01)"
+dup_b01() {
+    grep -q "package $ID version 2 from site CEN is not newer than version 2 held here" \
+        "$(site_root B01)/logs/despool.log"
+}
+wait_for 30 dup_b01 || fail "B01's despooler did not take the routed version 2 as a duplicate"
+expect_eq "B01's version after the routed job" 2 "$(site_pkg_version B01 "$ID")"
+say "ok: a job for G01 at CEN went through B01, which already had it"
