@@ -58,7 +58,7 @@ static const struct cmd cmds[] = {
                                 "package list [--json] | package show ID [--json]\n"
                                 "package wait ID [--timeout SECONDS]" },
     { "retry",    cmd_retry,    "retry list [--json] | retry now [ID [DP]] | retry clear ID [DP]" },
-    { "send",     cmd_send,     "send list [--json]" },
+    { "send",     cmd_send,     "send list [--json] | send now [SITE]" },
 };
 
 /* Commands of SPEC 9 that later releases bring; named so that scripts get

@@ -39,6 +39,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -541,10 +542,41 @@ out:
     return rc;
 }
 
+/* send now [SITE]: the throttle of SITE (every site without one) is due
+ * now, and a running sender is told (SIGHUP: it re-reads the throttles
+ * and starts what may start).  For an administrator who brought a site
+ * back and does not want to wait for its next retry. */
+static int send_now(struct ctl *c, const struct ctl_args *a)
+{
+    const char *site = a->npos > 0 ? a->pos[0] : NULL;
+    struct ctl_site s;
+    int n = 0, rc = CTL_FAIL;
+
+    if (site && !ss_site_code_ok(site))
+        ctl_usage_error(c, "bad site code '%s'", site);
+    if (ctl_site_open(c, &s, CTL_SITE_WRITE) != CTL_OK)
+        return CTL_FAIL;
+    if (retry_now(s.db, "send", site, ss_now_ms(), &n) < 0) {
+        ctl_db_fail(&s, "cannot change the send throttles");
+        goto out;
+    }
+    printf("%d site throttle%s made due now\n", n, n == 1 ? "" : "s");
+    pid_t pid = ctl_daemon_pid(s.root, "sender");
+    if (pid > 0 && kill(pid, SIGHUP) == 0)
+        printf("told sender (pid %ld)\n", (long)pid);
+    else
+        printf("the sender is not running: it starts with them\n");
+    rc = CTL_OK;
+out:
+    ctl_site_close(&s);
+    return rc;
+}
+
 int cmd_send(struct ctl *c, int argc, char **argv)
 {
     static const struct ctl_sub subs[] = {
         { "list", CTL_A_JSON, 0, 0, send_list },
+        { "now", 0, 0, 1, send_now },
     };
     return ctl_subcommand(c, argc, argv, subs, SS_ARRAY_LEN(subs));
 }

@@ -397,7 +397,10 @@ static void dispatch(struct sender *s)
         struct site *st = site_get(s, r->q.hop);
         if (!st)
             continue;
-        int64_t when = r->q.next_ms > st->next_ms ? r->q.next_ms : st->next_ms;
+        /* The site's throttle alone decides (the request's next_try says
+         * what it was when it failed): `sitectl send now` or another
+         * request's success makes every request of the site due. */
+        int64_t when = st->next_ms;
         if (when > now || !st->address[0]) {
             if (st->address[0] && when < due)
                 due = when;

@@ -233,3 +233,13 @@ expect_rc 0 package show CEN00001 --json
 expect_eq "CH3 after its 8300 for version 3" "installed:3" \
     "$(py '"%s:%s" % (d["sites"][2]["state"], d["sites"][2]["version"])')"
 say "ok: send list and the site states of package show"
+
+# send now: the named site's throttle is due now, the other one's stays.
+expect_rc 0 send now CH1
+out_has '^1 site throttle made due now' "send now CH1"
+later=$(db_count "SELECT count(*) FROM retry WHERE scope = 'send' AND next_ms > $(scn_now_ms)")
+expect_eq "throttles still in the future after send now CH1" 1 "$later"
+expect_rc 2 send now 'not a site'
+expect_rc 0 send now
+out_has '^2 site throttles made due now' "send now (every site)"
+say "ok: send now"
