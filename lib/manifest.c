@@ -6,7 +6,8 @@
  * SYNOPSIS
  *   mf_init mf_free mf_add mf_sort mf_find mf_path_ok mf_entry_same
  *   mf_equal mf_diff
- *   store_object_path store_has store_init store_remove store_lock store_unlock
+ *   store_object_path store_has store_init store_remove store_lock store_lock_stop
+ *   store_unlock
  *   store_sync
  *   store_reader_open store_reader_close store_get
  *   store_writer_open store_writer_has store_put_small store_writer_commit
@@ -453,6 +454,34 @@ int store_lock(const char *storedir, int exclusive)
         }
     }
     return fd;
+}
+
+int store_lock_stop(const char *storedir, int exclusive, const volatile int *stop)
+{
+    char path[SS_PATH_MAX];
+    int fd, rc;
+
+    if (!stop)
+        return store_lock(storedir, exclusive);
+    if ((rc = ss_path(path, sizeof path, "%s/.lock", storedir)) < 0)
+        return rc;
+    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640)) < 0)
+        return -errno;
+    for (;;) {
+        if (*stop) {
+            close(fd);
+            return -EINTR;
+        }
+        if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
+            return fd;
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            rc = -errno;
+            close(fd);
+            return rc;
+        }
+        if (errno == EWOULDBLOCK)
+            usleep(20000);
+    }
 }
 
 void store_unlock(int fd)

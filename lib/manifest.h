@@ -102,6 +102,11 @@ int  store_remove(const char *storedir, const unsigned char sha[32]);
  * store_unlock(fd) releases it (fd < 0 is ignored).
  */
 int  store_lock(const char *storedir, int exclusive);
+/* The same, giving up when *stop becomes non-zero (-EINTR): the lock is
+ * asked without blocking and again every 20 ms, so that a daemon that
+ * stops does not wait for the other holder.  stop may be NULL (then it
+ * is store_lock). */
+int  store_lock_stop(const char *storedir, int exclusive, const volatile int *stop);
 void store_unlock(int fd);
 /* Make every object written to the store durable (one syncfs of its file
  * system; sync(2) where syncfs cannot report errors), before a manifest

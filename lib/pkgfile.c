@@ -4,7 +4,8 @@
  *   child site for one package version (SPEC 3, issue 3).
  *
  * SYNOPSIS
- *   pck_write pck_extract                  the zstd package file (.pck)
+ *   pck_write pck_extract pck_extract_fd pck_xopt_free
+ *                                          the zstd package file (.pck)
  *   sign_load_private sign_load_public sign_load_public_pem
  *                                          Ed25519 keys from PEM
  *   rec_sign rec_parse_signed              signed records (instructions,
@@ -47,7 +48,12 @@
  *   while loose objects already verified stay (they are correct).  Loose
  *   objects are not fsync'ed one by one: the caller makes the whole store
  *   durable with one syncfs before it records the version, as
- *   mf_snapshot's callers do.
+ *   mf_snapshot's callers do.  pck_extract_fd takes a descriptor the
+ *   caller opened (O_NOFOLLOW, O_NONBLOCK: never a FIFO that blocks) and
+ *   may leave the small objects, verified, in memory for the caller
+ *   (struct pck_xopt): the Despooler stores those of several packages in
+ *   one small.db transaction.  The pre-hash of the whole file polls stop
+ *   too, so that a stop never waits for a large file on a slow share.
  *
  *   The instruction is a record (record.h) whose last field is an Ed25519
  *   signature over every byte before the signature line; status bundles
@@ -394,6 +400,7 @@ struct pckx {
     char          tmp[SS_PATH_MAX];
     EVP_MD_CTX   *md;
     EVP_MD       *sha256;
+    struct pck_xopt *defer;     /* small objects kept here, not put into small.db */
 };
 
 static void pckx_drop_tmp(struct pckx *x)
@@ -424,6 +431,10 @@ static int pckx_begin(struct pckx *x, char *err, size_t errlen)
         return -EIO;
     }
     if (STORE_SMALL(e->size)) {
+        if (x->defer) {
+            x->keep = 1;        /* the caller stores it (INSERT OR IGNORE) */
+            return 0;
+        }
         /* Kept in the buffer as it is decoded, stored once it checks out
          * (unless small.db has it, or had it earlier in this package). */
         if ((r = store_writer_has(x->sw, e->sha, e->size)) < 0) {
@@ -524,6 +535,20 @@ static int pckx_next(struct pckx *x, char *err, size_t errlen)
         }
         if (x->fd >= 0 && (r = pckx_store(x, e, err, errlen)) < 0)
             return r;
+        if (x->keep && x->defer) {
+            struct pck_xopt *o = x->defer;
+            struct pck_small *ps = &o->small[o->nsmall];
+            size_t off = o->nsmall ? o->small[o->nsmall - 1].off +
+                                     (size_t)o->small[o->nsmall - 1].size : 0;
+            x->keep = 0;
+            /* Room for every small file was made from the manifest. */
+            memcpy(ps->sha, e->sha, 32);
+            ps->size = e->size;
+            ps->off = off;
+            if (e->size > 0)
+                memcpy(o->data + off, x->small, (size_t)e->size);
+            o->nsmall++;
+        }
         if (x->keep) {
             x->keep = 0;
             if ((r = store_put_small(x->sw, e->sha, x->small, e->size)) < 0) {
@@ -575,7 +600,7 @@ static int pckx_feed(struct pckx *x, const unsigned char *data, size_t n,
 }
 
 /* SHA-256 of the whole file from its start. */
-static int hash_fd(int fd, void *buf, size_t bufsz, EVP_MD *sha256,
+static int hash_fd(int fd, void *buf, size_t bufsz, EVP_MD *sha256, const volatile int *stop,
                    unsigned char out[32], const char *path, char *err, size_t errlen)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -588,6 +613,12 @@ static int hash_fd(int fd, void *buf, size_t bufsz, EVP_MD *sha256,
         goto out;
     }
     while ((n = read_some(fd, buf, bufsz)) > 0) {
+        /* A large file on a slow share: a stop does not wait for it. */
+        if (stop && *stop) {
+            ss_seterr(err, errlen, "package file %s: stopped", path);
+            r = -EINTR;
+            goto out;
+        }
         if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
             ss_seterr(err, errlen, "SHA-256 failed (OpenSSL)");
             goto out;
@@ -608,9 +639,41 @@ out:
     return r;
 }
 
+void pck_xopt_free(struct pck_xopt *o)
+{
+    if (!o)
+        return;
+    free(o->small);
+    free(o->data);
+    o->small = NULL;
+    o->data = NULL;
+    o->nsmall = 0;
+    o->deferred = 0;
+}
+
 int pck_extract(const char *path, int64_t want_size, const unsigned char want_sha[32],
                 const struct manifest *m, const char *storedir, const volatile int *stop,
                 char *err, size_t errlen)
+{
+    int fd, r;
+
+    if (err && errlen)
+        err[0] = '\0';
+    /* Never blocks on a FIFO; a symbolic link is followed here, as it
+     * always was for a path (its content is checked all the same). */
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
+        r = -errno;
+        ss_seterr(err, errlen, "%s: %s", path, strerror(-r));
+        return r;
+    }
+    r = pck_extract_fd(fd, path, want_size, want_sha, m, storedir, stop, NULL, err, errlen);
+    close(fd);
+    return r;
+}
+
+int pck_extract_fd(int fd, const char *path, int64_t want_size, const unsigned char want_sha[32],
+                   const struct manifest *m, const char *storedir, const volatile int *stop,
+                   struct pck_xopt *o, char *err, size_t errlen)
 {
     struct pckx x = { .m = m, .storedir = storedir, .pckpath = path, .fd = -1 };
     ZSTD_DCtx *dc = NULL;
@@ -620,13 +683,42 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
     unsigned char got[32];
     struct stat st;
     ssize_t n;
-    int r, fd;
+    size_t nsmall = 0, small_bytes = 0;
+    int r;
 
     if (err && errlen)
         err[0] = '\0';
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+    if (o) {
+        pck_xopt_free(o);
+        o->loose = 0;
+        for (size_t i = 0; i < m->n; i++) {
+            if (!S_ISREG(m->e[i].mode) || m->e[i].size < 0)
+                continue;
+            if (STORE_SMALL(m->e[i].size)) {
+                nsmall++;
+                small_bytes += (size_t)m->e[i].size;
+            } else {
+                o->loose++;
+            }
+        }
+        if (o->defer_max > 0 && small_bytes <= o->defer_max) {
+            /* One allocation for all, at least one byte (malloc(0)). */
+            o->small = calloc(nsmall ? nsmall : 1, sizeof *o->small);
+            o->data = malloc(small_bytes ? small_bytes : 1);
+            if (!o->small || !o->data) {
+                pck_xopt_free(o);
+                ss_seterr(err, errlen, "out of memory");
+                return -ENOMEM;
+            }
+            o->deferred = 1;
+            x.defer = o;
+        }
+    }
+    if (lseek(fd, 0, SEEK_SET) < 0 && errno != ESPIPE) {
         r = -errno;
-        ss_seterr(err, errlen, "%s: %s", path, strerror(-r));
+        ss_seterr(err, errlen, "%s: lseek: %s", path, strerror(-r));
+        if (o)
+            pck_xopt_free(o);
         return r;
     }
     in = malloc(insz);
@@ -658,7 +750,7 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
         r = -EBADMSG;
         goto out;
     }
-    if ((r = hash_fd(fd, in, insz, x.sha256, got, path, err, errlen)) < 0)
+    if ((r = hash_fd(fd, in, insz, x.sha256, stop, got, path, err, errlen)) < 0)
         goto out;
     if (memcmp(got, want_sha, 32) != 0) {
         ss_seterr(err, errlen, "package file %s: SHA-256 mismatch", path);
@@ -671,8 +763,8 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
         goto out;
     }
     /* Opened only now, so that a file refused above never waits for
-     * small.db. */
-    if ((r = store_writer_open(storedir, &x.sw)) < 0) {
+     * small.db; not at all when the caller stores the small objects. */
+    if (!x.defer && (r = store_writer_open(storedir, &x.sw)) < 0) {
         ss_seterr(err, errlen, "cannot open the store %s: %s", storedir, strerror(-r));
         goto out;
     }
@@ -743,7 +835,7 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
     }
     /* The whole package checked out: its small objects become durable
      * together.  On every earlier return they are rolled back below. */
-    if ((r = store_writer_commit(x.sw)) < 0) {
+    if (x.sw && (r = store_writer_commit(x.sw)) < 0) {
         ss_seterr(err, errlen, "cannot commit the small objects of %s to %s/small.db: %s",
                path, storedir, strerror(-r));
         goto out;
@@ -760,7 +852,8 @@ out:
     ZSTD_freeDCtx(dc);
     free(in);
     free(out);
-    close(fd);
+    if (r < 0 && o)
+        pck_xopt_free(o);
     return r;
 }
 

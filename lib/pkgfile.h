@@ -70,6 +70,53 @@ int pck_extract(const char *path, int64_t want_size, const unsigned char want_sh
                 const struct manifest *m, const char *storedir, const volatile int *stop,
                 char *err, size_t errlen);
 
+/*
+ * What pck_extract_fd may do differently, and says back (may be NULL:
+ * pck_extract's behaviour).
+ *
+ * defer_max: when the manifest's small regular files (STORE_SMALL) come
+ * to at most this many bytes, they are not put into small.db here but
+ * kept, verified, in small[]/data for the caller to store (the
+ * Despooler puts those of several packages into one small.db
+ * transaction: one commit, one sync, for all).  0: never.  Every small
+ * file is kept then, also one the store has (INSERT OR IGNORE makes that
+ * harmless), so no small.db connection is needed at all.
+ *
+ * Out: deferred (1 when they were kept), nsmall entries of small (each
+ * object's SHA-256, size and offset of its bytes in data), and loose: the
+ * manifest's regular files that are loose objects (stored here or found
+ * in the store).  Loose objects are not synced here: a caller that
+ * records a manifest naming them makes the store durable first
+ * (store_sync); with loose == 0 and the small objects committed, nothing
+ * of the package needs it.  pck_xopt_free releases small and data.
+ */
+struct pck_small {
+    unsigned char sha[32];
+    int64_t       size;
+    size_t        off;
+};
+struct pck_xopt {
+    size_t            defer_max;
+    int               deferred;
+    struct pck_small *small;
+    size_t            nsmall;
+    unsigned char    *data;
+    size_t            loose;
+};
+void pck_xopt_free(struct pck_xopt *o);
+
+/*
+ * pck_extract on a package file the caller opened (fd, at any offset;
+ * read from its start, left open): the caller opens it with O_NOFOLLOW
+ * and O_NONBLOCK, so that a symbolic link or a FIFO put in its place
+ * never blocks a worker; anything but a regular file of want_size bytes
+ * is -EBADMSG.  name is what messages call it.  stop is polled during
+ * the pre-hash of the whole file too.  o: see struct pck_xopt.
+ */
+int pck_extract_fd(int fd, const char *name, int64_t want_size, const unsigned char want_sha[32],
+                   const struct manifest *m, const char *storedir, const volatile int *stop,
+                   struct pck_xopt *o, char *err, size_t errlen);
+
 /* Keys: PEM files as sitectl init writes them.  0 or -errno with err. */
 int sign_load_private(const char *path, EVP_PKEY **key, char *err, size_t errlen);
 int sign_load_public(const char *path, EVP_PKEY **key, char *err, size_t errlen);

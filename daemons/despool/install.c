@@ -5,6 +5,10 @@
  *   ds_process(env, db, inbox, name, &result)
  *   ds_bundle(env, db, inbox, name, &result)
  *   ds_pck_name(ins, buf, len)
+ *   ds_pck_orphan(inbox, pck, now_s, age_s)
+ *   ds_peek_priority(dirfd, name)
+ *   ds_cand_cmp(a, b)
+ *   ds_group_init(group) ds_group_close(group)
  *   ds_has_suffix(name, suffix)
  *
  * DESCRIPTION
@@ -22,21 +26,29 @@
  *      (DS_WAITING); the loop looks again later.  A worker never waits.
  *   3. the version is not newer than the one this site holds: nothing
  *      changes; both files are removed, 8302.
- *   4. under the store's shared lock (so that distmgr's collection of
- *      unreferenced objects never removes what this version is about to
- *      reference): pck_extract checks the file's size and SHA-256 and
- *      every file's SHA-256 while it stores the objects the store lacks
- *      (a mismatch: both files to corrupt/, 8301); the store's file
- *      system is synced (syncfs), and only then, in one BEGIN IMMEDIATE
- *      transaction, the package row moves forward to the version (never
- *      back: the upsert's WHERE, and the version read again inside the
- *      transaction for an instruction of the same package that a second
- *      worker installed meanwhile), its pkg_version and manifest rows
- *      are inserted and older versions' rows deleted.
- *   5. a package request (update) into this site's distmgr.box, so that
- *      distmgr serves its DPs and child sites; if that fails, distmgr's
- *      periodic scan finds the version anyway.
- *   6. the instruction is done and the package file removed; 8300.
+ *   4. the package file is opened (O_NOFOLLOW|O_NONBLOCK: a link or a
+ *      FIFO put in its place is refused, never waited on) and, under the
+ *      store's shared lock (taken so that a stop gives up waiting; held
+ *      so that distmgr's collection of unreferenced objects never removes
+ *      what this version is about to reference), pck_extract_fd checks
+ *      the file's size and SHA-256 and every file's SHA-256 (a mismatch:
+ *      both files to corrupt/, 8301), storing large files as loose
+ *      objects and keeping small ones, verified, in memory.
+ *   5. the commit, together with the other workers that are this far
+ *      (group commit, struct ds_group): one small.db transaction for the
+ *      small objects of all of them (durable at its commit); one syncfs
+ *      of the store only if one of them has loose objects (a loose
+ *      object found in the store may be another writer's, not yet
+ *      synced); one BEGIN IMMEDIATE transaction in which each package
+ *      row moves forward to its version (never back: the version, the
+ *      package's own source and a delete in progress are read again
+ *      inside the transaction; a delete in progress gives the
+ *      instruction back until it is over), its pkg_version and manifest
+ *      rows are inserted and older versions' rows deleted; then, only
+ *      with that committed, the requests for distmgr (update) handed
+ *      over together, and the 8300s together.  If a request fails,
+ *      distmgr's periodic scan finds the version anyway.
+ *   6. the package file and the instruction are removed.
  *
  *   A kill anywhere leaves the instruction in work/ (returned to the
  *   inbox at the next start) or already finished: step 3 makes a repeat
@@ -63,6 +75,7 @@
  *   inbox_quarantine, the corrupt-file message.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +109,62 @@ int ds_pck_name(const char *ins, char *buf, size_t len)
     memcpy(buf, ins, n - 4);
     memcpy(buf + n - 4, ".pck", 5);
     return 0;
+}
+
+int ds_cand_cmp(const void *a, const void *b)
+{
+    const struct ds_cand *x = a, *y = b;
+
+    if (x->prio != y->prio)
+        return x->prio < y->prio ? -1 : 1;
+    if (x->mtime_ns != y->mtime_ns)
+        return x->mtime_ns < y->mtime_ns ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+int ds_peek_priority(int dirfd, const char *name)
+{
+    char buf[4097], *p;
+    enum send_prio pr;
+    ssize_t n;
+    size_t len = 0;
+    int fd;
+
+    if ((fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0)
+        return PRIO_MEDIUM;
+    while (len < sizeof buf - 1 &&
+           ((n = read(fd, buf + len, sizeof buf - 1 - len)) > 0 || (n < 0 && errno == EINTR)))
+        if (n > 0)
+            len += (size_t)n;
+    close(fd);
+    buf[len] = 0;
+    /* A field starts a line; a value never holds a raw newline (the
+     * record escapes it), so "\npriority=" is the field. */
+    if (!(p = memmem(buf, len, "\npriority=", 10)))
+        return PRIO_MEDIUM;
+    p += 10;
+    p[strcspn(p, "\n")] = 0;
+    if (prio_parse(p, &pr) < 0)
+        return PRIO_MEDIUM;
+    return (int)pr;
+}
+
+int ds_pck_orphan(struct inbox *ib, const char *pck, int64_t now_s, int64_t age_s)
+{
+    char ins[SS_NAME_MAX + 1];
+    size_t l = strlen(pck);
+    struct stat sb;
+
+    if (!ds_has_suffix(pck, ".pck") || l >= sizeof ins)
+        return 0;
+    memcpy(ins, pck, l - 4);
+    memcpy(ins + l - 4, ".ins", 5);
+    if (faccessat(ib->dirfd, ins, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+        (ib->workfd >= 0 && faccessat(ib->workfd, ins, F_OK, AT_SYMLINK_NOFOLLOW) == 0))
+        return 0;
+    if (fstatat(ib->dirfd, pck, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+        return 0;
+    return now_s - (int64_t)sb.st_mtim.tv_sec >= age_s;
 }
 
 /* ---------------------------------------------------------------- keys */
@@ -138,23 +207,31 @@ static EVP_PKEY *key_for(void *arg, const char *site)
 
 /* ---------------------------------------------------------------- helpers */
 
-/* The package's version and whether it has a source of this site:
- * 0 (*version 0 when there is no row) or -errno. */
-static int held_version(sqlite3 *db, const char *pkg, long long *version, int *own)
+/* The package's version, whether it has a source of this site and
+ * whether it is being deleted here (deleting may be NULL): 0 (*version 0
+ * when there is no row) or -errno. */
+static int held_state(sqlite3 *db, const char *pkg, long long *version, int *own,
+                      int *deleting)
 {
     sqlite3_stmt *st;
     int rc;
 
     *version = 0;
     *own = 0;
-    if ((rc = sitedb_prepare(db, "SELECT version, source FROM package WHERE id = ?", &st)) < 0)
+    if (deleting)
+        *deleting = 0;
+    if ((rc = sitedb_prepare(db, "SELECT version, source, state FROM package WHERE id = ?",
+                             &st)) < 0)
         return rc;
     sqlite3_bind_text(st, 1, pkg, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         const unsigned char *src = sqlite3_column_text(st, 1);
+        const unsigned char *state = sqlite3_column_text(st, 2);
         *version = sqlite3_column_int64(st, 0);
         *own = src && src[0];
+        if (deleting)
+            *deleting = state && strcmp((const char *)state, "deleting") == 0;
         rc = 0;
     } else if (rc == SQLITE_DONE) {
         rc = 0;
@@ -253,21 +330,71 @@ static void duplicate(struct inbox *ib, const char *name, const char *pck,
     sm_emit(SM_DESPOOL_DUPLICATE, 0, attrs, in->package, vs, in->site, hs, NULL);
 }
 
-/* The rows of the version, in one transaction.  1 when recorded, 0 when
- * a version as new was recorded meanwhile (res->held set), or -errno. */
-static int record_version(sqlite3 *db, const struct manifest *m, struct ds_result *res)
-{
-    const struct instr *in = &res->in;
-    long long held, now = ss_now_ms();
-    int own, rc;
+/* What the group's transaction decided for one install. */
+enum verdict_kind { V_ERROR, V_RECORDED, V_DUPLICATE, V_OWN, V_DELETING };
 
-    if ((rc = sitedb_begin(db)) < 0)
+/* One install waiting for, or in, a group commit. */
+struct ds_gitem {
+    const struct instr    *in;
+    const struct manifest *m;
+    struct pck_xopt       *x;
+    enum verdict_kind      verdict;
+    long long              held;     /* V_DUPLICATE: the version this site has */
+    int                    err;      /* V_ERROR: -errno */
+    char                   why[SS_ERR_MAX];
+    int                    done;
+    struct ds_gitem       *next;
+};
+
+int ds_group_init(struct ds_group *g)
+{
+    int rc;
+
+    memset(g, 0, sizeof *g);
+    if ((rc = pthread_mutex_init(&g->mu, NULL)) != 0)
+        return -rc;
+    if ((rc = pthread_cond_init(&g->cv, NULL)) != 0) {
+        pthread_mutex_destroy(&g->mu);
+        return -rc;
+    }
+    return 0;
+}
+
+void ds_group_close(struct ds_group *g)
+{
+    store_writer_close(g->sw);
+    g->sw = NULL;
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+}
+
+/* The rows of one version, inside the group's open transaction: its
+ * verdict.  The version is read again here, inside the transaction
+ * (another worker, or an earlier install of the group, may have
+ * recorded one as new), and so is whether the package is this site's
+ * own (finding 13) or being deleted here (finding 12: recorded now, it
+ * would be wiped by the delete; it waits until the delete is over).
+ * -errno when a statement failed: the transaction is then in doubt. */
+static int record_one(sqlite3 *db, struct ds_gitem *it, long long now)
+{
+    const struct instr *in = it->in;
+    const struct manifest *m = it->m;
+    long long held;
+    int own, deleting, rc;
+
+    if ((rc = held_state(db, in->package, &held, &own, &deleting)) < 0)
         return rc;
-    if ((rc = held_version(db, in->package, &held, &own)) < 0)
-        goto fail;
+    if (own) {
+        it->verdict = V_OWN;
+        return 0;
+    }
     if (held >= in->version) {
-        res->held = held;
-        sitedb_rollback(db);
+        it->held = held;
+        it->verdict = V_DUPLICATE;
+        return 0;
+    }
+    if (deleting) {
+        it->verdict = V_DELETING;
         return 0;
     }
     if ((rc = sitedb_execf(db,
@@ -291,13 +418,178 @@ static int record_version(sqlite3 *db, const struct manifest *m, struct ds_resul
         (rc = sitedb_execf(db, "DELETE FROM retry WHERE scope = 'dp' AND target GLOB ?1 || '/*'"
                             " AND target NOT GLOB ?1 || '/del/*'"
                             " AND target NOT GLOB ?1 || '/' || ?2 || '/*'",
-                        "si", in->package, in->version)) < 0 ||
-        (rc = sitedb_commit(db)) < 0)
-        goto fail;
-    return 1;
-fail:
-    sitedb_rollback(db);
-    return rc;
+                        "si", in->package, in->version)) < 0)
+        return rc;
+    it->verdict = V_RECORDED;
+    return 0;
+}
+
+static void group_fail(struct ds_gitem *list, int err, const char *why)
+{
+    for (struct ds_gitem *it = list; it; it = it->next) {
+        it->verdict = V_ERROR;
+        it->err = err;
+        (void)ss_strcpy(it->why, sizeof it->why, why);
+    }
+}
+
+/* Requests for distmgr, one per package recorded, handed over together
+ * (one sync); a failure is logged: distmgr's periodic scan finds the
+ * versions anyway. */
+static void group_pkgreqs(const struct ds_env *env, struct ds_gitem *list)
+{
+    struct inbox ib;
+    struct sbuf bufs[64];
+    struct inbox_item items[64];
+    size_t n = 0, done = 0;
+    int rc;
+
+    for (struct ds_gitem *it = list; it; it = it->next) {
+        struct pkgreq r = { .action = PKGREQ_UPDATE, .time_ms = ss_now_ms() };
+        if (it->verdict != V_RECORDED)
+            continue;
+        if (n == SS_ARRAY_LEN(bufs)) {
+            /* More than a group ever holds: the rest one by one. */
+            if ((rc = pkgreq_drop(env->root, env->site, PKGREQ_UPDATE, it->in->package)) < 0)
+                log_error("package %s version %lld: cannot drop a request into distmgr.box: "
+                          "%s; distmgr's next scan finds the version", it->in->package,
+                          it->in->version, strerror(-rc));
+            continue;
+        }
+        (void)ss_strcpy(r.package, sizeof r.package, it->in->package);
+        ss_sbuf_init(&bufs[n]);
+        if (pkgreq_format(&r, &bufs[n]) < 0) {
+            ss_sbuf_free(&bufs[n]);
+            log_error("package %s: cannot format a request for distmgr", it->in->package);
+            continue;
+        }
+        items[n].data = bufs[n].data;
+        items[n].len = bufs[n].len;
+        n++;
+    }
+    if (n == 0)
+        return;
+    if ((rc = inbox_open(&ib, env->root, IB_DISTMGR, env->site, 0)) == 0) {
+        rc = inbox_drop_many(&ib, ".pkg", items, n, &done);
+        inbox_close(&ib);
+    }
+    if (rc < 0)
+        log_error("%zu of %zu requests for distmgr not dropped into distmgr.box: %s; "
+                  "distmgr's next scan finds the versions", n - done, n, strerror(-rc));
+    for (size_t i = 0; i < n; i++)
+        ss_sbuf_free(&bufs[i]);
+}
+
+static void say_installed(const struct instr *in);
+
+/* The leader's work for the installs of list, on its connection db. */
+static void group_commit(const struct ds_env *env, struct ds_group *g, sqlite3 *db,
+                         struct ds_gitem *list)
+{
+    long long now = ss_now_ms();
+    int sync = 0, small = 0, rc;
+
+    /* 1. The small objects of every install, one small.db transaction
+     * (synchronous=FULL: durable when the commit returns). */
+    for (struct ds_gitem *it = list; it; it = it->next) {
+        sync |= it->x->loose > 0;
+        small |= it->x->deferred && it->x->nsmall > 0;
+    }
+    if (small) {
+        if (!g->sw && (rc = store_writer_open(env->store, &g->sw)) < 0) {
+            group_fail(list, rc, "cannot open the store's small.db");
+            return;
+        }
+        rc = 0;
+        for (struct ds_gitem *it = list; it && rc == 0; it = it->next)
+            for (size_t i = 0; it->x->deferred && i < it->x->nsmall && rc == 0; i++) {
+                const struct pck_small *ps = &it->x->small[i];
+                rc = store_put_small(g->sw, ps->sha, it->x->data + ps->off, ps->size);
+            }
+        /* A failed put breaks the writer: its commit reports it and
+         * rolls back, and the writer is usable again. */
+        int crc = store_writer_commit(g->sw);
+        if (rc == 0)
+            rc = crc;
+        if (rc < 0) {
+            group_fail(list, rc, "cannot store the small objects in small.db");
+            return;
+        }
+    }
+    /* 2. Loose objects (stored by this install or found, perhaps written
+     * by another one not yet synced) durable before a manifest names
+     * them.  Small objects need no syncfs: their commit was durable. */
+    if (sync && (rc = store_sync(env->store)) < 0) {
+        group_fail(list, rc, "cannot make the content store durable");
+        return;
+    }
+    /* 3. Every version in one transaction. */
+    if ((rc = sitedb_begin(db)) < 0) {
+        group_fail(list, rc, "cannot record the version in the site database");
+        return;
+    }
+    for (struct ds_gitem *it = list; it; it = it->next)
+        if ((rc = record_one(db, it, now)) < 0)
+            break;
+    if (rc < 0 || (rc = sitedb_commit(db)) < 0) {
+        sitedb_rollback(db);
+        group_fail(list, rc, "cannot record the version in the site database");
+        return;
+    }
+    /* 4. Only now, with the versions durable: distmgr's requests and the
+     * 8300s, each kind handed over with one sync. */
+    group_pkgreqs(env, list);
+    sm_batch_begin();
+    for (struct ds_gitem *it = list; it; it = it->next)
+        if (it->verdict == V_RECORDED)
+            say_installed(it->in);
+    (void)sm_batch_end();
+}
+
+/* Queue it and wait until a leader (perhaps this thread) committed it. */
+static void group_run(const struct ds_env *env, sqlite3 *db, struct ds_gitem *it)
+{
+    struct ds_group local, *g = env->group;
+    struct ds_gitem **tp;
+
+    if (!g) {
+        if (ds_group_init(&local) < 0) {
+            group_fail(it, -ENOMEM, "out of memory");
+            return;
+        }
+        g = &local;
+    }
+    pthread_mutex_lock(&g->mu);
+    for (tp = &g->queue; *tp; tp = &(*tp)->next)
+        ;
+    *tp = it;
+    while (!it->done) {
+        if (g->busy) {
+            pthread_cond_wait(&g->cv, &g->mu);
+            continue;
+        }
+        /* Lead: take every install queued, this one among them. */
+        struct ds_gitem *list = g->queue;
+        size_t n = 0;
+        g->queue = NULL;
+        g->busy = 1;
+        pthread_mutex_unlock(&g->mu);
+        group_commit(env, g, db, list);
+        pthread_mutex_lock(&g->mu);
+        for (struct ds_gitem *x = list, *nx; x; x = nx) {
+            nx = x->next;
+            x->next = NULL;
+            x->done = 1;
+            n++;
+        }
+        g->groups++;
+        g->items += n;
+        g->busy = 0;
+        pthread_cond_broadcast(&g->cv);
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (g == &local)
+        ds_group_close(&local);
 }
 
 /* What the file is called in messages. */
@@ -381,10 +673,14 @@ void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const c
     char *buf = NULL;
     size_t len = 0;
     long long held;
-    int own, rc, lk = -1;
+    int own, rc, lk = -1, pfd = -1;
     int64_t t0 = ss_mono_ms();
+    struct pck_xopt x;
+    struct ds_gitem it;
 
     memset(res, 0, sizeof *res);
+    memset(&x, 0, sizeof x);
+    memset(&it, 0, sizeof it);
     mf_init(&m);
     err[0] = 0;
     if (ds_pck_name(name, pck, sizeof pck) < 0) {
@@ -410,7 +706,7 @@ void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const c
     /* 2. Not newer: nothing to do.  Before the package file is looked
      * for: a second delivery of a version installed meanwhile (its
      * package file already removed) must end, not wait for ever. */
-    if ((rc = held_version(db, in->package, &held, &own)) < 0) {
+    if ((rc = held_state(db, in->package, &held, &own, NULL)) < 0) {
         res->err = rc;
         (void)ss_fmt(res->why, sizeof res->why, "cannot read the package table");
         give_back(ib, name, res, DS_RETURNED);
@@ -428,26 +724,35 @@ void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const c
         goto out;
     }
 
-    /* 3. The package file. */
-    if (fstatat(ib->dirfd, pck, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+    /* 3. The package file: opened here, without following a symbolic
+     * link and without blocking on a FIFO (finding 11), and that very
+     * file is what is checked and unpacked. */
+    if ((pfd = openat(ib->dirfd, pck, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0) {
         if (errno == ENOENT) {
             give_back(ib, name, res, DS_WAITING);
+        } else if (errno == ELOOP) {
+            reject(ib, name, pck, in->site, res, "package file: not a regular file");
         } else {
             res->err = -errno;
-            (void)ss_fmt(res->why, sizeof res->why, "cannot look at %s: %s", pck,
+            (void)ss_fmt(res->why, sizeof res->why, "cannot open %s: %s", pck,
                          strerror(errno));
             log_error("instruction %s: %s", name, res->why);
             give_back(ib, name, res, DS_RETURNED);
         }
         goto out;
     }
-    if (!S_ISREG(sb.st_mode)) {
+    if (fstat(pfd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
         reject(ib, name, pck, in->site, res, "package file: not a regular file");
         goto out;
     }
 
-    /* 4. Into the store, then the database, under the store's lock. */
-    if ((lk = store_lock(env->store, 0)) < 0) {
+    /* 4. Into the store, then the database, under the store's lock
+     * (given up at a stop: finding 6). */
+    if ((lk = store_lock_stop(env->store, 0, env->stop)) < 0) {
+        if (lk == -EINTR) {
+            give_back(ib, name, res, DS_RETURNED);
+            goto out;
+        }
         res->err = lk;
         (void)ss_fmt(res->why, sizeof res->why, "cannot lock the content store: %s",
                      strerror(-lk));
@@ -455,16 +760,12 @@ void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const c
         give_back(ib, name, res, DS_RETURNED);
         goto out;
     }
-    if ((rc = ss_path(path, sizeof path, "%s/%s", ib->path, pck)) < 0) {
-        res->err = rc;
-        (void)ss_fmt(res->why, sizeof res->why, "path of %s too long", pck);
-        log_error("instruction %s: %s", name, res->why);
-        give_back(ib, name, res, DS_RETURNED);
-        goto out;
-    }
+    if ((rc = ss_path(path, sizeof path, "%s/%s", ib->path, pck)) < 0)
+        (void)ss_strcpy(path, sizeof path, pck);     /* only for messages */
     err[0] = 0;
-    rc = pck_extract(path, in->pck_size, in->pck_sha, &m, env->store, env->stop, err,
-                     sizeof err);
+    x.defer_max = DS_DEFER_MAX;
+    rc = pck_extract_fd(pfd, path, in->pck_size, in->pck_sha, &m, env->store, env->stop, &x,
+                        err, sizeof err);
     if (rc == -EINTR) {
         give_back(ib, name, res, DS_RETURNED);   /* stopping: unpacked again next time */
         goto out;
@@ -472,11 +773,6 @@ void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const c
     if (rc == -EBADMSG) {
         (void)ss_fmt(why, sizeof why, "package file: %s", err[0] ? err : "does not match");
         reject(ib, name, pck, in->site, res, why);
-        goto out;
-    }
-    if (rc == -ENOENT && fstatat(ib->dirfd, pck, &sb, AT_SYMLINK_NOFOLLOW) < 0 &&
-        errno == ENOENT) {
-        give_back(ib, name, res, DS_WAITING);    /* taken away meanwhile */
         goto out;
     }
     if (rc < 0) {
@@ -491,38 +787,47 @@ void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const c
         give_back(ib, name, res, DS_RETURNED);
         goto out;
     }
-    if ((rc = store_sync(env->store)) < 0) {
-        res->err = rc;
-        (void)ss_fmt(res->why, sizeof res->why, "cannot make the content store durable: %s",
-                     strerror(-rc));
-        log_error("instruction %s: %s; it is tried again", name, res->why);
-        give_back(ib, name, res, DS_RETURNED);
-        goto out;
-    }
-    rc = record_version(db, &m, res);
+    /* The small objects, the store's sync, the rows, distmgr's request
+     * and 8300, together with the installs of other workers that are
+     * this far now (struct ds_group). */
+    it.in = in;
+    it.m = &m;
+    it.x = &x;
+    group_run(env, db, &it);
     store_unlock(lk);
     lk = -1;
-    if (rc < 0) {
-        res->err = rc;
-        (void)ss_fmt(res->why, sizeof res->why, "cannot record the version in the site database");
-        if (rc != -EINTR)
+    switch (it.verdict) {
+    case V_RECORDED:
+        break;
+    case V_DUPLICATE:
+        res->held = it.held;
+        duplicate(ib, name, pck, res);      /* another worker was first */
+        goto out;
+    case V_OWN:
+        (void)ss_fmt(why, sizeof why, "package %s is made at this site from a source of its "
+                     "own; it is not replaced from site %s", in->package, in->site);
+        reject(ib, name, pck, in->site, res, why);
+        goto out;
+    case V_DELETING:
+        /* Given back with the loop's growing delay until the delete is
+         * over; then it installs afresh (finding 12). */
+        res->err = -EBUSY;
+        (void)ss_fmt(res->why, sizeof res->why, "package %s is being deleted at this site; "
+                     "version %lld waits until that is finished", in->package, in->version);
+        log_info("instruction %s: %s", name, res->why);
+        give_back(ib, name, res, DS_RETURNED);
+        goto out;
+    case V_ERROR:
+        res->err = it.err;
+        (void)ss_fmt(res->why, sizeof res->why, "%s: %s", it.why, strerror(-it.err));
+        if (it.err != -EINTR)
             log_error("instruction %s: %s; it is tried again", name, res->why);
         give_back(ib, name, res, DS_RETURNED);
         goto out;
     }
-    if (rc == 0) {
-        duplicate(ib, name, pck, res);      /* another worker was first */
-        goto out;
-    }
 
-    /* 5. distmgr serves the DPs and the child sites. */
-    if ((rc = pkgreq_drop(env->root, env->site, PKGREQ_UPDATE, in->package)) < 0)
-        log_error("package %s version %lld: cannot drop a request into distmgr.box: %s; "
-                  "distmgr's next scan finds the version", in->package, in->version,
-                  strerror(-rc));
-
-    /* 6. Done: said before the files go (see say_installed). */
-    say_installed(in);
+    /* 5. Done: distmgr's request and 8300 were handed over by the group
+     * (said before the files go, see say_installed). */
     finish(ib, name, pck);
     res->outcome = DS_INSTALLED;
     log_info("instruction %s: package %s (\"%s\") version %lld from site %s installed: "
@@ -531,6 +836,9 @@ void ds_process(const struct ds_env *env, sqlite3 *db, struct inbox *ib, const c
              (long long)(ss_mono_ms() - t0));
 out:
     store_unlock(lk);
+    if (pfd >= 0)
+        close(pfd);
+    pck_xopt_free(&x);
     mf_free(&m);
 }
 

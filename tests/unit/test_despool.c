@@ -15,12 +15,16 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "despool.h"
 #include "inbox.h"
 #include "manifest.h"
 #include "pkgfile.h"
+#include "sendreq.h"
 #include "sitedb.h"
 #include "statmsg.h"
 #include "statrep.h"
@@ -96,7 +100,7 @@ static int setup(void **state)
     assert_non_null(f->key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"));
     add_site(f, "CEN", f->key);
     assert_int_equal(inbox_open(&f->rx, f->root, IB_RECEIVE, "B01", 1), 0);
-    f->env = (struct ds_env){ f->root, f->store, "B01", NULL };
+    f->env = (struct ds_env){ .root = f->root, .store = f->store, .site = "B01" };
     sm_set_identity2(f->root, "B01", "despool", "testhost");
     *state = f;
     return 0;
@@ -125,6 +129,12 @@ struct opts {
     EVP_PKEY   *key;
     int         no_pck, tamper;
     const char *extra;
+    int         priority;      /* enum send_prio, when prio_set */
+    int         prio_set;
+    const char *package;       /* CEN00001 if NULL */
+    int         fifo_pck;      /* the package file replaced by a FIFO */
+    int         link_pck;      /* ... by a symbolic link to the real one */
+    int         no_process;    /* only put both files into receive/ */
 };
 
 static void deliver(struct fx *f, long long v, const struct opts *o, struct ds_result *res,
@@ -156,6 +166,16 @@ static void deliver(struct fx *f, long long v, const struct opts *o, struct ds_r
     }
     if (o->no_pck)
         assert_int_equal(unlink(path), 0);
+    if (o->fifo_pck) {
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(mkfifo(path, 0600), 0);
+    }
+    if (o->link_pck) {
+        char real[SS_PATH_MAX];
+        assert_int_equal(ss_path(real, sizeof real, "%s.real", path), 0);
+        assert_int_equal(rename(path, real), 0);
+        assert_int_equal(symlink(real, path), 0);
+    }
     if (o->extra) {
         /* mf_add does not check paths: a forged manifest is signed as is. */
         struct mf_entry e = m.e[0];
@@ -163,16 +183,19 @@ static void deliver(struct fx *f, long long v, const struct opts *o, struct ds_r
         assert_int_equal(mf_add(&m, &e), 0);
         mf_sort(&m);
     }
-    (void)ss_strcpy(in.package, sizeof in.package, "CEN00001");
+    (void)ss_strcpy(in.package, sizeof in.package, o->package ? o->package : "CEN00001");
     (void)ss_strcpy(in.name, sizeof in.name, "Test");
     (void)ss_strcpy(in.site, sizeof in.site, o->site ? o->site : "CEN");
     in.version = v;
+    in.priority = o->prio_set ? o->priority : PRIO_MEDIUM;
     in.created_ms = ss_now_ms();
     assert_int_equal(instr_build(&b, &in, &m, o->key ? o->key : f->key, err, sizeof err), 0);
     assert_int_equal(ss_path(path, sizeof path, "%s/%s", f->rx.path, name), 0);
     tu_write_len(path, b.data, b.len);
     ss_sbuf_free(&b);
     mf_free(&m);
+    if (o->no_process)
+        return;
 
     assert_int_equal(inbox_claim(&f->rx, name), 0);
     ds_process(&f->env, f->db, &f->rx, name, res);
@@ -366,6 +389,335 @@ static void test_stop(void **state)
     f->env.stop = NULL;
 }
 
+/* ---------------------------------------------------------------- order */
+
+/* By priority (high first), then age, then name. */
+static void test_cand_order(void **state)
+{
+    static const struct {
+        const char *name;
+        int         prio;
+        int64_t     mtime;
+    } in[] = {
+        { "CEN-d.ins", PRIO_LOW, 1 },
+        { "CEN-c.ins", PRIO_MEDIUM, 5 },
+        { "CEN-b.ins", PRIO_HIGH, 9 },
+        { "CEN-a.ins", PRIO_MEDIUM, 5 },
+        { "CEN-e.ins", PRIO_HIGH, 2 },
+        { "CEN-f.ins", PRIO_MEDIUM, 3 },
+    };
+    static const char *const want[] = { "CEN-e.ins", "CEN-b.ins", "CEN-f.ins", "CEN-a.ins",
+                                        "CEN-c.ins", "CEN-d.ins" };
+    struct ds_cand c[SS_ARRAY_LEN(in)];
+
+    (void)state;
+    for (size_t i = 0; i < SS_ARRAY_LEN(in); i++) {
+        (void)ss_strcpy(c[i].name, sizeof c[i].name, in[i].name);
+        c[i].prio = in[i].prio;
+        c[i].mtime_ns = in[i].mtime;
+    }
+    qsort(c, SS_ARRAY_LEN(c), sizeof c[0], ds_cand_cmp);
+    for (size_t i = 0; i < SS_ARRAY_LEN(want); i++)
+        assert_string_equal(c[i].name, want[i]);
+}
+
+/* The priority of a file in receive/, unverified: only the order. */
+static void test_peek_priority(void **state)
+{
+    struct fx *f = *state;
+    static const struct {
+        const char *label, *text;
+        int         want;
+    } cases[] = {
+        { "high", "# sitesrv instruction 1\npackage=CEN00001\npriority=high\nfile=x\n", PRIO_HIGH },
+        { "low", "# sitesrv instruction 1\npriority=low\n", PRIO_LOW },
+        { "medium", "# sitesrv instruction 1\npriority=medium\nend x\n", PRIO_MEDIUM },
+        { "absent", "# sitesrv instruction 1\npackage=CEN00001\n", PRIO_MEDIUM },
+        { "bad value", "# sitesrv instruction 1\npriority=urgent\n", PRIO_MEDIUM },
+        { "in a value", "# sitesrv instruction 1\nname=a\\npriority=high\n", PRIO_MEDIUM },
+        { "empty", "", PRIO_MEDIUM },
+    };
+    char path[SS_PATH_MAX], name[64];
+
+    for (size_t i = 0; i < SS_ARRAY_LEN(cases); i++) {
+        (void)ss_fmt(name, sizeof name, "CEN-%zu.ins", i);
+        assert_int_equal(ss_path(path, sizeof path, "%s/%s", f->rx.path, name), 0);
+        tu_write(path, cases[i].text);
+        if (ds_peek_priority(f->rx.dirfd, name) != cases[i].want)
+            fail_msg("case %s: got %d, want %d", cases[i].label,
+                     ds_peek_priority(f->rx.dirfd, name), cases[i].want);
+    }
+    /* Beyond the first 4 KiB: not looked for. */
+    {
+        struct sbuf b;
+        ss_sbuf_init(&b);
+        assert_int_equal(ss_sbuf_adds(&b, "# sitesrv instruction 1\nname="), 0);
+        for (int i = 0; i < 5000; i++)
+            assert_int_equal(ss_sbuf_add(&b, "x", 1), 0);
+        assert_int_equal(ss_sbuf_adds(&b, "\npriority=high\n"), 0);
+        assert_int_equal(ss_path(path, sizeof path, "%s/CEN-long.ins", f->rx.path), 0);
+        tu_write_len(path, b.data, b.len);
+        ss_sbuf_free(&b);
+        assert_int_equal(ds_peek_priority(f->rx.dirfd, "CEN-long.ins"), PRIO_MEDIUM);
+    }
+    /* Missing, a FIFO (must not block), a symbolic link: medium. */
+    assert_int_equal(ds_peek_priority(f->rx.dirfd, "CEN-missing.ins"), PRIO_MEDIUM);
+    assert_int_equal(ss_path(path, sizeof path, "%s/CEN-fifo.ins", f->rx.path), 0);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(ds_peek_priority(f->rx.dirfd, "CEN-fifo.ins"), PRIO_MEDIUM);
+    assert_int_equal(ss_path(path, sizeof path, "%s/CEN-link.ins", f->rx.path), 0);
+    assert_int_equal(symlink("CEN-0.ins", path), 0);
+    assert_int_equal(ds_peek_priority(f->rx.dirfd, "CEN-link.ins"), PRIO_MEDIUM);
+}
+
+/* A real signed instruction carries its priority where the peek finds it. */
+static void test_peek_real_instruction(void **state)
+{
+    struct fx *f = *state;
+    struct ds_result res;
+    struct opts hi = { .priority = PRIO_HIGH, .prio_set = 1, .no_process = 1 };
+    struct opts lo = { .priority = PRIO_LOW, .prio_set = 1, .no_process = 1,
+                       .package = "CEN00002" };
+    char a[UNIQ_NAME_MAX], b[UNIQ_NAME_MAX];
+
+    deliver(f, 1, &hi, &res, a, sizeof a);
+    deliver(f, 1, &lo, &res, b, sizeof b);
+    assert_int_equal(ds_peek_priority(f->rx.dirfd, a), PRIO_HIGH);
+    assert_int_equal(ds_peek_priority(f->rx.dirfd, b), PRIO_LOW);
+    /* And the install records it. */
+    assert_int_equal(inbox_claim(&f->rx, a), 0);
+    ds_process(&f->env, f->db, &f->rx, a, &res);
+    assert_int_equal(res.outcome, DS_INSTALLED);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM package WHERE id = 'CEN00001'"
+                                " AND priority = 'high'"), 1);
+}
+
+/* ---------------------------------------------------------------- fixes */
+
+/* Finding 11: a FIFO or a symbolic link as the package file is refused
+ * at once (never blocks a worker); both files are quarantined. */
+static void test_pck_not_regular(void **state)
+{
+    struct fx *f = *state;
+    struct ds_result res;
+    struct opts fifo = { .fifo_pck = 1 }, link = { .link_pck = 1 };
+    char name[UNIQ_NAME_MAX];
+
+    deliver(f, 1, &fifo, &res, name, sizeof name);
+    assert_int_equal(res.outcome, DS_REJECTED);
+    assert_int_equal(corrupt(f), 2);
+    deliver(f, 1, &link, &res, name, sizeof name);
+    assert_int_equal(res.outcome, DS_REJECTED);
+    assert_int_equal(corrupt(f), 4);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM package"), 0);
+}
+
+/* Finding 12: a version that arrives while the package is being deleted
+ * here waits (given back) until the delete is over, then installs. */
+static void test_deleting(void **state)
+{
+    struct fx *f = *state;
+    struct ds_result res;
+    struct opts o = { 0 };
+    char name[UNIQ_NAME_MAX];
+
+    deliver(f, 1, &o, &res, name, sizeof name);
+    assert_int_equal(res.outcome, DS_INSTALLED);
+    assert_int_equal(sqlite3_exec(f->db, "UPDATE package SET state = 'deleting'", NULL, NULL,
+                                  NULL), SQLITE_OK);
+    put_src(f, "a.txt", "alpha 2\n");
+    deliver(f, 2, &o, &res, name, sizeof name);
+    assert_int_equal(res.outcome, DS_RETURNED);
+    assert_int_equal(res.err, -EBUSY);
+    assert_true(tu_exists(f->rx.dirfd, name));
+    assert_int_equal(sql_int(f, "SELECT version FROM package"), 1);
+    assert_int_equal(requests(f), 1);
+    /* The delete finished: the row is gone; the version installs afresh. */
+    assert_int_equal(sqlite3_exec(f->db, "DELETE FROM package", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(inbox_claim(&f->rx, name), 0);
+    ds_process(&f->env, f->db, &f->rx, name, &res);
+    assert_int_equal(res.outcome, DS_INSTALLED);
+    assert_int_equal(sql_int(f, "SELECT version FROM package WHERE state = 'active'"), 2);
+}
+
+/* Finding 5: a package file whose instruction is nowhere, old enough. */
+static void test_orphan(void **state)
+{
+    struct fx *f = *state;
+    struct ds_result res;
+    struct opts o = { .no_process = 1 };
+    char name[UNIQ_NAME_MAX], pck[SS_NAME_MAX + 1];
+    int64_t now = ss_now_ms() / 1000, age = 8 * 86400;
+
+    deliver(f, 1, &o, &res, name, sizeof name);
+    assert_int_equal(ds_pck_name(name, pck, sizeof pck), 0);
+    /* Its instruction in receive/, then in work/: never an orphan. */
+    assert_int_equal(ds_pck_orphan(&f->rx, pck, now + age + 1, age), 0);
+    assert_int_equal(inbox_claim(&f->rx, name), 0);
+    assert_int_equal(ds_pck_orphan(&f->rx, pck, now + age + 1, age), 0);
+    /* Without it: only once old enough (the sender may be slow). */
+    assert_int_equal(inbox_done(&f->rx, name), 0);
+    assert_int_equal(ds_pck_orphan(&f->rx, pck, now, age), 0);
+    assert_int_equal(ds_pck_orphan(&f->rx, pck, now + age + 1, age), 1);
+    assert_int_equal(ds_pck_orphan(&f->rx, "CEN-missing.pck", now + age + 1, age), 0);
+    assert_int_equal(ds_pck_orphan(&f->rx, name, now + age + 1, age), 0);  /* not a .pck */
+}
+
+/* Finding 6: the pre-hash of the package file and the store's lock give
+ * up on a stop. */
+static void test_stop_points(void **state)
+{
+    struct fx *f = *state;
+    struct ds_result res;
+    struct opts o = { .no_process = 1 };
+    char name[UNIQ_NAME_MAX], pck[SS_NAME_MAX + 1], path[SS_PATH_MAX], err[SS_ERR_MAX];
+    volatile int stop = 1;
+    struct manifest m;
+    unsigned char sha[32] = { 0 };
+    struct stat sb;
+    int ex, lk;
+
+    deliver(f, 1, &o, &res, name, sizeof name);
+    assert_int_equal(ds_pck_name(name, pck, sizeof pck), 0);
+    assert_int_equal(ss_path(path, sizeof path, "%s/%s", f->rx.path, pck), 0);
+    assert_int_equal(stat(path, &sb), 0);
+    mf_init(&m);
+    assert_int_equal(store_init(f->store), 0);
+    assert_int_equal(pck_extract(path, sb.st_size, sha, &m, f->store, &stop, err, sizeof err),
+                     -EINTR);
+
+    assert_true((ex = store_lock(f->store, 1)) >= 0);
+    stop = 1;
+    assert_int_equal(store_lock_stop(f->store, 0, &stop), -EINTR);
+    store_unlock(ex);
+    stop = 0;
+    assert_true((lk = store_lock_stop(f->store, 0, &stop)) >= 0);
+    store_unlock(lk);
+}
+
+/* pck_extract_fd keeping the small objects for the caller: verified,
+ * nothing put into small.db, the loose count from the manifest. */
+static void test_extract_deferred(void **state)
+{
+    struct fx *f = *state;
+    struct manifest m;
+    struct mf_snapstat ss;
+    struct pck_xopt x = { .defer_max = 1 << 20 };
+    char err[SS_ERR_MAX], path[SS_PATH_MAX];
+    int64_t size;
+    unsigned char sha[32];
+    int fd;
+
+    (void)state;
+    mf_init(&m);
+    assert_int_equal(mf_snapshot(f->src, NULL, f->sstore, &m, &ss, NULL, err, sizeof err), 0);
+    assert_int_equal(ss_path(path, sizeof path, "%s/x.pck", f->root), 0);
+    assert_int_equal(pck_write(f->sstore, &m, path, 3, NULL, &size, sha, err, sizeof err), 0);
+    assert_int_equal(store_init(f->store), 0);
+    assert_true((fd = open(path, O_RDONLY)) >= 0);
+    assert_int_equal(pck_extract_fd(fd, path, size, sha, &m, f->store, NULL, &x, err,
+                                    sizeof err), 0);
+    assert_int_equal(x.deferred, 1);
+    assert_int_equal(x.nsmall, 2);
+    assert_int_equal(x.loose, 0);
+    for (size_t i = 0, k = 0; i < m.n; i++) {
+        unsigned char got[32];
+        if (!S_ISREG(m.e[i].mode))
+            continue;
+        assert_memory_equal(x.small[k].sha, m.e[i].sha, 32);
+        assert_int_equal(x.small[k].size, m.e[i].size);
+        assert_non_null(SHA256(x.data + x.small[k].off, (size_t)x.small[k].size, got));
+        assert_memory_equal(got, m.e[i].sha, 32);
+        k++;
+    }
+    pck_xopt_free(&x);
+    /* A wrong SHA-256 of the file: refused, nothing kept. */
+    sha[0] ^= 1;
+    assert_int_equal(pck_extract_fd(fd, path, size, sha, &m, f->store, NULL, &x, err,
+                                    sizeof err), -EBADMSG);
+    assert_null(x.small);
+    close(fd);
+    mf_free(&m);
+}
+
+/* Several workers at once with one group: every package installed once,
+ * one request each, and the group committed them all. */
+struct worker_arg {
+    struct fx  *f;
+    const char *name;
+    struct ds_result res;
+};
+
+static void *worker(void *p)
+{
+    struct worker_arg *a = p;
+    sqlite3 *db;
+    char err[SS_ERR_MAX];
+
+    if (sitedb_open_root(a->f->root, 0, &db, err, sizeof err) < 0)
+        return NULL;
+    ds_process(&a->f->env, db, &a->f->rx, a->name, &a->res);
+    sitedb_close(db);
+    return NULL;
+}
+
+static void test_group(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 6 };
+    struct ds_group g;
+    struct worker_arg args[N];
+    pthread_t th[N];
+    struct ds_result res;
+    char names[N][UNIQ_NAME_MAX], pkg[N][16], txt[32];
+
+    assert_int_equal(ds_group_init(&g), 0);
+    f->env.group = &g;
+    for (int i = 0; i < N; i++) {
+        struct opts o = { .no_process = 1 };
+        (void)ss_fmt(pkg[i], sizeof pkg[i], "CEN0000%d", i + 1);
+        (void)ss_fmt(txt, sizeof txt, "alpha %d\n", i);
+        put_src(f, "a.txt", txt);
+        o.package = pkg[i];
+        deliver(f, 1, &o, &res, names[i], sizeof names[i]);
+        assert_int_equal(inbox_claim(&f->rx, names[i]), 0);
+        args[i] = (struct worker_arg){ .f = f, .name = names[i] };
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, worker, &args[i]), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(args[i].res.outcome, DS_INSTALLED);
+    assert_int_equal(g.items, N);
+    assert_true(g.groups >= 1 && g.groups <= N);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM package WHERE version = 1"), N);
+    assert_int_equal(requests(f), N);
+    assert_int_equal(tu_count_at(f->rx.dirfd), 3);      /* both files of each gone */
+    /* The objects are in small.db: a second site reads them back. */
+    {
+        struct store_reader *r;
+        unsigned char buf[64];
+        int fd = -1;
+        sqlite3_stmt *st;
+        assert_int_equal(store_reader_open(f->store, &r), 0);
+        assert_int_equal(sqlite3_prepare_v2(f->db, "SELECT sha256, size FROM manifest WHERE"
+                                                   " size > 0", -1, &st, NULL), SQLITE_OK);
+        int rows = 0;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            assert_int_equal(sqlite3_column_bytes(st, 0), 32);
+            assert_int_equal(store_get(r, sqlite3_column_blob(st, 0),
+                                       sqlite3_column_int64(st, 1), buf, &fd), 0);
+            rows++;
+        }
+        sqlite3_finalize(st);
+        assert_true(rows >= 2 * N);
+        store_reader_close(r);
+    }
+    f->env.group = NULL;
+    ds_group_close(&g);
+}
+
 /* ---------------------------------------------------------------- bundles */
 
 /*
@@ -510,6 +862,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redelivered_without_pck, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
+        cmocka_unit_test(test_cand_order),
+        cmocka_unit_test_setup_teardown(test_peek_priority, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek_real_instruction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pck_not_regular, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deleting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_points, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_extract_deferred, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bundle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bundle_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bundle_stop, setup, teardown),
