@@ -123,15 +123,21 @@ static int get_time(const struct rec *r, const char *name, int optional, int64_t
 }
 
 /* A root-relative path: the manifest rules (relative, no ., .. or empty
- * component), so it names a file inside the root. */
-static int get_path(const struct rec *r, const char *name, char *out, size_t outlen,
-                    char *err, size_t errlen)
+ * component), so it names a file inside the root; and inside the one
+ * directory such files are written to (under), so that a job can never
+ * have the site's key or database sent. */
+static int get_path(const struct rec *r, const char *name, const char *under, char *out,
+                    size_t outlen, char *err, size_t errlen)
 {
     const char *v = rec_need(r, name, err, errlen);
     if (!v)
         return -EBADMSG;
     if (!mf_path_ok(v) || ss_strcpy(out, outlen, v) < 0) {
         (void)ss_fmt(err, errlen, "%s '%s' is not a safe relative path", name, v);
+        return -EBADMSG;
+    }
+    if (strncmp(v, under, strlen(under)) != 0) {
+        (void)ss_fmt(err, errlen, "%s '%s' is not under %s", name, v, under);
         return -EBADMSG;
     }
     return 0;
@@ -202,14 +208,15 @@ int job_parse(char *buf, size_t len, struct job *j, char *err, size_t errlen)
             rc = -EBADMSG;
             goto out;
         }
-        rc = get_path(&r, "status_file", j->status_file, sizeof j->status_file, err, errlen);
+        rc = get_path(&r, "status_file", JOB_STATUS_DIR, j->status_file, sizeof j->status_file,
+                      err, errlen);
     } else {
         j->type = SEND_PACKAGE;
         if ((rc = get_package(&r, j->package, &j->version, err, errlen)) < 0 ||
-            (rc = get_path(&r, "instruction", j->instruction, sizeof j->instruction, err,
-                           errlen)) < 0 ||
-            (rc = get_path(&r, "package_file", j->package_file, sizeof j->package_file, err,
-                           errlen)) < 0)
+            (rc = get_path(&r, "instruction", JOB_PACKAGE_DIR, j->instruction,
+                           sizeof j->instruction, err, errlen)) < 0 ||
+            (rc = get_path(&r, "package_file", JOB_PACKAGE_DIR, j->package_file,
+                           sizeof j->package_file, err, errlen)) < 0)
             goto out;
     }
 out:

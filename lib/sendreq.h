@@ -28,6 +28,9 @@ enum send_prio { PRIO_HIGH = 0, PRIO_MEDIUM = 1, PRIO_LOW = 2 };
 enum send_type { SEND_PACKAGE = 0, SEND_STATUS = 1 };
 
 #define SENDREQ_MAX_SIZE 16384
+/* Where a job's files may be, relative to the site root. */
+#define JOB_PACKAGE_DIR  "store/out/"
+#define JOB_STATUS_DIR   "inboxes/statmgr.box/outgoing/"
 
 const char *prio_name(enum send_prio p);
 int prio_parse(const char *s, enum send_prio *p);     /* 0 or -EINVAL */

@@ -46,7 +46,9 @@
 #include "sitedb.h"
 #include "statmsg.h"
 
-#define PASS_MAX 256                    /* jobs per pass */
+#define PASS_MAX 256                    /* jobs claimed per pass */
+#define DEFER_MS     5000               /* a job given back waits this long... */
+#define DEFER_MAX_MS 300000             /* ...doubling to this */
 
 #define slog(t, ...) log_to(s->schedlog, (t), __VA_ARGS__)
 
@@ -149,6 +151,106 @@ static int take_file(struct sender *s, const char *rel, const char *dst, int64_t
     return rc;
 }
 
+/* ---- jobs given back ----------------------------------------------- */
+
+static struct deferred *defer_get(struct sender *s, const char *name, int create)
+{
+    struct deferred *d;
+
+    for (d = s->deferred; d; d = d->next)
+        if (strcmp(d->name, name) == 0)
+            return d;
+    if (!create || !(d = calloc(1, sizeof *d)))
+        return NULL;
+    (void)ss_strcpy(d->name, sizeof d->name, name);
+    d->seen = s->pass_gen;
+    d->next = s->deferred;
+    s->deferred = d;
+    s->unroutable++;
+    return d;
+}
+
+static void defer_del(struct sender *s, const char *name)
+{
+    for (struct deferred **p = &s->deferred; *p; p = &(*p)->next)
+        if (strcmp((*p)->name, name) == 0) {
+            struct deferred *d = *p;
+            *p = d->next;
+            free(d);
+            s->unroutable--;
+            return;
+        }
+}
+
+/* Give job name back to the inbox, not to be looked at before a growing
+ * delay.  Returns the entry (NULL without memory: then it is looked at
+ * again at the next pass, which is what happened before). */
+static struct deferred *defer(struct sender *s, const char *name)
+{
+    struct deferred *d = defer_get(s, name, 1);
+    int rc = inbox_return(&s->jobs, name);
+
+    if (rc < 0 && rc != -ENOENT)
+        slog(SSLOG_ERROR, "cannot return job %s to the inbox: %s; it is returned at the "
+             "next start", name, strerror(-rc));
+    if (d) {
+        int64_t delay = DEFER_MS;
+        for (int i = 1; i < d->tries + 1 && delay < DEFER_MAX_MS; i++)
+            delay *= 2;
+        d->tries++;
+        d->not_before = ss_mono_ms() + (delay < DEFER_MAX_MS ? delay : DEFER_MAX_MS);
+    }
+    return d;
+}
+
+int64_t sched_deferred_next(struct sender *s)
+{
+    int64_t next = 0;
+
+    for (struct deferred *d = s->deferred; d; d = d->next)
+        if (next == 0 || d->not_before < next)
+            next = d->not_before;
+    return next;
+}
+
+void sched_deferred_wake(struct sender *s)
+{
+    for (struct deferred *d = s->deferred; d; d = d->next)
+        d->not_before = 0;
+}
+
+struct req *req_find(struct sender *s, const char *name)
+{
+    for (struct req *r = s->reqlist; r; r = r->next)
+        if (strcmp(r->name, name) == 0)
+            return r;
+    return NULL;
+}
+
+void sched_forget_scheduled(struct sender *s)
+{
+    struct inbox_cursor cur;
+    struct inbox_entry ents[256];
+    size_t n, gone = 0;
+
+    if (inbox_cursor_open(&s->jobs, &cur) < 0)
+        return;
+    while (inbox_cursor_next(&cur, ents, SS_ARRAY_LEN(ents), &n) == 0 && n > 0)
+        for (size_t i = 0; i < n; i++) {
+            char f[SS_NAME_MAX + 8];
+            size_t l = strlen(ents[i].name);
+            if (ents[i].odd || l < 5 ||
+                ss_fmt(f, sizeof f, "%.*s.srq", (int)(l - 4), ents[i].name) < 0)
+                continue;
+            if (faccessat(s->reqs.dirfd, f, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
+                unlinkat(s->jobs.dirfd, ents[i].name, 0) == 0)
+                gone++;
+        }
+    inbox_cursor_close(&cur);
+    if (gone)
+        slog(SSLOG_INFO, "%zu jobs whose requests were made before a restart removed", gone);
+}
+
 /* What one job of a pass became. */
 struct taken {
     char    job[SS_NAME_MAX + 1];     /* R.job, in work/ */
@@ -171,8 +273,12 @@ static int schedule_one(struct sender *s, const char *name, struct taken *t)
     int rc;
 
     if ((rc = ss_read_file(s->jobs.workfd, name, SENDREQ_MAX_SIZE, &buf, &len)) < 0) {
+        if (rc == -EFBIG) {
+            (void)inbox_quarantine(&s->jobs, 1, name, "larger than a job can be");
+            return -1;
+        }
         slog(SSLOG_ERROR, "cannot read job %s: %s; it waits in the inbox", name, strerror(-rc));
-        (void)inbox_return(&s->jobs, name);
+        (void)defer(s, name);
         return -1;
     }
     rc = job_parse(buf, len, &j, err, sizeof err);
@@ -189,17 +295,30 @@ static int schedule_one(struct sender *s, const char *name, struct taken *t)
     if (j.type == SEND_STATUS)
         (void)ss_strcpy(t->status_file, sizeof t->status_file, j.status_file);
     if (faccessat(s->reqs.dirfd, srq, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-        slog(SSLOG_INFO, "job %s was scheduled before a restart: request %s", name, srq);
+        /* Made by an earlier pass whose jobs could not be finished (or
+         * before a kill): the request is the one to keep, in memory too. */
+        slog(SSLOG_INFO, "job %s was scheduled before: request %s", name, srq);
+        if (!req_find(s, R) && (r = calloc(1, sizeof *r)) != NULL) {
+            if (srq_load(s->reqs.dirfd, srq, &r->q, err, sizeof err) == 0) {
+                (void)ss_strcpy(r->name, sizeof r->name, R);
+                t->r = r;
+            } else {
+                free(r);
+            }
+        }
         return 0;
     }
     if (sched_route(s, j.site, hop) < 0) {
-        char key[UNIQ_NAME_MAX + 8];
-        (void)ss_fmt(key, sizeof key, "noroute-%s", R);
-        slog(SSLOG_WARN, "job %s: no route to site %s (neither a known site, nor learnt "
-             "behind a child, nor a parent to go through); it waits", name, j.site);
-        sm_emit_keyed(SM_SEND_NO_ROUTE, key, 0, NULL, j.site, name, NULL);
-        (void)inbox_return(&s->jobs, name);
-        s->unroutable++;
+        struct deferred *d = defer(s, name);
+        if (!d || !d->noted) {
+            char key[UNIQ_NAME_MAX + 8];
+            (void)ss_fmt(key, sizeof key, "noroute-%s", R);
+            slog(SSLOG_WARN, "job %s: no route to site %s (neither a known site, nor learnt "
+                 "behind a child, nor a parent to go through); it waits", name, j.site);
+            sm_emit_keyed(SM_SEND_NO_ROUTE, key, 0, NULL, j.site, name, NULL);
+            if (d)
+                d->noted = 1;
+        }
         return -1;
     }
 
@@ -239,14 +358,14 @@ static int schedule_one(struct sender *s, const char *name, struct taken *t)
         slog(SSLOG_ERROR, "job %s: cannot link its files into %s: %s; it waits in the inbox",
              name, s->tosend.path, strerror(-rc));
         sched_drop_files(s, R);
-        (void)inbox_return(&s->jobs, name);
+        (void)defer(s, name);
         return -1;
     }
     if ((rc = srq_store(s->reqs.dirfd, s->reqs.tmpfd, srq, &q, 0)) < 0) {
         slog(SSLOG_ERROR, "job %s: cannot write request %s: %s; it waits in the inbox", name,
              srq, strerror(-rc));
         sched_drop_files(s, R);
-        (void)inbox_return(&s->jobs, name);
+        (void)defer(s, name);
         return -1;
     }
     if (!(r = calloc(1, sizeof *r))) {
@@ -297,41 +416,73 @@ int sched_pass(struct sender *s)
 {
     struct inbox_entry *ents = calloc(PASS_MAX, sizeof *ents);
     struct taken *t = calloc(PASS_MAX, sizeof *t);
-    size_t n = 0, nt = 0;
-    int rc, scheduled = 0;
+    struct inbox_cursor cur;
+    size_t n = 0, nt = 0, claimed = 0;
+    int rc, scheduled = 0, more = 0, complete = 0;
+    int64_t now = ss_mono_ms();
 
     if (!ents || !t) {
         free(ents);
         free(t);
         return 0;
     }
-    s->unroutable = 0;
-    if ((rc = inbox_scan(&s->jobs, ents, PASS_MAX, &n)) < 0) {
+    /* The whole directory in pages (a job given back is skipped until it
+     * is due, so it neither loops nor hides the jobs behind it), at most
+     * PASS_MAX jobs taken per pass. */
+    s->pass_gen++;
+    if ((rc = inbox_cursor_open(&s->jobs, &cur)) < 0) {
         slog(SSLOG_WARN, "cannot list %s: %s", s->jobs.path, strerror(-rc));
-        n = 0;
-    }
-    for (size_t i = 0; i < n && !daemon_stopping(s->d); i++) {
-        if (ents[i].odd) {
-            (void)inbox_quarantine(&s->jobs, 0, ents[i].name,
-                                   "not a job name (<writer>-<32 hex>.job)");
-            continue;
+    } else {
+        while (!more && (rc = inbox_cursor_next(&cur, ents, PASS_MAX, &n)) == 0 && n > 0) {
+            for (size_t i = 0; i < n; i++) {
+                struct deferred *d;
+                if (ents[i].odd) {
+                    (void)inbox_quarantine(&s->jobs, 0, ents[i].name,
+                                           "not a job name (<writer>-<32 hex>.job)");
+                    continue;
+                }
+                if ((d = defer_get(s, ents[i].name, 0)) != NULL) {
+                    d->seen = s->pass_gen;
+                    if (now < d->not_before)
+                        continue;
+                }
+                if (claimed == PASS_MAX) {
+                    more = 1;
+                    break;
+                }
+                if ((rc = inbox_claim(&s->jobs, ents[i].name)) < 0)
+                    continue;
+                claimed++;
+                struct taken *tk = &t[nt];
+                memset(tk, 0, sizeof *tk);
+                (void)ss_strcpy(tk->job, sizeof tk->job, ents[i].name);
+                rc = schedule_one(s, ents[i].name, tk);
+                if (rc >= 0)
+                    nt++;          /* finished below, once durable */
+            }
         }
-        if ((rc = inbox_claim(&s->jobs, ents[i].name)) < 0)
-            continue;
-        struct taken *tk = &t[nt];
-        memset(tk, 0, sizeof *tk);
-        (void)ss_strcpy(tk->job, sizeof tk->job, ents[i].name);
-        rc = schedule_one(s, ents[i].name, tk);
-        if (rc >= 0)
-            nt++;                  /* finished below, once durable */
+        complete = !more && rc == 0;
+        inbox_cursor_close(&cur);
     }
+    /* Deferred jobs no longer there (taken by hand, or a kill's leftovers). */
+    if (complete)
+        for (struct deferred **p = &s->deferred; *p;) {
+            if ((*p)->seen != s->pass_gen) {
+                struct deferred *d = *p;
+                *p = d->next;
+                free(d);
+                s->unroutable--;
+            } else {
+                p = &(*p)->next;
+            }
+        }
     if (nt && (rc = make_durable(s, t, nt)) < 0) {
         /* Not durable: the jobs stay; the requests written are kept and
          * the next pass finds them (R.srq exists). */
         slog(SSLOG_ERROR, "cannot make %zu send requests durable: %s; their jobs stay in "
              "the inbox", nt, strerror(-rc));
         for (size_t i = 0; i < nt; i++) {
-            (void)inbox_return(&s->jobs, t[i].job);
+            (void)defer(s, t[i].job);
             free(t[i].r);
         }
         nt = 0;
@@ -346,6 +497,7 @@ int sched_pass(struct sender *s)
         if ((rc = inbox_done(&s->jobs, t[i].job)) < 0 && rc != -ENOENT)
             slog(SSLOG_WARN, "cannot remove job %s: %s (its request exists: it is not "
                  "scheduled twice)", t[i].job, strerror(-rc));
+        defer_del(s, t[i].job);
         if (t[i].r) {
             t[i].r->next = s->reqlist;
             s->reqlist = t[i].r;
@@ -355,6 +507,5 @@ int sched_pass(struct sender *s)
     s->scheduled += (uint64_t)scheduled;
     free(ents);
     free(t);
-    /* A full page: there may be more. */
-    return n == PASS_MAX ? -EAGAIN : scheduled;
+    return more ? -EAGAIN : scheduled;
 }

@@ -131,10 +131,11 @@ static void req_finish(struct sender *s, struct req *r)
 {
     char f[SS_NAME_MAX + 8];
 
-    sched_drop_files(s, r->name);
+    /* The request first: files without a request are removed at start. */
     if (ss_fmt(f, sizeof f, "%s.srq", r->name) == 0 && unlinkat(s->reqs.dirfd, f, 0) < 0 &&
         errno != ENOENT)
         log_warn("cannot remove request %s: %s", f, strerror(errno));
+    sched_drop_files(s, r->name);
     req_unlink(s, r);
     free(r);
 }
@@ -145,7 +146,7 @@ static void req_store(struct sender *s, struct req *r)
     int rc;
 
     if (ss_fmt(f, sizeof f, "%s.srq", r->name) == 0 &&
-        (rc = srq_store(s->reqs.dirfd, s->reqs.tmpfd, f, &r->q, 0)) < 0)
+        (rc = srq_store(s->reqs.dirfd, s->reqs.tmpfd, f, &r->q, 1)) < 0)
         log_warn("cannot update request %s: %s", f, strerror(-rc));
 }
 
@@ -204,7 +205,6 @@ static void xjob_work(struct pool_job *j)
     sm_batch_begin();
     for (size_t i = 0; i < xj->n; i++) {
         struct xfer *x = &xj->x[i];
-        char f[SS_NAME_MAX + 8];
 
         if (x->rc != 0)
             continue;
@@ -219,12 +219,20 @@ static void xjob_work(struct pool_job *j)
             sm_emit_keyed(SM_SEND_SENT, x->name, 0, attrs, x->q.package, vs, x->q.dest, sz,
                           NULL);
         }
-        sched_drop_files(s, x->name);
-        if (ss_fmt(f, sizeof f, "%s.srq", x->name) == 0 &&
+    }
+    /* Said before the request goes (a kill between says it again at the
+     * next start, keyed: recorded once); the request before its files (a
+     * request whose files are gone would be given up with 8202). */
+    (void)sm_batch_end();
+    for (size_t i = 0; i < xj->n; i++) {
+        char f[SS_NAME_MAX + 8];
+        if (xj->x[i].rc != 0)
+            continue;
+        if (ss_fmt(f, sizeof f, "%s.srq", xj->x[i].name) == 0 &&
             unlinkat(s->reqs.dirfd, f, 0) < 0 && errno != ENOENT)
             log_warn("cannot remove request %s: %s", f, strerror(errno));
+        sched_drop_files(s, xj->x[i].name);
     }
-    (void)sm_batch_end();
 }
 
 static void dispatch(struct sender *s);
@@ -249,6 +257,8 @@ static void req_done(struct sender *s, struct req *r, const struct xfer *x)
         else
             log_info("request %s: sent a status bundle to site %s (%lld bytes)", r->name,
                      r->q.hop, (long long)x->written);
+        if (st)
+            st->answered = 1;
         if (st && st->attempts > 0) {
             (void)retry_success(s->db, "send", st->code);
             log_info("site %s answers again after %lld failed attempts", st->code,
@@ -265,7 +275,11 @@ static void req_done(struct sender *s, struct req *r, const struct xfer *x)
     } else if (x->fatal) {
         s->failed++;
         log_error("request %s: %s; the request cannot be sent and is removed", r->name, x->err);
-        sm_emit_keyed(SM_SEND_FAILED, r->name, -x->rc, NULL, r->name, r->q.dest, x->err, NULL);
+        if (r->q.type == SEND_PACKAGE) {
+            pkg_attrs(r, vs, sizeof vs, attrs);
+            sm_emit_keyed(SM_SEND_FAILED, r->name, -x->rc, attrs, r->name, r->q.dest, x->err,
+                          NULL);
+        }
         req_finish(s, r);
     } else {
         struct retry_policy pol = {
@@ -277,6 +291,15 @@ static void req_done(struct sender *s, struct req *r, const struct xfer *x)
 
         r->q.attempts++;
         (void)ss_strcpy(r->q.last_error, sizeof r->q.last_error, x->err);
+        if (x->local) {
+            /* This request's own trouble on this server (its files), not
+             * the site's: it waits alone, the site keeps flowing. */
+            r->q.next_ms = r->hold_ms = now + retry_delay_ms(&pol, r->q.attempts, 0.5);
+            req_store(s, r);
+            log_warn("request %s: %s (attempt %lld); tried again later", r->name, x->err,
+                     r->q.attempts);
+            return;
+        }
         if (st && st->next_ms > now) {
             /* A transfer that ran beside the one that throttled the site:
              * the same outage, counted once, or the delay would grow with
@@ -379,9 +402,6 @@ static void dispatch(struct sender *s)
 
     if (daemon_stopping(s->d))
         return;
-    /* Every slot busy: the next transfer to end dispatches again. */
-    if (s->active >= s->max_sendings)
-        return;
     for (r = s->reqlist; r; r = r->next)
         (void)site_get(s, r->q.hop);
     sites_refresh(s);
@@ -397,10 +417,23 @@ static void dispatch(struct sender *s)
         struct site *st = site_get(s, r->q.hop);
         if (!st)
             continue;
+        if (!st->address[0] && !st->noaddr_logged) {
+            st->noaddr_logged = 1;
+            log_warn("site %s has no address (sitectl site add %s --address file:PATH ...): "
+                     "its requests wait, until the job lifetime", st->code, st->code);
+        } else if (st->address[0]) {
+            st->noaddr_logged = 0;
+        }
+        /* Every slot busy: only the expiry and the timer matter now. */
+        if (s->active >= s->max_sendings) {
+            if (due < next)
+                next = due;
+            continue;
+        }
         /* The site's throttle alone decides (the request's next_try says
          * what it was when it failed): `sitectl send now` or another
          * request's success makes every request of the site due. */
-        int64_t when = st->next_ms;
+        int64_t when = st->next_ms > r->hold_ms ? st->next_ms : r->hold_ms;
         if (when > now || !st->address[0]) {
             if (st->address[0] && when < due)
                 due = when;
@@ -427,8 +460,12 @@ static void dispatch(struct sender *s)
         struct req *batch[BATCH_MAX];
         size_t nb = 0;
 
-        /* A site whose first transfer just failed is throttled now. */
-        if (cand[i]->running || !st || st->active >= s->max_per_site || st->next_ms > now)
+        /* A site that has not answered in this run, or failed last,
+         * gets one transfer until it answers: a share that hangs holds
+         * one slot, not max_per_site of them.  A site whose first
+         * transfer just failed is throttled now. */
+        int limit = st && st->answered && st->attempts == 0 ? s->max_per_site : 1;
+        if (cand[i]->running || !st || st->active >= limit || st->next_ms > now)
             continue;
         batch[nb++] = cand[i];
         /* Small requests to the same site go together, in the same order
@@ -441,8 +478,13 @@ static void dispatch(struct sender *s)
         start(s, batch, nb, st);
     }
     free(cand);
-    if (s->unroutable && now + RESCAN_MS / 4 < next)
-        next = now + RESCAN_MS / 4;    /* a job waiting for a route */
+    int64_t dn = sched_deferred_next(s);
+    if (dn > 0) {
+        /* A job given back is due (monotonic clock, like its delay). */
+        int64_t in = dn - ss_mono_ms();
+        if (now + in < next)
+            next = now + (in > 0 ? in : 0);
+    }
     if (s->timer_open) {
         int64_t in = next - now;
         uv_timer_start(&s->timer, timer_cb, in < 100 ? 100 : (uint64_t)in, 0);
@@ -452,8 +494,9 @@ static void dispatch(struct sender *s)
 static void timer_cb(uv_timer_t *t)
 {
     struct sender *s = t->data;
+    int64_t dn = sched_deferred_next(s);
 
-    if (s->unroutable && s->watch)
+    if (dn > 0 && dn <= ss_mono_ms() && s->watch)
         daemon_watch_kick(s->watch);
     dispatch(s);
 }
@@ -537,6 +580,9 @@ static void apply_conf(struct sender *s, const struct ss_conf *c)
                           ? (int)c->sender_max_sendings : 1;
     s->max_per_site = c->sender_max_per_site > 0 && c->sender_max_per_site <= 256
                           ? (int)c->sender_max_per_site : 1;
+    /* One site never takes every slot: one stays for the others. */
+    if (s->max_sendings > 1 && s->max_per_site >= s->max_sendings)
+        s->max_per_site = s->max_sendings - 1;
     s->retry_delay = c->sender_retry_delay;
     s->retry_max_delay = c->sender_retry_max_delay;
     s->job_lifetime = c->sender_job_lifetime;
@@ -581,7 +627,9 @@ static int sender_start(struct daemon *d)
         log_error("cannot load the send requests: %s", strerror(-rc));
         return -1;
     }
-    if (!(s->pool = daemon_pool(d, s->max_sendings)))
+    sched_forget_scheduled(s);
+    s->pool_threads = s->max_sendings;
+    if (!(s->pool = daemon_pool(d, s->pool_threads)))
         return -1;
     uv_timer_init(daemon_loop(d), &s->timer);
     s->timer.data = s;
@@ -598,14 +646,19 @@ static int sender_start(struct daemon *d)
 static void sender_reload(struct daemon *d)
 {
     struct sender *s = daemon_priv(d);
-    int threads = s->max_sendings;
+    int threads = s->pool_threads;
 
     apply_conf(s, daemon_conf(d));
     s->sites_stale = 1;
-    if (s->max_sendings > threads)
+    sched_deferred_wake(s);         /* a site may have been added */
+    if (s->watch)
+        daemon_watch_kick(s->watch);
+    if (s->max_sendings > threads) {
         log_warn("sender.max_sendings above %d takes effect at the next start", threads);
-    if (s->max_sendings > threads)
         s->max_sendings = threads;
+        if (s->max_sendings > 1 && s->max_per_site >= s->max_sendings)
+            s->max_per_site = s->max_sendings - 1;
+    }
     if (s->schedlog) {
         sslog_set_max_size(s->schedlog, daemon_conf(d)->log_max_size);
         (void)sslog_reopen(s->schedlog);

@@ -86,17 +86,32 @@ static int put_small(struct xfer *x, int rxtmp, const char *src, const char *dst
     struct stat sb;
 
     if ((in = openat(x->tosendfd, src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
-        x->fatal = 1;
-        fail(x, -errno, "cannot open %s", src);
-        return x->rc;
+        rc = -errno;
+        /* Gone for good, or a trouble of this server that may pass. */
+        if (rc == -ENOENT || rc == -ELOOP)
+            x->fatal = 1;
+        else
+            x->local = 1;
+        fail(x, rc, "cannot open %s", src);
+        return rc;
     }
     if (fstat(in, &sb) < 0) {
         rc = -errno;
         close(in);
+        x->local = 1;
         fail(x, rc, "cannot stat %s", src);
         return rc;
     }
-    out = openat(rxtmp, dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+    /* Never write through an existing name: after a link+unlink commit
+     * (file systems without RENAME_NOREPLACE) killed half-way, .tmp/dst
+     * is the committed file itself, which O_TRUNC would rewrite. */
+    if (unlinkat(rxtmp, dst, 0) < 0 && errno != ENOENT) {
+        rc = -errno;
+        close(in);
+        fail(x, rc, "cannot remove .tmp/%s at the site", dst);
+        return rc;
+    }
+    out = openat(rxtmp, dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
     if (out < 0) {
         rc = -errno;
         close(in);
@@ -125,7 +140,7 @@ static void confirm(struct xfer *x)
     int rc = ss_fmt(f, sizeof f, "%s.srq", x->name);
 
     if (rc == 0)
-        rc = srq_store(x->reqfd, x->reqtmpfd, f, &x->q, 0);
+        rc = srq_store(x->reqfd, x->reqtmpfd, f, &x->q, 1);
     if (rc < 0)
         log_warn("request %s: cannot record offset %lld: %s", x->name,
                  (long long)x->q.offset, strerror(-rc));
@@ -144,7 +159,10 @@ static int send_package_file(struct xfer *x, int rxfd, int rxtmp)
     if ((in = openat(x->tosendfd, src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 ||
         fstat(in, &sb) < 0) {
         rc = -errno;
-        x->fatal = 1;
+        if (rc == -ENOENT || rc == -ELOOP)
+            x->fatal = 1;
+        else
+            x->local = 1;
         fail(x, rc, "cannot open the package file %s", src);
         goto out;
     }
@@ -204,6 +222,7 @@ static int send_package_file(struct xfer *x, int rxfd, int rxtmp)
             n = pread(in, buf, want, off);
             if (n < 0) {
                 rc = -errno;
+                x->local = 1;
                 fail(x, rc, "cannot read the package file %s", src);
                 goto out;
             }

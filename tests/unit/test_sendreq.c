@@ -86,7 +86,7 @@ static const struct field job_base[] = {
 static const struct field sts_job_base[] = {
     { "site", "CEN" },
     { "priority", "low" },
-    { "status_file", "inboxes/statmgr.box/up/B01-x.sts" },
+    { "status_file", "inboxes/statmgr.box/outgoing/B01-x.sts" },
     { "created", CREATED },
     { NULL, NULL },
 };
@@ -166,7 +166,7 @@ static void test_job_roundtrip(void **state)
     j.type = SEND_STATUS;
     (void)ss_strcpy(j.site, sizeof j.site, "CEN");
     j.priority = PRIO_LOW;
-    (void)ss_strcpy(j.status_file, sizeof j.status_file, "inboxes/statmgr.box/up/B01-1.sts");
+    (void)ss_strcpy(j.status_file, sizeof j.status_file, "inboxes/statmgr.box/outgoing/B01-1.sts");
     j.created_ms = 1;
     job_roundtrip(&j);
 }
@@ -202,7 +202,7 @@ static void test_job_base_ok(void **state)
     build(&b, "job", sts_job_base, &none);
     assert_int_equal(job_parse(b.data, b.len, &j, err, sizeof err), 0);
     assert_int_equal(j.type, SEND_STATUS);
-    assert_string_equal(j.status_file, "inboxes/statmgr.box/up/B01-x.sts");
+    assert_string_equal(j.status_file, "inboxes/statmgr.box/outgoing/B01-x.sts");
     ss_sbuf_free(&b);
 }
 
@@ -243,6 +243,10 @@ static const struct bad job_bad[] = {
       { { OP_SET, "instruction", "store/out/" } }, "not a safe relative path" },
     { "instruction empty", NULL, 0,
       { { OP_SET, "instruction", "" } }, "instruction" },
+    { "instruction outside store/out", NULL, 0,
+      { { OP_SET, "instruction", "keys/site.key" } }, "is not under store/out/" },
+    { "package_file outside store/out", NULL, 0,
+      { { OP_SET, "package_file", "db/site.db" } }, "is not under store/out/" },
     { "package_file with ..", NULL, 0,
       { { OP_SET, "package_file", "../x.pck" } }, "not a safe relative path" },
     { "package_file absolute", NULL, 0,
