@@ -665,11 +665,60 @@ int inbox_quarantine(struct inbox *ib, int in_work, const char *name,
     return 0;
 }
 
-int inbox_recover(struct inbox *ib, size_t *returned, size_t *removed)
+int inbox_sweep_tmp(struct inbox *ib, int64_t stale_s, size_t *removed, size_t *kept)
+{
+    size_t nrem = 0, nkept = 0;
+    struct dirent *de;
+    struct stat st;
+    int r = 0;
+    DIR *d;
+
+    if (removed)
+        *removed = 0;
+    if (kept)
+        *kept = 0;
+    if (ib->tmpfd < 0)
+        return -EBADF;
+    /* A .tmp/ file of a writer that died is garbage, but one being
+     * written right now is not: only old ones go. */
+    time_t now = time(NULL);
+    d = open_list(ib->tmpfd);
+    if (d == NULL)
+        return -errno;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            de->d_type == DT_DIR)
+            continue;
+        if (fstatat(ib->tmpfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno != ENOENT && r == 0)
+                r = -errno;
+            continue;       /* ENOENT: its writer moved it in */
+        }
+        if (S_ISDIR(st.st_mode))
+            continue;
+        if ((int64_t)now - (int64_t)st.st_mtime <= stale_s) {
+            nkept++;
+            continue;
+        }
+        if (unlinkat(ib->tmpfd, de->d_name, 0) == 0)
+            nrem++;
+        else if (errno != ENOENT && r == 0)
+            r = -errno;
+    }
+    closedir(d);
+    if (nrem > 0)
+        ss_fsync_fd(ib->tmpfd);
+    if (removed)
+        *removed = nrem;
+    if (kept)
+        *kept = nkept;
+    return r;
+}
+
+int inbox_recover_aged(struct inbox *ib, int64_t stale_s, size_t *returned, size_t *removed)
 {
     size_t nret = 0, nrem = 0, nkept = 0;
     struct dirent *de;
-    struct stat st;
     int r = 0, e;
     DIR *d;
 
@@ -702,39 +751,13 @@ int inbox_recover(struct inbox *ib, size_t *returned, size_t *removed)
         closedir(d);
     }
 
-    /* A .tmp/ file of a writer that died is garbage, but one being
-     * written right now is not: only old ones go. */
-    time_t now = time(NULL);
-    d = open_list(ib->tmpfd);
-    if (d == NULL)
-        return r ? r : -errno;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-            de->d_type == DT_DIR)
-            continue;
-        if (fstatat(ib->tmpfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-            if (errno != ENOENT && r == 0)
-                r = -errno;
-            continue;       /* ENOENT: its writer moved it in */
-        }
-        if (S_ISDIR(st.st_mode))
-            continue;
-        if ((int64_t)now - (int64_t)st.st_mtime <= INBOX_TMP_STALE_S) {
-            nkept++;
-            continue;
-        }
-        if (unlinkat(ib->tmpfd, de->d_name, 0) == 0)
-            nrem++;
-        else if (errno != ENOENT && r == 0)
-            r = -errno;
-    }
-    closedir(d);
+    e = inbox_sweep_tmp(ib, stale_s, &nrem, &nkept);
+    if (e < 0 && r == 0)
+        r = e;
     if (nret > 0 || nrem > 0 || nkept > 0)
         log_info("inbox %s: recovery returned %zu file(s) from work/, removed "
                  "%zu stale file(s) from .tmp/, left %zu recent one(s)",
                  ib->path, nret, nrem, nkept);
-    if (nrem > 0)
-        ss_fsync_fd(ib->tmpfd);
     if (returned)
         *returned = nret;
     if (removed)
@@ -822,4 +845,9 @@ int inbox_backlog(const char *path, size_t *files, int64_t *oldest_s, size_t *co
     if (corrupt)
         *corrupt = nc;
     return 0;
+}
+
+int inbox_recover(struct inbox *ib, size_t *returned, size_t *removed)
+{
+    return inbox_recover_aged(ib, INBOX_TMP_STALE_S, returned, removed);
 }

@@ -155,5 +155,12 @@ int inbox_quarantine(struct inbox *ib, int in_work, const char *name,
 
 /* Start-up recovery.  *returned and *removed may be NULL. */
 int inbox_recover(struct inbox *ib, size_t *returned, size_t *removed);
+/* The same with .tmp/ files kept until stale_s old: a reader whose
+ * writers resume a file there later (a sender's package file over a long
+ * outage) keeps them longer than INBOX_TMP_STALE_S. */
+int inbox_recover_aged(struct inbox *ib, int64_t stale_s, size_t *returned, size_t *removed);
+/* Remove .tmp/ files older than stale_s (no log line).  *removed and
+ * *kept (may be NULL) count them. */
+int inbox_sweep_tmp(struct inbox *ib, int64_t stale_s, size_t *removed, size_t *kept);
 
 #endif

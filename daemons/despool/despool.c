@@ -558,9 +558,14 @@ static void watch_cb(struct daemon_watch *w, void *arg)
         held_prune(ds, gen);    /* a complete listing: what it lacks is gone */
     if (sweep && rc == 0 && !daemon_stopping(ds->d)) {
         int64_t now_s = ss_now_ms() / 1000;
+        size_t gone = 0;
         ds->orphan_ms = now;
         for (size_t i = 0; i < np; i++)
             orphan_check(ds, pcks[i], now_s);
+        /* Part files of sends given up (expired at the sending site). */
+        if (inbox_sweep_tmp(&ds->rx, ORPHAN_AGE_S, &gone, NULL) == 0 && gone)
+            log_info("removed %zu files left in %s/.tmp for more than %d days", gone,
+                     ds->rx.path, ORPHAN_AGE_S / 86400);
     }
     for (size_t i = 0; i < np; i++)
         free(pcks[i]);
@@ -636,7 +641,9 @@ static int despool_start(struct daemon *d)
                   strerror(-rc));
         return -1;
     }
-    if ((rc = inbox_recover(&ds->rx, &returned, &removed)) < 0) {
+    /* A sender resumes its package file in .tmp/ after an outage of its
+     * own or of this site: kept as long as an orphan package file. */
+    if ((rc = inbox_recover_aged(&ds->rx, ORPHAN_AGE_S, &returned, &removed)) < 0) {
         log_error("cannot recover %s: %s", ds->rx.path, strerror(-rc));
         return -1;
     }

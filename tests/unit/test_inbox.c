@@ -561,6 +561,20 @@ static void test_recover(void **state)
     assert_int_equal(ret, 0);
     assert_int_equal(rem, 0);
     assert_int_equal(inbox_recover(&f->r, NULL, NULL), 0);
+
+    /* A reader whose writers resume files in .tmp/ keeps them longer: a
+     * two-hour-old part file stays with an 8-day age, goes at 9 days. */
+    size_t kept = 0;
+    tu_put(f->w.tmpfd, "part", "resumed later");
+    set_age(f->w.tmpfd, "part", 7200);
+    assert_int_equal(inbox_recover_aged(&f->r, 8 * 86400, &ret, &rem), 0);
+    assert_int_equal(rem, 0);
+    assert_true(tu_exists(f->r.tmpfd, "part"));
+    set_age(f->w.tmpfd, "part", 9 * 86400);
+    assert_int_equal(inbox_sweep_tmp(&f->r, 8 * 86400, &rem, &kept), 0);
+    assert_int_equal(rem, 1);
+    assert_int_equal(kept, 2);          /* "live" and "new" */
+    assert_false(tu_exists(f->r.tmpfd, "part"));
 }
 
 static void test_drop_many(void **state)
