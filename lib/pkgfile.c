@@ -34,9 +34,11 @@
  *   renames over path and fsyncs the directory: path is either the old
  *   file or the complete new one.
  *
- *   pck_extract refuses the file before decompressing a byte unless its
- *   size and SHA-256 are those the (signed) instruction names, so a
- *   damaged or substituted file never reaches the decoder.  Each file of
+ *   pck_extract refuses the file unless its size and SHA-256 are those
+ *   the (signed) instruction names: the size before decompressing a
+ *   byte, the SHA-256 as the file is read for the decoder (one pass over
+ *   a large file rather than two), checked before anything is committed
+ *   or 0 returned.  Each file of
  *   the stream is hashed as it is decoded, and one the store lacks is
  *   kept at the same time: a small one in the buffer, put into small.db
  *   (store_put_small) once its hash matched; a large one in a temporary
@@ -52,8 +54,8 @@
  *   caller opened (O_NOFOLLOW, O_NONBLOCK: never a FIFO that blocks) and
  *   may leave the small objects, verified, in memory for the caller
  *   (struct pck_xopt): the Despooler stores those of several packages in
- *   one small.db transaction.  The pre-hash of the whole file polls stop
- *   too, so that a stop never waits for a large file on a slow share.
+ *   one small.db transaction.  Reading polls stop, so that a stop never
+ *   waits for a large file on a slow share.
  *
  *   The instruction is a record (record.h) whose last field is an Ed25519
  *   signature over every byte before the signature line; status bundles
@@ -600,45 +602,6 @@ static int pckx_feed(struct pckx *x, const unsigned char *data, size_t n,
 }
 
 /* SHA-256 of the whole file from its start. */
-static int hash_fd(int fd, void *buf, size_t bufsz, EVP_MD *sha256, const volatile int *stop,
-                   unsigned char out[32], const char *path, char *err, size_t errlen)
-{
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    unsigned int olen = 0;
-    ssize_t n;
-    int r = -EIO;
-
-    if (md == NULL || EVP_DigestInit_ex(md, sha256, NULL) != 1) {
-        ss_seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
-        goto out;
-    }
-    while ((n = read_some(fd, buf, bufsz)) > 0) {
-        /* A large file on a slow share: a stop does not wait for it. */
-        if (stop && *stop) {
-            ss_seterr(err, errlen, "package file %s: stopped", path);
-            r = -EINTR;
-            goto out;
-        }
-        if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
-            ss_seterr(err, errlen, "SHA-256 failed (OpenSSL)");
-            goto out;
-        }
-    }
-    if (n < 0) {
-        r = (int)n;
-        ss_seterr(err, errlen, "%s: read: %s", path, strerror(-r));
-        goto out;
-    }
-    if (EVP_DigestFinal_ex(md, out, &olen) != 1 || olen != 32) {
-        ss_seterr(err, errlen, "SHA-256 failed (OpenSSL)");
-        goto out;
-    }
-    r = 0;
-out:
-    EVP_MD_CTX_free(md);
-    return r;
-}
-
 void pck_xopt_free(struct pck_xopt *o)
 {
     if (!o)
@@ -676,6 +639,7 @@ int pck_extract_fd(int fd, const char *path, int64_t want_size, const unsigned c
                    struct pck_xopt *o, char *err, size_t errlen)
 {
     struct pckx x = { .m = m, .storedir = storedir, .pckpath = path, .fd = -1 };
+    EVP_MD_CTX *pmd = NULL;     /* the package file's own SHA-256 */
     ZSTD_DCtx *dc = NULL;
     void *in = NULL, *out = NULL;
     size_t insz = ZSTD_DStreamInSize(), outsz = ZSTD_DStreamOutSize();
@@ -738,7 +702,11 @@ int pck_extract_fd(int fd, const char *path, int64_t want_size, const unsigned c
         goto out;
     }
 
-    /* The whole file is checked before the decoder sees a byte of it. */
+    /* The size now; the SHA-256 as the file is read for the decoder (one
+     * pass over a large file, not two): nothing it yields is kept unless
+     * it matches its own SHA-256 in the signed manifest, and the small
+     * objects are committed, and the result is 0, only once the whole
+     * file matched too.  zstd's decoder is made for untrusted input. */
     if (fstat(fd, &st) < 0) {
         r = -errno;
         ss_seterr(err, errlen, "%s: fstat: %s", path, strerror(-r));
@@ -750,16 +718,9 @@ int pck_extract_fd(int fd, const char *path, int64_t want_size, const unsigned c
         r = -EBADMSG;
         goto out;
     }
-    if ((r = hash_fd(fd, in, insz, x.sha256, stop, got, path, err, errlen)) < 0)
-        goto out;
-    if (memcmp(got, want_sha, 32) != 0) {
-        ss_seterr(err, errlen, "package file %s: SHA-256 mismatch", path);
-        r = -EBADMSG;
-        goto out;
-    }
-    if (lseek(fd, 0, SEEK_SET) < 0) {
-        r = -errno;
-        ss_seterr(err, errlen, "%s: lseek: %s", path, strerror(-r));
+    if (!(pmd = EVP_MD_CTX_new()) || EVP_DigestInit_ex(pmd, x.sha256, NULL) != 1) {
+        ss_seterr(err, errlen, "SHA-256 unavailable (OpenSSL)");
+        r = -EIO;
         goto out;
     }
     /* Opened only now, so that a file refused above never waits for
@@ -785,6 +746,11 @@ int pck_extract_fd(int fd, const char *path, int64_t want_size, const unsigned c
         if (stop && *stop) {
             ss_seterr(err, errlen, "package file %s: stopped", path);
             r = -EINTR;
+            goto out;
+        }
+        if (EVP_DigestUpdate(pmd, in, (size_t)n) != 1) {
+            ss_seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+            r = -EIO;
             goto out;
         }
         while (zin.pos < zin.size) {
@@ -827,6 +793,17 @@ int pck_extract_fd(int fd, const char *path, int64_t want_size, const unsigned c
         r = -EBADMSG;
         goto out;
     }
+    unsigned int glen = 0;
+    if (EVP_DigestFinal_ex(pmd, got, &glen) != 1 || glen != 32) {
+        ss_seterr(err, errlen, "SHA-256 failed (OpenSSL)");
+        r = -EIO;
+        goto out;
+    }
+    if (memcmp(got, want_sha, 32) != 0) {
+        ss_seterr(err, errlen, "package file %s: SHA-256 mismatch", path);
+        r = -EBADMSG;
+        goto out;
+    }
     if (x.idx < m->n) {
         ss_seterr(err, errlen, "package file %s ends before %s is complete",
                path, m->e[x.idx].path);
@@ -848,6 +825,7 @@ out:
     free(x.small);
     pckx_drop_tmp(&x);
     EVP_MD_CTX_free(x.md);
+    EVP_MD_CTX_free(pmd);
     EVP_MD_free(x.sha256);
     ZSTD_freeDCtx(dc);
     free(in);

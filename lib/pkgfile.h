@@ -110,8 +110,8 @@ void pck_xopt_free(struct pck_xopt *o);
  * read from its start, left open): the caller opens it with O_NOFOLLOW
  * and O_NONBLOCK, so that a symbolic link or a FIFO put in its place
  * never blocks a worker; anything but a regular file of want_size bytes
- * is -EBADMSG.  name is what messages call it.  stop is polled during
- * the pre-hash of the whole file too.  o: see struct pck_xopt.
+ * is -EBADMSG.  name is what messages call it.  stop is polled between
+ * reads.  o: see struct pck_xopt.
  */
 int pck_extract_fd(int fd, const char *name, int64_t want_size, const unsigned char want_sha[32],
                    const struct manifest *m, const char *storedir, const volatile int *stop,

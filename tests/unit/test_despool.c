@@ -563,7 +563,7 @@ static void test_orphan(void **state)
     assert_int_equal(ds_pck_orphan(&f->rx, name, now + age + 1, age), 0);  /* not a .pck */
 }
 
-/* Finding 6: the pre-hash of the package file and the store's lock give
+/* Finding 6: reading the package file and the store's lock give
  * up on a stop. */
 static void test_stop_points(void **state)
 {
