@@ -129,9 +129,10 @@ static int jobs_in(int dirfd, struct names *ns)
 }
 
 /* Remove the bundles of outgoing/ that no job in schedule.box or its
- * work/ names.  schedule.box is listed before work/: a job the scheduler
- * claims meanwhile moves from the first to the second, so it is seen in
- * one of them. */
+ * work/ names.  schedule.box is listed, then work/, then schedule.box
+ * again: a job the scheduler claims meanwhile moves from the first to
+ * the second, and one it gives back (a failure that may pass) from the
+ * second to the third, so it is seen in one of them. */
 static void remove_orphans(struct statmgr *s)
 {
     struct names ns = { NULL, 0, 0 };
@@ -160,6 +161,8 @@ static void remove_orphans(struct statmgr *s)
         r = -errno;
     if (workfd >= 0)
         close(workfd);
+    if (r == 0)
+        r = jobs_in(s->sched.dirfd, &ns);
     if (r < 0) {
         log_warn("cannot list the jobs of %s: %s; bundles in %s are kept", s->sched.path,
                  strerror(-r), s->outgoing.path);
