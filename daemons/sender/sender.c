@@ -95,19 +95,25 @@ static void sites_refresh(struct sender *s)
         sqlite3_stmt *q = NULL;
         struct retry_state rs;
 
-        st->address[0] = '\0';
+        int rc, g;
+
+        /* On a database error the previous values stand (a busy database
+         * must neither forget an address nor lift a throttle). */
         if (sitedb_prepare(s->db, "SELECT address FROM site WHERE code = ?1", &q) == 0) {
             sqlite3_bind_text(q, 1, st->code, -1, SQLITE_STATIC);
-            if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0))
+            rc = sqlite3_step(q);
+            if (rc == SQLITE_ROW && sqlite3_column_text(q, 0))
                 (void)ss_strcpy(st->address, sizeof st->address,
                                 (const char *)sqlite3_column_text(q, 0));
+            else if (rc == SQLITE_DONE)
+                st->address[0] = '\0';
             sqlite3_finalize(q);
         }
-        if (retry_get(s->db, "send", st->code, &rs) == 0) {
+        if ((g = retry_get(s->db, "send", st->code, &rs)) == 0) {
             st->attempts = rs.attempts;
             st->next_ms = rs.next_ms;
             (void)ss_strcpy(st->last_error, sizeof st->last_error, rs.last_error);
-        } else {
+        } else if (g == -ENOENT) {
             st->attempts = 0;
             st->next_ms = 0;
             st->last_error[0] = '\0';

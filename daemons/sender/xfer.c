@@ -392,10 +392,16 @@ void xfer_run_many(struct xfer *xs, size_t n)
             fail(&xs[i], rc, "cannot open %s%s", path, rxfd < 0 ? "" : "/.tmp");
         goto out;
     }
-    /* 1. Every file into .tmp/, no sync yet. */
+    /* 1. Every file into .tmp/, no sync yet.  A stop meanwhile leaves the
+     * rest for the next start (cleaned from .tmp/ below). */
     for (size_t i = 0; i < n; i++) {
         struct xfer *x = &xs[i];
         const char *sfx = x->q.type == SEND_PACKAGE ? ".ins" : ".sts";
+        if (*x->stop) {
+            for (size_t k = i; k < n; k++)
+                xs[k].rc = -ECANCELED;
+            break;
+        }
         if (x->q.type == SEND_PACKAGE && !x->q.pck_done) {
             (void)snprintf(src, sizeof src, "%s.pck", x->name);
             (void)snprintf(dst, sizeof dst, "%s.pck.part", x->q.xfer);
