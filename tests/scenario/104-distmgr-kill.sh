@@ -121,8 +121,12 @@ done
 for d in "$DP1" "$DP2"; do
     diff -r "$SRC" "$d/$ID" >/dev/null || fail "$d/$ID differs from the final source"
     check 'no_staging "$d" "$ID"' "$d/.$ID.new was left behind"
-    expect_eq "entries in $d besides the package and its previous generation" "" \
-        "$(find "$d" -mindepth 1 -maxdepth 1 ! -name "$ID" ! -name ".$ID.old" -printf '%f ')"
+    # Older generations are removed just after the install is recorded,
+    # which is what package wait saw: give that a moment.
+    others() { find "$d" -mindepth 1 -maxdepth 1 ! -name "$ID" ! -name ".$ID.old" -printf '%f '; }
+    no_others() { [ -z "$(others)" ]; }
+    wait_for 10 no_others
+    expect_eq "entries in $d besides the package and its previous generation" "" "$(others)"
 done
 say "ok: both DPs equal the final source; no staging tree"
 
