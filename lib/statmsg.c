@@ -132,6 +132,12 @@ const struct sm_catalog sm_catalog[] = {
     { SM_STAT_INGEST_ERROR, 'E', SM_MILESTONE, "statmgr",
       "Status Manager cannot record status messages in the site database: %1. They stay in "
       "their inboxes, and it retries with a growing delay." },
+    { SM_BACKUP_STARTED, 'I', SM_MILESTONE, "sitebkup",
+      "Site Backup is starting a backup of site %1 into %2 (%3)." },
+    { SM_BACKUP_SUCCEEDED, 'I', SM_MILESTONE, "sitebkup",
+      "Site Backup completed the backup %1: %2 files, %3 bytes, in %4." },
+    { SM_BACKUP_FAILED, 'E', SM_MILESTONE, "sitebkup",
+      "Site Backup failed: %1.  Nothing of this backup was kept." },
     { SM_CLIENT_TEST, 'I', SM_MILESTONE, "sitectl",
       "Client test message: %1" },
 };

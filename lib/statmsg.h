@@ -60,7 +60,11 @@ enum sm_id {
     SM_STAT_FUTURE_HELD    = 8400,
     SM_STAT_FUTURE_RELEASED = 8401,
     SM_STAT_INGEST_ERROR   = 8402,
-    /* 8500-8599: sitebkup; 8600-8699: sitectl and clients */
+    /* 8500-8599: sitebkup */
+    SM_BACKUP_STARTED      = 8500,
+    SM_BACKUP_SUCCEEDED    = 8501,
+    SM_BACKUP_FAILED       = 8502,
+    /* 8600-8699: sitectl and clients */
     SM_CLIENT_TEST         = 8600,
 };
 
