@@ -24,9 +24,13 @@
  *   start DAEMON...       waits for each to be ready (never a sleep)
  *
  * Sections appear at most once each, in this order (any may be missing).
+ * Each task, and destination, appears at most once; destination comes
+ * before the tasks.  A file without a task is refused.
  * Parsing is strict: an unknown section or command, a bad argument, a
  * token used but not set, a repeated token: the whole file is refused
  * before anything runs, with "line N: ..." in err.  %% is a literal %.
+ *
+ * struct bkctl is large (BKCTL_MAX_CMDS paths, about 1 MiB): allocate it.
  */
 #ifndef SITESRV_BKCTL_H
 #define SITESRV_BKCTL_H
@@ -35,6 +39,9 @@
 
 #define BKCTL_MAX_SIZE  (256 * 1024)
 #define BKCTL_MAX_CMDS  256
+#define BKCTL_LINE_MAX  4096        /* bytes of a line, without its end */
+#define BKCTL_MAX_TOKENS 256        /* tokens set in [Tokens] */
+#define BKCTL_TOKEN_NAME_MAX 32     /* characters of a token name */
 
 enum bkctl_op {
     BK_STOP,            /* daemons[] */
@@ -77,8 +84,8 @@ struct bkctl_env {
 
 /*
  * Parse buf[0..len) (not modified).  0, or -EBADMSG with err "line N:
- * ..." (or -EFBIG/-ENOMEM).  On success c->destination is the directory
- * this run writes its backup into: the last `destination` command's, else
+ * ..." (or -EFBIG/-ENOMEM; c->n is 0 then).  On success c->destination is
+ * the directory this run writes its backup into: the `destination` command's, else
  * env->destination; it is absolute, without "." or ".." components, and
  * equal to or below env->destination (a destination outside it is
  * refused, naming its line).
