@@ -46,6 +46,14 @@ struct backup_opts {
  * 0 with path (the backup's directory), or -errno with err; on failure
  * nothing is left of the new backup.  Nothing outside ctl->destination is
  * ever removed.
+ *
+ * [Start] runs as written after a success and after a failure alike;
+ * after a failure, a daemon [Stop] stopped that [Start] does not name is
+ * started too.  One case returns an error with path set (path[0] != 0):
+ * the backup is complete and kept, but a [Start] failed.  path is ""
+ * in every other failure.  Each task runs once (a repeated one is
+ * skipped); -EINTR when *stop was seen; -ENOTSUP for [Stop]/[Start]
+ * without the callbacks; -EINVAL for a relative destination.
  */
 int backup_run(const struct backup_opts *o, char *path, size_t pathlen, char *err,
                size_t errlen);
@@ -64,7 +72,9 @@ struct backup_info {
 const char *backup_status_name(enum backup_status s);
 
 /* The backups in destination (and the .tmp ones, as incomplete), oldest
- * first.  *v malloc'ed.  -ENOENT when destination does not exist. */
+ * first.  *v malloc'ed.  -ENOENT when destination does not exist.  A
+ * final name whose manifest is missing or does not parse is damaged;
+ * other entries of destination are not listed. */
 int backup_list(const char *destination, struct backup_info **v, size_t *n);
 
 /* Check every file of the backup against its manifest (size, SHA-256),
@@ -81,7 +91,9 @@ int backup_prune(const char *destination, const char *site, int keep);
  * backup is refused before anything is written); root must not exist or
  * be an empty directory; the files are copied, the site tree completed
  * (every inbox of inboxes.def with .tmp/work/corrupt, logs/, run/), and
- * site.conf's backup.destination left as it was.  0 or -errno with err.
+ * site.conf's backup.destination left as it was.  0 or -errno with err
+ * (-EBADMSG damaged, -ENOTEMPTY, -ENOTDIR); on a failure after writing
+ * began, what was written is removed (root too when this call made it).
  */
 int backup_restore(const char *path, const char *root, char *err, size_t errlen);
 
