@@ -10,13 +10,12 @@
  *
  * DESCRIPTION
  *   Dispatches the command word to its subsystem (site.c, daemons.c,
- *   messages.c, client.c, sites.c, package.c, send.c) and holds what they
- *   share: option parsing and the site root.  The root comes from
- *   --root (before the command or among its options, SPEC 9), else
- *   $SITESRV_ROOT, else the installed root /var/lib/sitesrv.  Commands
- *   of later releases are listed in the usage and refuse to run with a
- *   plain message rather than pretending.  A usage text may hold several
- *   lines ('\n'), each printed as a usage line of its own.
+ *   messages.c, client.c, sites.c, package.c, send.c, backup.c) and holds
+ *   what they share: option parsing and the site root.  The root comes
+ *   from --root (before the command or among its options, SPEC 9), else
+ *   $SITESRV_ROOT, else the installed root /var/lib/sitesrv (restore
+ *   takes only --root: it names the new site).  A usage text may hold
+ *   several lines ('\n'), each printed as a usage line of its own.
  *
  * DIAGNOSTICS
  *   Errors on stderr as "sitectl: ...".  Exit 0 success, 1 failure,
@@ -59,12 +58,8 @@ static const struct cmd cmds[] = {
                                 "package wait ID [--timeout SECONDS]" },
     { "retry",    cmd_retry,    "retry list [--json] | retry now [ID [DP]] | retry clear ID [DP]" },
     { "send",     cmd_send,     "send list [--json] | send now [SITE]" },
-};
-
-/* Commands of SPEC 9 that later releases bring; named so that scripts get
- * a clear refusal instead of "unknown command". */
-static const char *const coming[] = {
-    "backup", "restore",
+    { "backup",   cmd_backup,   "backup now [--wait] [--timeout SECONDS] | backup list [--json]" },
+    { "restore",  cmd_restore,  "restore BACKUP --root DIR" },
 };
 
 static void vctl_err(const char *fmt, va_list ap) SS_PRINTF(1, 0);
@@ -169,10 +164,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: sitectl [--root DIR] COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < SS_ARRAY_LEN(cmds); i++)
         print_usage_lines(f, cmds[i].usage, 1);
-    fprintf(f, "\ncoming in later releases:");
-    for (size_t i = 0; i < SS_ARRAY_LEN(coming); i++)
-        fprintf(f, " %s", coming[i]);
-    fprintf(f, "\n\nDAEMON is one of:");
+    fprintf(f, "\nDAEMON is one of:");
     for (size_t i = 0; i < ctl_ndaemons; i++)
         fprintf(f, " %s", ctl_daemons[i]);
     fprintf(f, " (none named: all).\n"
@@ -280,12 +272,6 @@ int main(int argc, char **argv)
         if (strcmp(cmds[k].name, cmd) == 0) {
             c.cmd = cmds[k].name;
             return cmds[k].fn(&c, argc - i - 1, argv + i + 1);
-        }
-    }
-    for (size_t k = 0; k < SS_ARRAY_LEN(coming); k++) {
-        if (strcmp(coming[k], cmd) == 0) {
-            ctl_err("'%s' is not available yet in this release", cmd);
-            return CTL_FAIL;
         }
     }
     ctl_usage_error(&c, "unknown command '%s'", cmd);

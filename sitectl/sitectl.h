@@ -258,5 +258,7 @@ int cmd_site(struct ctl *c, int argc, char **argv);      /* sites.c */
 int cmd_package(struct ctl *c, int argc, char **argv);   /* package.c */
 int cmd_retry(struct ctl *c, int argc, char **argv);     /* package.c */
 int cmd_send(struct ctl *c, int argc, char **argv);      /* send.c */
+int cmd_backup(struct ctl *c, int argc, char **argv);    /* backup.c */
+int cmd_restore(struct ctl *c, int argc, char **argv);   /* backup.c */
 
 #endif
