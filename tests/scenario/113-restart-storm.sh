@@ -17,7 +17,7 @@
 #     `sitectl client send-status` into the client access point,
 #
 # SCN_CYCLES cycles (default 100) each pick a site, start or stop, and a
-# random non-empty subset of the four daemons in random order, run
+# random non-empty subset of the five daemons in random order, run
 # `sitectl start|stop --timeout LIMIT NAMES`, then wait 0-200 ms.  Every
 # call must exit 0: sitectl's own time limit (start: ready within
 # START_LIMIT; stop: exited within STOP_LIMIT, the daemon's stop_timeout
@@ -59,7 +59,7 @@ CYCLES=${SCN_CYCLES:-100}
 NPKG=3
 START_LIMIT=30      # seconds: sitectl start's own default
 STOP_LIMIT=15       # seconds: daemon.stop_timeout (10 s) + 5 s, sitectl stop's default
-DAEMONS=(distmgr sender despool statmgr)   # sitebkup is not built yet
+DAEMONS=(distmgr sender despool statmgr sitebkup)
 SITES=(CEN B01)
 SEED=${SEED:-$(od -An -tu2 -N2 /dev/urandom | tr -d ' ')}
 RANDOM=$SEED
