@@ -11,7 +11,7 @@
 #    the compressed package file and the signed instruction to B01, B01's
 #    despooler verifies and installs them, B01's distmgr serves its DP, and
 #    B01's status messages come back to CEN, which shows B01 as installed;
-#  - what an administrator sees.
+#  - what an administrator sees, and an online backup of the central site.
 set -euo pipefail
 B=${B:-build}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -173,6 +173,10 @@ ls -1 "$CAP/statmsgs.box/corrupt/"
 cat "$CAP/statmsgs.box/corrupt/"*.reason
 say "The component log (CMTrace format: open it in CMTrace or OneTrace)"
 tail -n 5 "$ROOT/logs/statmgr.log"
+
+say "A backup while everything runs (no daemon stopped), and the backups kept"
+run "$SITECTL" backup now --wait --timeout 120 || true
+run "$SITECTL" backup list
 
 say "Stop"
 run "$SITECTL" stop
