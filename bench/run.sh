@@ -12,6 +12,8 @@
 #    as many rows in one transaction, and reading+unlinking as many files.
 # 3. statmgr idle memory: VmRSS/VmHWM after the ingestion, and of a fresh
 #    statmgr on an empty site, each after 2 s idle.
+# Then bench/distmgr.sh (section 4 of docs/bench.md), bench/sender.sh
+# (section 5) and bench/sitebkup.sh (section 6).
 #
 # Every figure is the median of a few runs (the machine is small and
 # shared).  Benchmarks never fail on timing; they print "goal met" or
