@@ -1083,14 +1083,27 @@ static int task_inboxes(struct run *rn)
                 run_fail(rn, r, dir, "cannot list");
             }
             for (size_t k = 0; k < names.n && r == 0; k++) {
-                /* Claimed between the two listings: taken from the inbox. */
+                /* Backup requests and their results are not the site's
+                 * state: a restored site must not answer them again. */
+                if (inbox_defs[i].id == IB_SITEBKUP && strcmp(names.v[k], "sitebkup.ctl") != 0)
+                    continue;
+                /* Claimed between the two listings and taken from the
+                 * inbox already: once is enough. */
                 if (p == 1 && inbox.n > 0 && bsearch(&names.v[k], inbox.v, inbox.n, sizeof *inbox.v, cmp_str))
                     continue;
-                if ((r = ss_path(rel, sizeof rel, "%s/%s", dir, names.v[k])) < 0)
+                if ((r = ss_path(rel, sizeof rel, "%s/%s", dir, names.v[k])) < 0) {
                     run_fail(rn, r, names.v[k], NULL);
-                else
-                    r = run_link(rn, rel);
+                    break;
+                }
+                long long before = rn->skipped;
+                r = run_link(rn, rel);
+                /* Gone from the inbox before its link (claimed meanwhile):
+                 * not taken, so work/ must not skip it. */
+                if (r == 0 && p == 0 && rn->skipped != before)
+                    names.v[k][0] = '\0';
             }
+            if (p == 0 && names.n > 1)
+                qsort(names.v, names.n, sizeof *names.v, cmp_str);
             if (p == 0) {
                 inbox = names;
             } else {
@@ -1456,6 +1469,25 @@ int backup_run(const struct backup_opts *o, char *path, size_t pathlen, char *er
     hasher_start(&rn.h, rn.tmpfd, 1, o->stop);
     log_info("backup of site %s (%s) into %s started", o->site, o->root, rn.tmppath);
 
+    /* The store's lock, shared, across the tasks when the store is among
+     * them: distmgr's collection of unused objects (which takes it
+     * exclusive) cannot remove an object the database copy names before
+     * the store task links it. */
+    int store_lockfd = -1;
+    char storedir[SS_PATH_MAX];
+    for (int i = 0; i < c->n; i++)
+        if (c->cmd[i].op == BK_STORE && ss_path(storedir, sizeof storedir, "%s/store", o->root) == 0 &&
+            access(storedir, F_OK) == 0) {
+            int lr = store_lock_stop(storedir, 0, o->stop);
+            if (lr >= 0)
+                store_lockfd = lr;
+            else if (lr == -EINTR)
+                r = run_fail(&rn, -EINTR, NULL, NULL);
+            else
+                log_warn("backup: cannot take the store's lock (%s): objects collected "
+                         "meanwhile may be missing from the backup", strerror(-lr));
+            break;
+        }
     /* [Tasks], in the order written; each task once. */
     for (int i = 0; i < c->n && r == 0; i++) {
         int t = op_task(c->cmd[i].op);
@@ -1467,6 +1499,7 @@ int backup_run(const struct backup_opts *o, char *path, size_t pathlen, char *er
         ss_strcpy(tasks + strlen(tasks), sizeof tasks - strlen(tasks), task_name(t));
         r = run_task(&rn, t);
     }
+    store_unlock(store_lockfd);
     if (r == 0 && stopped(o->stop)) {
         rn.task = "backup";
         r = run_fail(&rn, -EINTR, NULL, NULL);
@@ -1630,6 +1663,11 @@ int backup_list(const char *destination, struct backup_info **v, size_t *n)
 
 int backup_prune(const char *destination, const char *site, int keep)
 {
+    return backup_prune_except(destination, site, keep, NULL);
+}
+
+int backup_prune_except(const char *destination, const char *site, int keep, const char *keep_path)
+{
     struct backup_info *v = NULL;
     size_t n = 0, complete = 0;
     int64_t now = ss_now_ms();
@@ -1654,6 +1692,9 @@ int backup_prune(const char *destination, const char *site, int keep)
         int go = 0;
 
         if (strcmp(b->site, site) != 0)
+            continue;
+        /* The one just made stays, whatever the clock said of it. */
+        if (keep_path && strcmp(b->path, keep_path) == 0)
             continue;
         if (b->status == BACKUP_COMPLETE && complete > (size_t)keep) {
             go = 1;
@@ -1910,7 +1951,9 @@ int backup_restore(const char *path, const char *root, char *err, size_t errlen)
             goto undo;
         }
         SHA256_Init(&c);
-        r = copy_file(bfd, l->path, rootfd, l->path, 0, l->mode ? l->mode : 0600, 0, &c, &got);
+        /* Permission bits only: a backup cannot make a setuid file. */
+        r = copy_file(bfd, l->path, rootfd, l->path, 0, (l->mode & 0777) ? (l->mode & 0777) : 0600,
+                      0, &c, &got);
         if (r < 0) {
             ss_seterr(err, errlen, "restore: cannot copy %s: %s", l->path, strerror(-r));
             goto undo;

@@ -85,6 +85,10 @@ int backup_verify(const char *path, char *err, size_t errlen);
 /* Remove the oldest complete backups of site in destination beyond keep
  * (keep >= 1), and .tmp ones older than a day.  Returns how many went. */
 int backup_prune(const char *destination, const char *site, int keep);
+/* The same, never removing keep_path (the backup just made: a clock set
+ * back would make it look the oldest). */
+int backup_prune_except(const char *destination, const char *site, int keep,
+                        const char *keep_path);
 
 /*
  * Restore backup path into root: verified first (backup_verify: a damaged

@@ -63,12 +63,17 @@ const char bkctl_default[] =
     "; SHA-256 in the backup's manifest.  The backup goes to\n"
     "; backup.destination (site.conf) under a temporary name, renamed when\n"
     "; it is complete.\n"
+    ";\n"
+    "; The order matters while work flows: the inboxes before the database\n"
+    "; (a file handed on meanwhile is in both, and its reader takes it once;\n"
+    "; in the other order it could be in neither), the store after it (every\n"
+    "; object the database names is there).\n"
     "\n"
     "[Tasks]\n"
-    "database\n"
     "config\n"
     "keys\n"
     "inboxes\n"
+    "database\n"
     "store\n";
 
 enum { SEC_NONE = -1, SEC_TOKENS, SEC_STOP, SEC_TASKS, SEC_START, SEC_N };

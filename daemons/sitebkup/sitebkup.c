@@ -81,6 +81,10 @@ struct bjob {
     struct pool_job job;
     struct sitebkup *b;
     char     why[32];
+    /* The configuration as the run began (the loop may reload it). */
+    char     destination[SS_PATH_MAX];
+    long long keep;
+    int      resume;               /* start what an interrupted run stopped */
     char     reqs[MAX_REQS][UNIQ_NAME_MAX];
     int      nreqs;
     /* results */
@@ -153,19 +157,73 @@ static int start_daemon(void *arg, const char *name, char *err, size_t errlen)
 
 /* ---------------------------------------------------------------- a run */
 
+/* run/sitebkup.stopped names the daemons a control file's [Stop] stops,
+ * from before the [Stop] until the run has started them again: a
+ * sitebkup killed (or stopped past its limit) in between starts them at
+ * its next start.  ctl NULL removes it. */
+static void note_stopped(struct sitebkup *b, const struct bkctl *ctl)
+{
+    char path[SS_PATH_MAX], names[256] = "";
+
+    if (ss_path(path, sizeof path, "%s/run/sitebkup.stopped", b->root) < 0)
+        return;
+    if (!ctl) {
+        (void)unlink(path);
+        return;
+    }
+    for (int i = 0; i < ctl->n; i++)
+        if (ctl->cmd[i].op == BK_STOP)
+            for (int k = 0; k < ctl->cmd[i].ndaemons; k++) {
+                size_t l = strlen(names);
+                (void)snprintf(names + l, sizeof names - l, "%s\n", ctl->cmd[i].daemon_order[k]);
+            }
+    if (names[0]) {
+        int rc = ss_write_file_atomic(path, names, strlen(names), 0640);
+        if (rc < 0)
+            log_warn("cannot write %s: %s", path, strerror(-rc));
+    }
+}
+
+/* Start the daemons an interrupted run had stopped (run/sitebkup.stopped). */
+static void resume_stopped(struct bjob *bj)
+{
+    struct sitebkup *b = bj->b;
+    char path[SS_PATH_MAX], *buf = NULL, *save = NULL;
+    size_t len = 0;
+
+    if (ss_path(path, sizeof path, "%s/run/sitebkup.stopped", b->root) < 0 ||
+        ss_read_file(AT_FDCWD, path, 4096, &buf, &len) < 0)
+        return;
+    for (char *name = strtok_r(buf, "\n", &save); name; name = strtok_r(NULL, "\n", &save)) {
+        char err[SS_ERR_MAX];
+        if (strcmp(name, "distmgr") && strcmp(name, "sender") && strcmp(name, "despool") &&
+            strcmp(name, "statmgr"))
+            continue;
+        log_warn("an interrupted backup had stopped %s: starting it", name);
+        if (run_sitectl(b, "start", name, err, sizeof err) < 0)
+            log_error("%s", err);
+    }
+    free(buf);
+    (void)unlink(path);
+    bj->rc = 0;
+}
+
 static void bjob_work(struct pool_job *j)
 {
     struct bjob *bj = (struct bjob *)j;
     struct sitebkup *b = bj->b;
-    const struct ss_conf *c = daemon_conf(b->d);
-    struct bkctl *ctl = calloc(1, sizeof *ctl);
-    struct bkctl_env env = { b->site, b->root, c->backup_destination };
+    struct bkctl *ctl = NULL;
+    struct bkctl_env env = { b->site, b->root, bj->destination };
     char *text = NULL, perr[SS_ERR_MAX];
     size_t len = 0;
     int64_t t0 = ss_mono_ms();
     int own = 1;
 
-    if (!ctl) {
+    if (bj->resume) {
+        resume_stopped(bj);
+        return;
+    }
+    if (!(ctl = calloc(1, sizeof *ctl))) {
         bj->rc = -ENOMEM;
         ss_seterr(bj->err, sizeof bj->err, "out of memory");
         return;
@@ -197,14 +255,17 @@ static void bjob_work(struct pool_job *j)
         .root = b->root, .site = b->site, .ctl = ctl, .stop = &b->stop_flag,
         .daemon_stop = stop_daemon, .daemon_start = start_daemon, .arg = b,
     };
+    note_stopped(b, ctl);
     bj->rc = backup_run(&o, bj->path, sizeof bj->path, bj->err, sizeof bj->err);
+    /* backup_run started again what it stopped, whatever happened. */
+    note_stopped(b, NULL);
     if (bj->rc == 0) {
         struct backup_info *v = NULL;
         size_t n = 0;
-        int gone = backup_prune(ctl->destination, b->site,
-                                c->backup_keep > 0 ? (int)c->backup_keep : 1);
+        int gone = backup_prune_except(ctl->destination, b->site,
+                                       bj->keep > 0 ? (int)bj->keep : 1, bj->path);
         if (gone > 0)
-            log_info("removed %d older backups (backup.keep %lld)", gone, c->backup_keep);
+            log_info("removed %d older backups (backup.keep %lld)", gone, bj->keep);
         if (backup_list(ctl->destination, &v, &n) == 0)
             for (size_t i = 0; i < n; i++)
                 if (strcmp(v[i].path, bj->path) == 0) {
@@ -258,6 +319,12 @@ static void bjob_done(struct pool_job *j, int cancelled)
     char dur[32], nf[24], nb[24];
 
     b->running = 0;
+    if (bj->resume) {
+        free(bj);
+        if (!daemon_stopping(b->d))
+            kick(b);
+        return;
+    }
     if (cancelled) {
         bj->rc = -EINTR;
         ss_seterr(bj->err, sizeof bj->err, "sitebkup stopped before the backup began");
@@ -287,13 +354,8 @@ static void bjob_done(struct pool_job *j, int cancelled)
         (void)inbox_done(&b->box, bj->reqs[i]);
     }
     free(bj);
-    if (!daemon_stopping(b->d)) {
-        if (b->scheduled_due) {
-            b->scheduled_due = 0;
-            arm_daily(b);
-        }
-        kick(b);
-    }
+    if (!daemon_stopping(b->d))
+        kick(b);            /* more requests, or a schedule that fell due */
 }
 
 static void start_run(struct sitebkup *b, const char *why, struct inbox_entry *reqs, size_t n)
@@ -306,6 +368,9 @@ static void start_run(struct sitebkup *b, const char *why, struct inbox_entry *r
     }
     bj->b = b;
     (void)ss_strcpy(bj->why, sizeof bj->why, why);
+    (void)ss_strcpy(bj->destination, sizeof bj->destination,
+                    daemon_conf(b->d)->backup_destination);
+    bj->keep = daemon_conf(b->d)->backup_keep;
     for (size_t i = 0; i < n && bj->nreqs < MAX_REQS; i++) {
         if (inbox_claim(&b->box, reqs[i].name) < 0)
             continue;
@@ -488,6 +553,18 @@ static int sitebkup_start(struct daemon *d)
         log_info("%zu backup requests of an interrupted run returned to the inbox", ret);
     if (!(b->pool = daemon_pool(d, 1)))
         return -1;
+    /* A run killed between its [Stop] and its [Start]: start those first. */
+    char marker[SS_PATH_MAX];
+    struct bjob *rj;
+    if (ss_path(marker, sizeof marker, "%s/run/sitebkup.stopped", b->root) == 0 &&
+        access(marker, F_OK) == 0 && (rj = calloc(1, sizeof *rj)) != NULL) {
+        rj->b = b;
+        rj->resume = 1;
+        rj->job.work = bjob_work;
+        rj->job.done = bjob_done;
+        b->running = 1;
+        pool_submit(b->pool, &rj->job);
+    }
     uv_timer_init(daemon_loop(d), &b->daily);
     b->daily.data = b;
     b->daily_open = 1;

@@ -162,3 +162,12 @@ sx CEN config set backup.keep 2 >/dev/null || fail "config set backup.keep exite
 sx CEN backup now --wait --timeout 120 >/dev/null || fail "a backup after backup.keep 2 failed"
 expect_eq "backups kept (backup.keep 2)" 2 "$(nbk)"
 say "ok: backup.keep 2 keeps two"
+
+# A run killed between its [Stop] and its [Start] (its marker left in
+# run/): the next sitebkup starts what it had stopped.
+sx CEN stop distmgr >/dev/null || fail "sitectl stop distmgr exited $?"
+printf 'distmgr\n' >"$R/run/sitebkup.stopped"
+sx CEN stop sitebkup >/dev/null && sx CEN start sitebkup >/dev/null || fail "restart of sitebkup failed"
+resumed() { site_running CEN distmgr && [ ! -e "$R/run/sitebkup.stopped" ]; }
+wait_for 30 resumed || fail "distmgr was not started again after an interrupted backup's [Stop]"
+say "ok: the daemons an interrupted backup had stopped are started by the next sitebkup"

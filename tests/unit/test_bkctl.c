@@ -132,7 +132,7 @@ static void test_default(void **state)
                                  sizeof err), 0);
     render(c, &b);
     /* Every task, and nothing stops a daemon. */
-    const char *want[] = {"database;", "config;", "keys;", "inboxes;", "store;"};
+    const char *want[] = {"config;", "keys;", "inboxes;", "database;", "store;"};
     for (size_t i = 0; i < SS_ARRAY_LEN(want); i++)
         if (strstr(b.data, want[i]) == NULL)
             fail_msg("default lacks %s: %s", want[i], b.data);
