@@ -33,6 +33,7 @@
  *   failed.  The ready file shows running=, succeeded=, failed=, last=.
  *   Exit status 0 after an orderly stop, 1 when it cannot start.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -94,6 +95,12 @@ struct bjob {
     int64_t  ms;
     long long files, bytes;
 };
+
+static int has_suffix(const char *name, const char *sfx)
+{
+    size_t n = strlen(name), k = strlen(sfx);
+    return n > k && strcmp(name + n - k, sfx) == 0;
+}
 
 /* ---------------------------------------------------------------- sitectl */
 
@@ -309,6 +316,27 @@ static void write_result(struct sitebkup *b, const char *req, const struct bjob 
     ss_sbuf_free(&s);
 }
 
+/* Results nobody read (a `backup now` without --wait) go after a day. */
+static void sweep_results(struct sitebkup *b)
+{
+    char dir[SS_PATH_MAX];
+    struct dirent *de;
+    time_t now = time(NULL);
+    DIR *d;
+
+    if (ss_path(dir, sizeof dir, "%s/%s", b->box.path, RESULTS_DIR) < 0 || !(d = opendir(dir)))
+        return;
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        if (!has_suffix(de->d_name, ".res") ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (now - st.st_mtime > 86400)
+            (void)unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
 static void kick(struct sitebkup *b);
 static void arm_daily(struct sitebkup *b);
 
@@ -354,6 +382,7 @@ static void bjob_done(struct pool_job *j, int cancelled)
         (void)inbox_done(&b->box, bj->reqs[i]);
     }
     free(bj);
+    sweep_results(b);
     if (!daemon_stopping(b->d))
         kick(b);            /* more requests, or a schedule that fell due */
 }
@@ -384,11 +413,6 @@ static void start_run(struct sitebkup *b, const char *why, struct inbox_entry *r
 
 /* ---------------------------------------------------------------- requests */
 
-static int has_suffix(const char *name, const char *sfx)
-{
-    size_t n = strlen(name), k = strlen(sfx);
-    return n > k && strcmp(name + n - k, sfx) == 0;
-}
 
 /* A request is a record kind backupreq v1; anything else is quarantined. */
 static int request_ok(struct sitebkup *b, const char *name, char *why, size_t len)
