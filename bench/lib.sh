@@ -37,3 +37,18 @@ stop_started() {
         kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
     done
 }
+
+# Figures: ratios and rates of "nan"-able numbers, seconds for display,
+# goals, and the CMTrace time= fields of log lines.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b <= 0) print "nan"; else printf "%.2f", a / b }'; }
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s == "nan" || s <= 0) print "nan"; else printf "%.0f", n / s }'; }
+# shellcheck disable=SC2317  # le and ge are called through met and yes_if
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "nan" && a <= b) }'; }
+# shellcheck disable=SC2317
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "nan" && a >= b) }'; }
+secs() { awk -v s="$1" 'BEGIN { if (s == "nan" || s == "") print "n/a"; else if (s < 10 && s > -10) printf "%.2f", s; else printf "%.1f", s }'; }
+list() { local x out=; for x in "$@"; do out="$out${out:+ }$(secs "$x")"; done; echo "${out:-n/a}"; }
+words() { local out="$*"; echo "${out:-n/a}"; }
+met() { if "$@"; then echo "goal met"; else echo "goal NOT met"; fi; }
+yes_if() { if "$@"; then echo yes; else echo no; fi; }
+log_times() { sed -n 's/.*time="\([0-9][0-9]\):\([0-9][0-9]\):\([0-9.]*\)+000".*/\1 \2 \3/p'; }

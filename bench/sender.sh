@@ -110,17 +110,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b <= 0) print "nan"; else printf "%.2f", a / b }'; }
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s == "nan" || s <= 0) print "nan"; else printf "%.0f", n / s }'; }
-# shellcheck disable=SC2317  # le and ge are called through met and yes_if
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "nan" && a <= b) }'; }
-# shellcheck disable=SC2317
-ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "nan" && a >= b) }'; }
-secs() { awk -v s="$1" 'BEGIN { if (s == "nan") print "n/a"; else if (s < 10) printf "%.2f", s; else printf "%.1f", s }'; }
-list() { local x out=; for x in "$@"; do out="$out${out:+ }$(secs "$x")"; done; echo "${out:-n/a}"; }
-words() { local out="$*"; echo "${out:-n/a}"; }
-met() { if "$@"; then echo "goal met"; else echo "goal NOT met"; fi; }
-yes_if() { if "$@"; then echo yes; else echo no; fi; }
 
 # sitectl in site root $1, quietly, with a time limit; the output goes to
 # $1.log (shown on failure).
@@ -183,7 +172,6 @@ wait_jobs() {
 
 # Seconds since midnight UTC of a log line's time="HH:MM:SS.mmm+000", and
 # of an $EPOCHREALTIME: for spans measured from the start of a run.
-log_times() { sed -n 's/.*time="\([0-9][0-9]\):\([0-9][0-9]\):\([0-9.]*\)+000".*/\1 \2 \3/p'; }
 # The last log line of file $1 matching $2, in seconds after $3 (an
 # $EPOCHREALTIME); nan if none.
 log_at() {

@@ -113,17 +113,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b <= 0) print "nan"; else printf "%.2f", a / b }'; }
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s == "nan" || s <= 0) print "nan"; else printf "%.0f", n / s }'; }
-# shellcheck disable=SC2317  # le and ge are called through met and yes_if
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "nan" && a <= b) }'; }
-# shellcheck disable=SC2317
-ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "nan" && a >= b) }'; }
-secs() { awk -v s="$1" 'BEGIN { if (s == "nan" || s == "") print "n/a"; else if (s < 10 && s > -10) printf "%.2f", s; else printf "%.1f", s }'; }
-list() { local x out=; for x in "$@"; do out="$out${out:+ }$(secs "$x")"; done; echo "${out:-n/a}"; }
-words() { local out="$*"; echo "${out:-n/a}"; }
-met() { if "$@"; then echo "goal met"; else echo "goal NOT met"; fi; }
-yes_if() { if "$@"; then echo yes; else echo no; fi; }
 
 # sitectl in the site, quietly, with a time limit; the output goes to
 # $R.log (shown on failure).
@@ -150,7 +139,6 @@ stop_daemon() {
 # Seconds since midnight UTC of a log line's time="HH:MM:SS.mmm+000"; the
 # log line number $2 (1-based, among the lines of file $1 matching $3) in
 # seconds after the $EPOCHREALTIME $4; nan if there is no such line.
-log_times() { sed -n 's/.*time="\([0-9][0-9]\):\([0-9][0-9]\):\([0-9.]*\)+000".*/\1 \2 \3/p'; }
 log_at() {
     local t
     t=$(grep -a -- "$3" "$1" 2>/dev/null | sed -n "${2}p" | log_times)
