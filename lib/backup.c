@@ -1402,7 +1402,27 @@ int backup_run(const struct backup_opts *o, char *path, size_t pathlen, char *er
     rn.errlen = sizeof e;
     int64_t t0 = ss_mono_ms(), created = 0;
 
-    /* [Stop], in the order written. */
+    /* The new backup's temporary directory. */
+    rn.task = "destination";
+    if ((r = ss_mkdir_p(c->destination, 0750)) < 0) {
+        run_fail(&rn, r, c->destination, "cannot make");
+        goto fail;
+    }
+    destfd = open(c->destination, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (destfd < 0 || fstat(destfd, &st) < 0) {
+        run_fail(&rn, r = -errno, c->destination, "cannot open");
+        goto fail;
+    }
+    rn.destdev = st.st_dev;
+    rn.destino = st.st_ino;
+    if ((rn.rootfd = open(o->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        rn.task = "root";
+        run_fail(&rn, r = -errno, o->root, "cannot open the site root");
+        goto fail;
+    }
+    /* [Stop], in the order written: only once the destination and the
+     * root are known to be usable, so that a destination that cannot be
+     * made stops nothing. */
     for (int i = 0; i < c->n && r == 0; i++) {
         const struct bkctl_cmd *cmd = &c->cmd[i];
         if (cmd->op != BK_STOP)
@@ -1422,24 +1442,6 @@ int backup_run(const struct backup_opts *o, char *path, size_t pathlen, char *er
     if (r < 0)
         goto fail;
 
-    /* The new backup's temporary directory. */
-    rn.task = "destination";
-    if ((r = ss_mkdir_p(c->destination, 0750)) < 0) {
-        run_fail(&rn, r, c->destination, "cannot make");
-        goto fail;
-    }
-    destfd = open(c->destination, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (destfd < 0 || fstat(destfd, &st) < 0) {
-        run_fail(&rn, r = -errno, c->destination, "cannot open");
-        goto fail;
-    }
-    rn.destdev = st.st_dev;
-    rn.destino = st.st_ino;
-    if ((rn.rootfd = open(o->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        rn.task = "root";
-        run_fail(&rn, r = -errno, o->root, "cannot open the site root");
-        goto fail;
-    }
     created = ss_now_ms();
     for (; seq <= BK_NAME_TRIES; seq++) {
         if ((r = stamp_name(final, sizeof final, o->site, created, seq, 0)) < 0 ||
@@ -1557,7 +1559,10 @@ fail:
 starts:
     {
         char se[SS_ERR_MAX] = "";
-        int sr = run_starts(o, stoppedv, nstopped, failed, se, sizeof se);
+        /* Stopping: the daemons [Stop] stopped are left to the next start
+         * of sitebkup (which the caller told), not started against the
+         * administrator's stop of the site. */
+        int sr = stopped(o->stop) ? 0 : run_starts(o, stoppedv, nstopped, failed, se, sizeof se);
         if (sr < 0 && r == 0) {
             /* The backup is complete and stays (path says where); the run
              * still failed, since a daemon is not running. */

@@ -74,6 +74,7 @@ struct sitebkup {
     volatile int stop_flag;
     int      running;
     int      scheduled_due;          /* the schedule fired during a run */
+    int      sched_day;              /* local YYYYMMDD of the last scheduled run */
     uint64_t succeeded, failed;
     char     last[SS_PATH_MAX];
 };
@@ -130,7 +131,24 @@ static int run_sitectl(struct sitebkup *b, const char *verb, const char *name, c
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &defs);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    rc = posix_spawn(&pid, b->sitectl, NULL, &at, argv, environ);
+    /* Not this daemon's service manager's variables: the daemons sitectl
+     * starts are not ours to announce. */
+    size_t ne = 0;
+    for (char **e = environ; *e; e++)
+        ne++;
+    char **envp = calloc(ne + 1, sizeof *envp);
+    if (!envp) {
+        posix_spawnattr_destroy(&at);
+        ss_seterr(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    ne = 0;
+    for (char **e = environ; *e; e++)
+        if (strncmp(*e, "NOTIFY_SOCKET=", 14) != 0 && strncmp(*e, "WATCHDOG_", 9) != 0 &&
+            strncmp(*e, "LISTEN_", 7) != 0)
+            envp[ne++] = *e;
+    rc = posix_spawn(&pid, b->sitectl, NULL, &at, argv, envp);
+    free(envp);
     posix_spawnattr_destroy(&at);
     if (rc != 0) {
         ss_seterr(err, errlen, "cannot run %s: %s", b->sitectl, strerror(rc));
@@ -264,8 +282,10 @@ static void bjob_work(struct pool_job *j)
     };
     note_stopped(b, ctl);
     bj->rc = backup_run(&o, bj->path, sizeof bj->path, bj->err, sizeof bj->err);
-    /* backup_run started again what it stopped, whatever happened. */
-    note_stopped(b, NULL);
+    /* backup_run started again what it stopped -- unless sitebkup is
+     * stopping: then the marker stays for the next start. */
+    if (!b->stop_flag)
+        note_stopped(b, NULL);
     if (bj->rc == 0) {
         struct backup_info *v = NULL;
         size_t n = 0;
@@ -335,6 +355,14 @@ static void sweep_results(struct sitebkup *b)
             (void)unlinkat(dirfd(d), de->d_name, 0);
     }
     closedir(d);
+}
+
+static int local_day(time_t t)
+{
+    struct tm tm;
+
+    localtime_r(&t, &tm);
+    return (tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
 }
 
 static void kick(struct sitebkup *b);
@@ -472,6 +500,7 @@ static void watch_cb(struct daemon_watch *w, void *arg)
         start_run(b, "request", ok, nok);
     else if (b->scheduled_due) {
         b->scheduled_due = 0;
+        b->sched_day = local_day(time(NULL));
         start_run(b, "schedule", NULL, 0);
         arm_daily(b);
     }
@@ -485,8 +514,10 @@ static void kick(struct sitebkup *b)
 
 /* ---------------------------------------------------------------- schedule */
 
-/* Milliseconds until the next local minutes-after-midnight `at`. */
-static int64_t until_daily(int at)
+/* Milliseconds until the next local minutes-after-midnight `at`, on a
+ * later day than done_day (the day of the last scheduled run: the day
+ * the clocks go back has its HH:MM twice, and runs once). */
+static int64_t until_daily(int at, int done_day)
 {
     time_t now = time(NULL);
     struct tm tm;
@@ -497,7 +528,7 @@ static int64_t until_daily(int at)
     tm.tm_sec = 0;
     tm.tm_isdst = -1;
     time_t t = mktime(&tm);
-    if (t <= now) {
+    if (t <= now || local_day(t) == done_day) {
         tm.tm_mday += 1;
         tm.tm_isdst = -1;
         t = mktime(&tm);
@@ -523,7 +554,7 @@ static void arm_daily(struct sitebkup *b)
     uv_timer_stop(&b->daily);
     if (at < 0)
         return;
-    int64_t in = until_daily(at);
+    int64_t in = until_daily(at, b->sched_day);
     uv_timer_start(&b->daily, daily_cb, (uint64_t)(in > 0 ? in : 1000), 0);
     log_info("next scheduled backup in %lld s (backup.daily_at %02d:%02d)",
              (long long)(in / 1000), at / 60, at % 60);
