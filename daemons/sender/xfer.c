@@ -24,7 +24,7 @@
  *   file to what was confirmed (never trusting bytes written after it) and
  *   goes on from there, so a large package interrupted at 90% does not
  *   send the first 90% again.  A part file shorter than the confirmed
- *   offset (the receiver removed it as stale, see INBOX_TMP_STALE_S) is
+ *   offset (the receiver removed it as abandoned after 8 days, ORPHAN_AGE_S in daemons/despool/despool.c) is
  *   continued from its own length: its bytes were written in order by
  *   this request alone, since X is a unique name.
  *

@@ -156,9 +156,9 @@ static int run_sitectl(struct sitebkup *b, const char *verb, const char *name, c
     }
     while (waitpid(pid, &st, 0) < 0)
         if (errno != EINTR) {
-            ss_seterr(err, errlen, "cannot wait for sitectl %s %s: %s", verb, name,
-                      strerror(errno));
-            return -errno;
+            int e = errno;
+            ss_seterr(err, errlen, "cannot wait for sitectl %s %s: %s", verb, name, strerror(e));
+            return -e;
         }
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         ss_seterr(err, errlen, "sitectl %s %s failed (%s %d)", verb, name,
