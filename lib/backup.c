@@ -34,7 +34,8 @@
  *       a hard link taken now keeps the file as it is now, at no cost;
  *       across file systems (EXDEV) or where linking is refused they are
  *       copied.  A file that goes away between the listing and the link
- *       was consumed meanwhile and is left out;
+ *       was consumed meanwhile and is left out (an inbox file claimed so is
+ *   taken from the inbox's work/, listed after it);
  *     - site.conf and keys/ are small and copied (a copy, not a link: they
  *       are edited by replacement, but the backup must not share the
  *       private key's inode with the site either way).

@@ -95,9 +95,9 @@ const struct conf_key conf_keys[] = {
     KEY("sender", "max_per_site", CONF_INT, sender_max_per_site, 1, 256, "3", 0,
         "transfers at once to one site"),
     KEY("sender", "retry_delay", CONF_DURATION, sender_retry_delay, RETRY_MIN, 0, "1m", 0,
-        "first delay before retrying a failed transfer"),
+        "first delay before a site whose transfer failed is tried again"),
     KEY("sender", "retry_max_delay", CONF_DURATION, sender_retry_max_delay, RETRY_MIN, 0, "1h", 0,
-        "cap of the growing delay between retries of a transfer"),
+        "cap of a site's growing retry delay"),
     KEY("sender", "job_lifetime", CONF_DURATION, sender_job_lifetime, SEC, 0, "7d", 0,
         "a job not delivered by then fails, with a status message"),
 

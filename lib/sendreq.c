@@ -12,8 +12,9 @@
  *   its checksum and is refused whole.  The parsers also refuse unknown and
  *   repeated fields, so a file written by a newer release is quarantined
  *   with a clear reason rather than half understood.  A job's paths are
- *   relative to the site root and checked like manifest paths: a job can
- *   never name a file outside the root.
+ *   relative to the site root, checked like manifest paths, and must lie
+ *   under store/out/ or inboxes/statmgr.box/outgoing/: a job can never
+ *   name another file of the site (its key, its database).
  *
  * DIAGNOSTICS
  *   Returns 0 or a negative errno; parse errors are -EBADMSG with a

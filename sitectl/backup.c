@@ -74,23 +74,6 @@ static void sleep_ms(int ms)
         ;
 }
 
-/* "4.5MB", "812B": a size for people, one decimal past KB. */
-static void human_size(long long n, char *buf, size_t len)
-{
-    static const char *const units[] = { "KB", "MB", "GB", "TB" };
-    if (n < 1024) {
-        snprintf(buf, len, "%lldB", n > 0 ? n : 0);
-        return;
-    }
-    double v = (double)n / 1024;
-    size_t u = 0;
-    while (v >= 1024 && u + 1 < SS_ARRAY_LEN(units)) {
-        v /= 1024;
-        u++;
-    }
-    snprintf(buf, len, "%.1f%s", v, units[u]);
-}
-
 /* ---- backup now ---- */
 
 /* A timeout for messages: "2 s", "1.5 s". */
@@ -359,7 +342,7 @@ static int backup_listing(struct ctl *c, int json)
             char t[64] = "-", size[32];
             if (bi->time_ms > 0)
                 (void)ss_fmt_time_iso(bi->time_ms, t, sizeof t);
-            human_size(bi->bytes, size, sizeof size);
+            ctl_fmt_bytes(bi->bytes, size, sizeof size);
             printf("%-28s %-4s %-24s %-10s %8lld %10s\n", bi->name,
                    bi->site[0] ? bi->site : "-", t, backup_status_name(bi->status),
                    bi->files, size);
@@ -496,7 +479,7 @@ int cmd_restore(struct ctl *c, int argc, char **argv)
     struct backup_info info;
     if (describe(path, &info) == 0) {
         char size[32];
-        human_size(info.bytes, size, sizeof size);
+        ctl_fmt_bytes(info.bytes, size, sizeof size);
         printf("restored %s into %s: site %s, %lld files, %lld bytes (%s)\n", path, root,
                info.site[0] ? info.site : "?", info.files, info.bytes, size);
     } else {

@@ -52,8 +52,8 @@ static const struct cmd cmds[] = {
     { "dp",       cmd_dp,       "dp add NAME PATH | dp remove NAME | dp list [--json]" },
     { "site",     cmd_site,     "site add CODE --address ADDR --key PUBFILE | site remove CODE"
                                 " | site list [--json]" },
-    { "package",  cmd_package,  "package add --name NAME --source DIR [--dp NAME]...\n"
-                                "package update ID | package delete ID\n"
+    { "package",  cmd_package,  "package add --name NAME --source DIR [--dp NAME]... [--priority P]\n"
+                                "package update ID [--priority P] | package delete ID\n"
                                 "package list [--json] | package show ID [--json]\n"
                                 "package wait ID [--timeout SECONDS]" },
     { "retry",    cmd_retry,    "retry list [--json] | retry now [ID [DP]] | retry clear ID [DP]" },

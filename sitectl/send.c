@@ -1,7 +1,8 @@
 /*
  * NAME
- *   send.c - sitectl send list: what the scheduler and the sender still
- *   have to send, per site, with each site's throttle.
+ *   send.c - sitectl send list and send now: what the scheduler and the
+ *   sender still have to send, per site, with each site's throttle; a
+ *   site's throttle made due now (and the sender told, SIGHUP).
  *
  * SYNOPSIS
  *   cmd_send(), ctl_send_scan(), ctl_send_state()
@@ -334,23 +335,6 @@ static int throttle(sqlite3 *db, const char *code, struct retry_state *rs)
     return retry_get(db, "send", code, rs);
 }
 
-/* "4.5MB", "812B": a size for people, one decimal past KB. */
-static void human_size(int64_t n, char *buf, size_t len)
-{
-    static const char *const units[] = { "KB", "MB", "GB", "TB" };
-    if (n < 1024) {
-        snprintf(buf, len, "%dB", n > 0 ? (int)n : 0);
-        return;
-    }
-    double v = (double)n / 1024;
-    size_t u = 0;
-    while (v >= 1024 && u + 1 < SS_ARRAY_LEN(units)) {
-        v /= 1024;
-        u++;
-    }
-    snprintf(buf, len, "%.1f%s", v, units[u]);
-}
-
 static void fmt_next(int64_t next_ms, int64_t now, char *buf, size_t len)
 {
     if (next_ms <= 0 || next_ms <= now) {
@@ -384,11 +368,11 @@ static void print_item(const struct ctl_send_item *it, int64_t now)
     char pkg[48] = "-", progress[80] = "-", next[32] = "-", total[32], done[32];
     if (q->type == SEND_PACKAGE)
         snprintf(pkg, sizeof pkg, "%s-%lld", q->package, q->version);
-    human_size(q->size, total, sizeof total);
+    ctl_fmt_bytes(q->size, total, sizeof total);
     if (it->kind == CTL_SEND_JOB) {
         snprintf(progress, sizeof progress, "0 of %s", total);
     } else if (q->size > 0) {
-        human_size(q->offset, done, sizeof done);
+        ctl_fmt_bytes(q->offset, done, sizeof done);
         snprintf(progress, sizeof progress, "%d%% %s/%s",
                  (int)(q->offset >= q->size ? 100 : q->offset * 100 / q->size), done, total);
     }

@@ -167,6 +167,8 @@ int  ctl_dp_name_ok(const char *s);
 int  ctl_dp_reachable(const char *path, char *why, size_t len);
 /* "42s", "17m", "5h", "3d" (rounded down). */
 void ctl_fmt_span(int64_t s, char *buf, size_t len);
+/* "4.5MB", "812B": a size for people, one decimal past KB. */
+void ctl_fmt_bytes(int64_t n, char *buf, size_t len);
 
 /* Retry targets of scope "dp" under prefix (NULL: all) whose DP - the
  * last '/' segment - is dp.  *out is malloc'ed, n entries of

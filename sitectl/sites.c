@@ -9,7 +9,7 @@
  *   ctl_site_open(), ctl_site_close(), ctl_db_fail(), ctl_tell_distmgr(),
  *   ctl_sql(), ctl_sql_int(), ctl_col_text(), ctl_json_time(),
  *   ctl_json_str_or_null(), ctl_site_listing(), ctl_dp_name_ok(),
- *   ctl_dp_reachable(), ctl_fmt_span(), ctl_dp_retry_targets(),
+ *   ctl_dp_reachable(), ctl_fmt_span(), ctl_fmt_bytes(), ctl_dp_retry_targets(),
  *   ctl_args_parse(), ctl_args_only(), ctl_args_free(), ctl_subcommand()
  *
  * DESCRIPTION
@@ -411,6 +411,22 @@ int ctl_dp_reachable(const char *path, char *why, size_t len)
     if (len)
         why[0] = '\0';
     return 0;
+}
+
+void ctl_fmt_bytes(int64_t n, char *buf, size_t len)
+{
+    static const char *const units[] = { "KB", "MB", "GB", "TB" };
+    if (n < 1024) {
+        snprintf(buf, len, "%dB", n > 0 ? (int)n : 0);
+        return;
+    }
+    double v = (double)n / 1024;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < SS_ARRAY_LEN(units)) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, len, "%.1f%s", v, units[u]);
 }
 
 void ctl_fmt_span(int64_t s, char *buf, size_t len)
